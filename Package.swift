@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Dermis",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "dermis", targets: ["dermis"]),
+        .library(name: "DermisCore", targets: ["DermisCore"]),
+        .library(name: "DermisApp", targets: ["DermisApp"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.0"),
+        .package(url: "https://github.com/vapor/fluent.git", from: "4.13.0"),
+        .package(url: "https://github.com/vapor/fluent-sqlite-driver.git", from: "4.9.0"),
+        .package(url: "https://github.com/vapor/fluent-postgres-driver.git", from: "2.14.0"),
+        .package(url: "https://github.com/vapor/leaf.git", from: "4.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+    ],
+    targets: [
+        // Pure domain: the protocol as data and the clinical engine. Foundation only.
+        .target(
+            name: "DermisCore",
+            resources: [.copy("Resources/protocol.json")]
+        ),
+        // The Vapor application: configure(), features, storage.
+        .target(
+            name: "DermisApp",
+            dependencies: [
+                "DermisCore",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "Fluent", package: "fluent"),
+                .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),
+                .product(name: "FluentPostgresDriver", package: "fluent-postgres-driver"),
+                .product(name: "Leaf", package: "leaf"),
+            ],
+            resources: [.copy("Resources")]
+        ),
+        // The `dermis` command: serve, migrate, screen, plan, demo.
+        .executableTarget(
+            name: "dermis",
+            dependencies: [
+                "DermisCore",
+                "DermisApp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "DermisCoreTests", dependencies: ["DermisCore"]),
+        .testTarget(
+            name: "DermisAppTests",
+            dependencies: [
+                "DermisApp",
+                .product(name: "VaporTesting", package: "vapor"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

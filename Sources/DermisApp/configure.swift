@@ -1,0 +1,67 @@
+import DermisCore
+import Fluent
+import Foundation
+import Leaf
+import Vapor
+
+/// The one composition root: the `dermis` executable and the tests both call it.
+public func configure(_ app: Application, settings: DermisSettings) async throws {
+    app.dermis = DermisContext(clinicalProtocol: try settings.loadProtocol(), clock: settings.clock)
+
+    app.middleware = Middlewares()
+    app.middleware.use(SecurityHeadersMiddleware())
+    app.middleware.use(ErrorMiddleware.default(environment: app.environment))
+    app.middleware.use(FileMiddleware(publicDirectory: resourcesPath("Public")))
+
+    try DatabaseSetup.use(settings, on: app)
+    try await DatabaseSetup.ensureDurable(app.db)
+    app.migrations.add(CreateClinic())
+    try await app.autoMigrate()
+    if settings.seedDemo {
+        try await DemoClinic.seedIfEmpty(on: app.db)
+    }
+
+    app.views.use(.leaf)
+    app.directory.viewsDirectory = resourcesPath("Views")
+    app.leaf.cache.isEnabled = app.environment.isRelease
+
+    try app.register(collection: HomeController())
+    try app.register(collection: PlanPageController())
+}
+
+/// A folder of the app's bundled resources, with a trailing slash.
+func resourcesPath(_ folder: String) -> String {
+    Bundle.module.resourceURL!.appendingPathComponent("Resources").appendingPathComponent(folder).path + "/"
+}
+
+/// What every request handler may need: the protocol in force and the clock.
+struct DermisContext: Sendable {
+    let clinicalProtocol: ClinicalProtocol
+    let clock: any Clock
+}
+
+extension Application {
+    private struct DermisKey: StorageKey { typealias Value = DermisContext }
+
+    var dermis: DermisContext {
+        get {
+            guard let context = storage[DermisKey.self] else { fatalError("configure(_:settings:) was not called") }
+            return context
+        }
+        set { storage[DermisKey.self] = newValue }
+    }
+}
+
+extension Request {
+    var dermis: DermisContext { application.dermis }
+
+    /// The clinic this server runs, if one is set up.
+    func clinic() async throws -> Clinic? {
+        try await Clinic.query(on: db).sort(\.$createdAt).first()
+    }
+
+    /// Today in the clinic's time zone, from the injected clock.
+    func today(in clinic: Clinic?) -> CalendarDate {
+        CalendarDate(dermis.clock.now(), in: clinic?.zone ?? .current)
+    }
+}

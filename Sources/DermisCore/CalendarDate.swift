@@ -1,0 +1,103 @@
+import Foundation
+
+/// A calendar day with no time and no zone (`2026-12-01`), as the contract's dates are.
+public struct CalendarDate: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let year: Int
+    public let month: Int
+    public let day: Int
+
+    /// The proleptic Gregorian calendar in UTC: day arithmetic never meets a DST gap.
+    static let calendar: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        return calendar
+    }()
+
+    /// A date that exists in the Gregorian calendar, or nil (2026-02-30 is nil).
+    public init?(year: Int, month: Int, day: Int) {
+        guard (1...9999).contains(year), (1...12).contains(month), (1...31).contains(day) else { return nil }
+        let components = DateComponents(year: year, month: month, day: day)
+        guard let date = Self.calendar.date(from: components) else { return nil }
+        let back = Self.calendar.dateComponents([.year, .month, .day], from: date)
+        guard back.year == year, back.month == month, back.day == day else { return nil }
+        self.year = year
+        self.month = month
+        self.day = day
+    }
+
+    /// Parses exactly `YYYY-MM-DD`; anything else, or a day that does not exist, is nil.
+    public init?(iso text: String) {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              parts.allSatisfy({ $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+              let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]) else { return nil }
+        self.init(year: y, month: m, day: d)
+    }
+
+    /// The calendar day of an instant in a given time zone.
+    public init(_ instant: Date, in timeZone: TimeZone) {
+        var calendar = Self.calendar
+        calendar.timeZone = timeZone
+        let c = calendar.dateComponents([.year, .month, .day], from: instant)
+        self.year = c.year!
+        self.month = c.month!
+        self.day = c.day!
+    }
+
+    public var description: String { String(format: "%04d-%02d-%02d", year, month, day) }
+
+    /// Midnight UTC of this day, for arithmetic.
+    var midnightUTC: Date { Self.calendar.date(from: DateComponents(year: year, month: month, day: day))! }
+
+    /// Calendar months: 2026-06-01 + 6 months = 2026-12-01; 2026-08-31 + 6 months = 2027-02-28.
+    public func adding(months: Int) -> CalendarDate {
+        CalendarDate(Self.calendar.date(byAdding: .month, value: months, to: midnightUTC)!, in: Self.calendar.timeZone)
+    }
+
+    public func adding(days: Int) -> CalendarDate {
+        CalendarDate(Self.calendar.date(byAdding: .day, value: days, to: midnightUTC)!, in: Self.calendar.timeZone)
+    }
+
+    /// Whole days from `self` to `other` (negative when `other` is earlier).
+    public func days(until other: CalendarDate) -> Int {
+        Self.calendar.dateComponents([.day], from: midnightUTC, to: other.midnightUTC).day!
+    }
+
+    public static func < (lhs: CalendarDate, rhs: CalendarDate) -> Bool {
+        (lhs.year, lhs.month, lhs.day) < (rhs.year, rhs.month, rhs.day)
+    }
+}
+
+extension CalendarDate: Codable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let date = CalendarDate(iso: text) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "'\(text)' is not a real date in the form YYYY-MM-DD")
+        }
+        self = date
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// Where "today" comes from; injected so that rules about dates are tested exactly.
+public protocol Clock: Sendable {
+    func now() -> Date
+}
+
+public struct SystemClock: Clock {
+    public init() {}
+    public func now() -> Date { Date() }
+}
+
+/// A clock that always answers the same instant: for tests and reproducible reports.
+public struct FixedClock: Clock {
+    public let instant: Date
+    public init(_ instant: Date) { self.instant = instant }
+    public func now() -> Date { instant }
+}

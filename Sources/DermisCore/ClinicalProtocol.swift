@@ -1,0 +1,222 @@
+import Foundation
+
+/// The clinic's knowledge as data: zones, indications, contraindication rules, timings, aftercare,
+/// downtime and device profiles, each figure with its source. Loaded from `protocol.json`.
+public struct ClinicalProtocol: Codable, Sendable {
+    public var version: String
+    public var title: String
+    public var notes: String?
+    /// No plan ever needles deeper than this, whatever the chart or device allow.
+    public var maxDepthMm: Double
+    public var maxDepthSource: String
+    public var zones: [Zone]
+    public var indications: [Indication]
+    public var zoneSeries: [ZoneSeries]
+    public var contraindications: [ContraindicationRule]
+    public var anaesthetic: Anaesthetic
+    public var procedure: ProcedureTiming
+    public var downtime: [DowntimeBand]
+    public var aftercare: [AftercareRule]
+    public var devices: [DeviceProfile]
+    public var deviceNotes: [ZoneNote]
+
+    public struct Coding: Codable, Sendable, Hashable {
+        public var system: String
+        public var code: String
+        public var display: String
+    }
+
+    public struct DepthRange: Codable, Sendable, Hashable {
+        public var min: Double
+        public var max: Double
+    }
+
+    /// A depth range for each skin thickness.
+    public struct DepthByThickness: Codable, Sendable, Hashable {
+        public var thin: DepthRange
+        public var thick: DepthRange
+
+        public subscript(skin: SkinThickness) -> DepthRange {
+            switch skin {
+            case .thin: thin
+            case .thick: thick
+            }
+        }
+    }
+
+    public struct Zone: Codable, Sendable {
+        public var id: String
+        public var displayName: String
+        /// `face` or `body`: where the zone is drawn.
+        public var region: String
+        public var bodySite: Coding
+        public var defaultAreaCm2: Double
+        public var areaConservativeDefault: Bool?
+        public var depthMm: DepthByThickness
+        public var depthConservativeDefault: Bool?
+        public var depthSource: String
+    }
+
+    public struct Series: Codable, Sendable, Hashable {
+        public var sessions: Int
+        public var minIntervalDays: Int
+        public var conservativeDefault: Bool?
+        public var source: String
+    }
+
+    /// An indication's own depth range, for the listed zones (all zones when `zones` is absent).
+    public struct DepthRule: Codable, Sendable {
+        public var zones: [String]?
+        public var depthMm: DepthByThickness
+        public var conservativeDefault: Bool?
+        public var source: String
+    }
+
+    public struct Indication: Codable, Sendable {
+        public var id: String
+        public var displayName: String
+        /// The zones this indication can be planned for; all zones when absent.
+        public var zones: [String]?
+        public var series: Series
+        public var depthRules: [DepthRule]
+        /// What the practitioner should know when planning this indication.
+        public var note: Note?
+    }
+
+    public struct Note: Codable, Sendable {
+        public var message: String
+        public var source: String
+    }
+
+    /// A series that belongs to an area rather than an indication (the neck: 4 monthly sessions).
+    public struct ZoneSeries: Codable, Sendable {
+        public var zones: [String]
+        public var sessions: Int
+        public var minIntervalDays: Int
+        public var source: String
+    }
+
+    public enum RuleKind: String, Codable, Sendable {
+        case notEligible = "not-eligible"
+        case deferral
+        case precaution
+    }
+
+    /// A duration in calendar months or days.
+    public struct Duration: Codable, Sendable, Hashable {
+        public var months: Int?
+        public var days: Int?
+
+        public func after(_ date: CalendarDate) -> CalendarDate {
+            date.adding(months: months ?? 0).adding(days: days ?? 0)
+        }
+    }
+
+    public enum TriggerType: String, Codable, Sendable {
+        case condition, medication, allergy, procedure, pregnant, nursing, fitzpatrick
+    }
+
+    public enum MedicationStatus: String, Codable, Sendable {
+        /// Taking it now (`current` true, or no last dose recorded).
+        case current
+        /// Stopped, with a last dose on record.
+        case stopped
+    }
+
+    public struct Trigger: Codable, Sendable {
+        public var type: TriggerType
+        public var codes: [String]?
+        public var status: MedicationStatus?
+        /// For `fitzpatrick`: the rule fires for types outside this list.
+        public var outside: [Int]?
+    }
+
+    public struct ContraindicationRule: Codable, Sendable {
+        public var id: String
+        public var kind: RuleKind
+        /// Fires only when the finding's zones overlap the treatment zones ("in the area").
+        public var inTreatmentArea: Bool?
+        /// Fires only when one of these zones is being treated.
+        public var zones: [String]?
+        public var trigger: Trigger
+        /// For a deferral: how long after the finding's date; absent means open-ended.
+        public var deferFor: Duration?
+        public var message: String
+        public var rationale: String?
+        public var conservativeDefault: Bool?
+        public var source: String
+    }
+
+    public struct Anaesthetic: Codable, Sendable {
+        public var minimumMinutes: Int
+        public var source: String
+    }
+
+    public struct ProcedureTiming: Codable, Sendable {
+        public var defaultPasses: Int
+        public var defaultPattern: String
+        public var passesConservativeDefault: Bool?
+        public var passesSource: String
+        public var targetChannelsPerCm2: NumberRange
+        public var densitySource: String
+        /// Skin area one pass covers per minute: procedure time grows with area × passes.
+        public var coverageCm2PerMinute: Double
+        public var preparationMinutes: Int
+        public var timingConservativeDefault: Bool?
+        public var timingSource: String
+        public var checkInMinutes: Int
+        public var closingMinutes: Int
+        public var appointmentSource: String
+    }
+
+    public struct NumberRange: Codable, Sendable, Hashable {
+        public var min: Double
+        public var max: Double
+    }
+
+    /// Downtime for depths up to and including `maxDepthMm` (and above the previous band).
+    public struct DowntimeBand: Codable, Sendable, Hashable {
+        public var maxDepthMm: Double
+        public var minDays: Int
+        public var maxDays: Int
+        public var source: String
+    }
+
+    public struct AftercareRule: Codable, Sendable {
+        public var id: String
+        public var fromHour: Int
+        public var toHour: Int?
+        /// Ends when the expected downtime for the depth used ends; `{minDays}`/`{maxDays}` fill the text.
+        public var downtimeEnd: Bool?
+        public var instruction: String
+        public var source: String
+    }
+
+    public struct DeviceProfile: Codable, Sendable {
+        public var id: String
+        public var displayName: String
+        public var minDepthMm: Double
+        public var maxDepthMm: Double
+        public var depthStepMm: Double
+        public var needles: Int
+        public var stampsPerSecond: Double
+        public var stampRateConservativeDefault: Bool?
+        public var stepConservativeDefault: Bool?
+        /// Depths above this were not evaluated by the maker; planning notes it.
+        public var evaluatedMaxDepthMm: Double?
+        public var source: String
+    }
+
+    public struct ZoneNote: Codable, Sendable {
+        public var id: String
+        public var zones: [String]
+        public var message: String
+        public var source: String
+    }
+}
+
+extension ClinicalProtocol {
+    public func zone(_ id: String) -> Zone? { zones.first { $0.id == id } }
+    public func indication(_ id: String) -> Indication? { indications.first { $0.id == id } }
+    public func device(_ id: String) -> DeviceProfile? { devices.first { $0.id == id } }
+}

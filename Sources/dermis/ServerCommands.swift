@@ -1,0 +1,57 @@
+import ArgumentParser
+import DermisApp
+import Foundation
+
+/// Where the data lives and which protocol: flags override DERMIS_DATA_DIR and DERMIS_PROTOCOL_FILE.
+struct StorageOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "Folder for the SQLite file and photos (default: DERMIS_DATA_DIR, else ./data).")
+    var dataDir: String?
+
+    @Option(name: .customLong("protocol"), help: "A clinic's protocol override file (default: DERMIS_PROTOCOL_FILE).")
+    var protocolFile: String?
+
+    func settings() -> DermisSettings {
+        var settings = DermisSettings.fromEnvironment()
+        if let dataDir { settings.dataDirectory = dataDir }
+        if let protocolFile { settings.protocolFile = protocolFile }
+        return settings
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the Dermis server (SQLite under --data-dir, or PostgreSQL when DATABASE_URL is set).")
+
+    @Option(help: "Address to listen on.") var hostname = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port = 8080
+    @Flag(help: "Fill an empty database with the fictional demo clinic first.") var demo = false
+    @OptionGroup var storage: StorageOptions
+
+    func run() async throws {
+        var settings = storage.settings()
+        settings.seedDemo = demo
+        try await DermisServer.serve(settings, hostname: hostname, port: port)
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Fill an empty database with the fictional demo clinic.")
+    @OptionGroup var storage: StorageOptions
+
+    func run() async throws {
+        var settings = storage.settings()
+        settings.seedDemo = true
+        try await DermisServer.prepare(settings)
+        print("The demo clinic is ready. Run: dermis serve")
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create or update the database schema, then exit.")
+    @OptionGroup var storage: StorageOptions
+
+    func run() async throws {
+        try await DermisServer.prepare(storage.settings())
+        print("The database is up to date.")
+    }
+}

@@ -1,0 +1,3 @@
+import Testing
+@testable import DermisCore
+@Test func placeholder() { #expect(true) }
