@@ -128,8 +128,8 @@ extension ClinicalProtocol {
             let range = depths[skin]
             if !(range.min > 0 && range.min <= range.max) {
                 issues.add("\(path).\(skin.rawValue)", "needs 0 < min ≤ max, not \(range.min)–\(range.max) mm")
-            } else if range.max > maxDepthMm {
-                issues.add("\(path).\(skin.rawValue).max", "\(range.max) mm exceeds the protocol's maximum of \(maxDepthMm) mm")
+            } else if range.max > 2.5 {
+                issues.add("\(path).\(skin.rawValue).max", "\(range.max) mm is deeper than 2.5 mm, the deepest needle length in the sources")
             }
         }
     }

@@ -1,3 +1,0 @@
-import Testing
-@testable import DermisCore
-@Test func placeholder() { #expect(true) }
