@@ -2,6 +2,7 @@ import DermisCore
 import Fluent
 import Foundation
 import Leaf
+import LeafKit
 import Vapor
 
 /// The one composition root: the `dermis` executable and the tests both call it.
@@ -10,7 +11,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
 
     app.middleware = Middlewares()
     app.middleware.use(SecurityHeadersMiddleware())
-    app.middleware.use(ErrorMiddleware.default(environment: app.environment))
+    app.middleware.use(GenericErrorMiddleware())
     app.middleware.use(FileMiddleware(publicDirectory: resourcesPath("Public")))
 
     try DatabaseSetup.use(settings, on: app)
@@ -22,7 +23,10 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     }
 
     app.views.use(.leaf)
-    app.directory.viewsDirectory = resourcesPath("Views")
+    // The bundle sits under .build in development: allow hidden folders, but only inside the views folder.
+    let views = resourcesPath("Views")
+    app.leaf.sources = .singleSource(NIOLeafFiles(
+        fileio: app.fileio, limits: [.toSandbox, .requireExtensions], sandboxDirectory: views, viewDirectory: views))
     app.leaf.cache.isEnabled = app.environment.isRelease
 
     try app.register(collection: HomeController())
@@ -31,7 +35,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
 
 /// A folder of the app's bundled resources, with a trailing slash.
 func resourcesPath(_ folder: String) -> String {
-    Bundle.module.resourceURL!.appendingPathComponent("Resources").appendingPathComponent(folder).path + "/"
+    Bundle.module.url(forResource: "Resources", withExtension: nil)!.appendingPathComponent(folder).path + "/"
 }
 
 /// What every request handler may need: the protocol in force and the clock.

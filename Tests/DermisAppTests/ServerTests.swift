@@ -1,0 +1,132 @@
+import DermisCore
+import Fluent
+import Foundation
+import SQLKit
+import Testing
+import VaporTesting
+@testable import DermisApp
+
+extension AppTests {
+    @Suite struct Server {
+        @Test func healthzAnswersOkOnceTheDatabaseDoes() async throws {
+            try await withDermis { app, _ in
+                try await app.testing().test(.GET, "/healthz") { res in
+                    #expect(res.status == .ok)
+                    #expect(res.body.string == "ok")
+                }
+            }
+        }
+
+        @Test func theHomePageShowsTheClinicTheDemoBadgeAndTheProtocolVersion() async throws {
+            try await withDermis { app, _ in
+                try await app.testing().test(.GET, "/") { res in
+                    #expect(res.status == .ok)
+                    #expect(res.body.string.contains(DemoClinic.name))
+                    #expect(res.body.string.contains("id=\"demo-badge\""))
+                    #expect(res.body.string.contains(ClinicalProtocol.bundled.version))
+                }
+            }
+        }
+
+        @Test func withoutAClinicTheHomePageSaysHowToMakeOne() async throws {
+            try await withDermis(seedDemo: false) { app, _ in
+                try await app.testing().test(.GET, "/") { res in
+                    #expect(res.status == .ok)
+                    #expect(res.body.string.contains("dermis demo"))
+                    #expect(!res.body.string.contains("id=\"demo-badge\""))
+                }
+            }
+        }
+
+        @Test func theDemoIsSeededOnce() async throws {
+            try await withDermis { app, _ in
+                let seededAgain = try await DemoClinic.seedIfEmpty(on: app.db)
+                let clinics = try await Clinic.query(on: app.db).count()
+                #expect(!seededAgain)
+                #expect(clinics == 1)
+            }
+        }
+
+        @Test(arguments: ["/", "/healthz", "/plan", "/no-such-page"])
+        func everyResponseCarriesTheSecurityHeaders(path: String) async throws {
+            try await withDermis { app, _ in
+                try await app.testing().test(.GET, path) { res in
+                    let csp = res.headers.first(name: "Content-Security-Policy") ?? ""
+                    for directive in ["object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"] {
+                        #expect(csp.contains(directive), "\(path) lacks \(directive)")
+                    }
+                    #expect(res.headers.first(name: "X-Content-Type-Options") == "nosniff")
+                    #expect(res.headers.first(name: "Referrer-Policy") == "no-referrer")
+                    #expect(res.headers.first(name: .cacheControl) == "no-store")
+                }
+            }
+        }
+
+        @Test func theSQLiteDatabaseRunsDurable() async throws {
+            try await withDermis { app, settings in
+                guard settings.databaseURL == nil else { return }
+                let sql = try #require(app.db as? any SQLDatabase)
+                let mode = try await sql.raw("PRAGMA journal_mode").first()?.decode(column: "journal_mode", as: String.self)
+                let synchronous = try await sql.raw("PRAGMA synchronous").first()?.decode(column: "synchronous", as: Int.self)
+                let foreignKeys = try await sql.raw("PRAGMA foreign_keys").first()?.decode(column: "foreign_keys", as: Int.self)
+                #expect(mode == "wal" && synchronous == 2 && foreignKeys == 1)
+                #expect(FileManager.default.fileExists(atPath: settings.dataDirectory + "/" + DatabaseSetup.sqliteFileName))
+            }
+        }
+
+        @Test func thePostgreSQLDatabaseRunsDurable() async throws {
+            try await withDermis { app, settings in
+                guard settings.databaseURL != nil else { return }
+                let sql = try #require(app.db as? any SQLDatabase)
+                for name in Durability.postgresSettings {
+                    let value = try await sql.raw("SHOW \(unsafeRaw: name)").first()?.decode(column: name, as: String.self)
+                    #expect(value == "on", "\(name)")
+                }
+            }
+        }
+
+        @Test func aDatabaseThatCouldLoseWritesIsRefused() {
+            #expect(throws: Durability.Refusal.self) { try Durability.checkSQLite(journalMode: "delete", synchronous: 2, foreignKeys: 1) }
+            #expect(throws: Durability.Refusal.self) { try Durability.checkSQLite(journalMode: "wal", synchronous: 1, foreignKeys: 1) }
+            #expect(throws: Durability.Refusal.self) { try Durability.checkSQLite(journalMode: "wal", synchronous: 2, foreignKeys: 0) }
+            #expect(throws: Never.self) { try Durability.checkSQLite(journalMode: "WAL", synchronous: 2, foreignKeys: 1) }
+            let on = Dictionary(uniqueKeysWithValues: Durability.postgresSettings.map { ($0, "on") })
+            #expect(throws: Never.self) { try Durability.checkPostgres(on) }
+            for name in Durability.postgresSettings {
+                var off = on
+                off[name] = "off"
+                #expect(throws: Durability.Refusal.self) { try Durability.checkPostgres(off) }
+            }
+        }
+
+        @Test func anInvalidProtocolOverrideStopsTheServerNamingTheField() async throws {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("protocol-\(UUID().uuidString).json")
+            defer { try? FileManager.default.removeItem(at: file) }
+            var object = try JSONSerialization.jsonObject(with: Data(contentsOf: ClinicalProtocol.bundledURL)) as! [String: Any]
+            object["anaesthetic"] = ["minimumMinutes": -5, "source": "test"]
+            try JSONSerialization.data(withJSONObject: object).write(to: file)
+            var settings = DermisSettings()
+            settings.protocolFile = file.path
+            do {
+                _ = try settings.loadProtocol()
+                Issue.record("an invalid override was accepted")
+            } catch let error as ProtocolFileError {
+                #expect(error.description.contains("anaesthetic.minimumMinutes: must not be negative"))
+                #expect(error.description.contains(file.path))
+            }
+        }
+
+        @Test func aValidProtocolOverrideIsTheOneInForce() async throws {
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("protocol-\(UUID().uuidString).json")
+            defer { try? FileManager.default.removeItem(at: file) }
+            var override = ClinicalProtocol.bundled
+            override.version = "clinic-override-7"
+            try ContractJSON.encode(override).write(to: file)
+            try await withDermis(protocolFile: file.path) { app, _ in
+                try await app.testing().test(.GET, "/") { res in
+                    #expect(res.body.string.contains("clinic-override-7"))
+                }
+            }
+        }
+    }
+}
