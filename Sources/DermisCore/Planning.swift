@@ -54,7 +54,8 @@ public struct PlanResult: Codable, Sendable, Hashable {
         public var depthRangeMm: ClinicalProtocol.DepthRange
         public var depthSource: String
         public var areaCm2: Double
-        public var secondsPerPass: Int
+        /// Pen-on-skin seconds in the zone (all passes) to reach the target density.
+        public var secondsInZone: Int
         public var procedureMinutes: Int
         public var notes: [PlanNote]
     }
@@ -173,7 +174,7 @@ public enum Planning {
         if !(maximum > 0) || !maximum.isFinite {
             issues.add("practitionerMaxDepthMm", "must be a depth in mm above 0, not \(maximum)")
         } else if let device, maximum + epsilon < device.minDepthMm {
-            issues.add("practitionerMaxDepthMm", "\(format(maximum)) mm is below the shallowest setting of \(device.displayName) (\(format(device.minDepthMm)) mm)")
+            issues.add("practitionerMaxDepthMm", "\(formatMillimetres(maximum)) mm is below the shallowest setting of \(device.displayName) (\(formatMillimetres(device.minDepthMm)) mm)")
         }
         try issues.throwIfAny()
         return (skin!, device!)
@@ -194,9 +195,9 @@ public enum Planning {
         // The recommended depth is the top of the range; every limit then cuts it, and the device's step rounds it down.
         let recommended = range.max
         let limits: [(name: String, value: Double, reason: String)] = [
-            ("protocol", p.maxDepthMm, "the protocol's maximum of \(format(p.maxDepthMm)) mm"),
-            ("device", device.maxDepthMm, "\(device.displayName)'s maximum of \(format(device.maxDepthMm)) mm"),
-            ("practitioner", request.practitionerMaxDepthMm, "the practitioner's licensed maximum of \(format(request.practitionerMaxDepthMm)) mm"),
+            ("protocol", p.maxDepthMm, "the protocol's maximum of \(formatMillimetres(p.maxDepthMm)) mm"),
+            ("device", device.maxDepthMm, "\(device.displayName)'s maximum of \(formatMillimetres(device.maxDepthMm)) mm"),
+            ("practitioner", request.practitionerMaxDepthMm, "the practitioner's licensed maximum of \(formatMillimetres(request.practitionerMaxDepthMm)) mm"),
         ]
         let binding = limits.filter { $0.value + epsilon < recommended }.min { $0.value < $1.value }
         let depth = floor(Swift.min(recommended, binding?.value ?? recommended), toStep: device.depthStepMm)
@@ -204,16 +205,16 @@ public enum Planning {
         var limitReason: String?
         if let binding {
             limitedBy = binding.name
-            limitReason = "Recommended \(format(recommended)) mm cut to \(format(depth)) mm by \(binding.reason)."
+            limitReason = "Recommended \(formatMillimetres(recommended)) mm cut to \(formatMillimetres(depth)) mm by \(binding.reason)."
         } else if depth + epsilon < recommended {
             limitedBy = "device"
-            limitReason = "Recommended \(format(recommended)) mm rounded down to \(format(depth)) mm, \(device.displayName)'s \(format(device.depthStepMm)) mm step."
+            limitReason = "Recommended \(formatMillimetres(recommended)) mm rounded down to \(formatMillimetres(depth)) mm, \(device.displayName)'s \(formatMillimetres(device.depthStepMm)) mm step."
         }
         if depth + epsilon < range.min {
-            notes.append(PlanNote(rule: "below-protocol-range", message: "\(format(depth)) mm is below the protocol range \(format(range.min))–\(format(range.max)) mm for this zone; expect a smaller effect.", source: depthSource))
+            notes.append(PlanNote(rule: "below-protocol-range", message: "\(formatMillimetres(depth)) mm is below the protocol range \(formatMillimetres(range.min))–\(formatMillimetres(range.max)) mm for this zone; expect a smaller effect.", source: depthSource))
         }
         if let evaluated = device.evaluatedMaxDepthMm, depth > evaluated + epsilon {
-            notes.append(PlanNote(rule: "device-not-evaluated-depth", message: "Settings above \(format(evaluated)) mm were not evaluated by the maker of \(device.displayName).", source: device.source))
+            notes.append(PlanNote(rule: "device-not-evaluated-depth", message: "Settings above \(formatMillimetres(evaluated)) mm were not evaluated by the maker of \(device.displayName).", source: device.source))
         }
         for note in p.deviceNotes where note.zones.contains(zone.id) {
             notes.append(PlanNote(rule: note.id, message: note.message, source: note.source))
@@ -228,21 +229,21 @@ public enum Planning {
             notes.append(PlanNote(rule: "\(indication.id)-note", message: note.message, source: note.source))
         }
 
-        // Pen time per pass to reach the middle of the target density, in whole seconds.
+        // Pen-on-skin time to reach the middle of the target density, in whole seconds.
         let timing = p.procedure
         let passes = timing.defaultPasses
         let target = (timing.targetChannelsPerCm2.min + timing.targetChannelsPerCm2.max) / 2
-        let stampRate = Double(device.needles) * device.stampsPerSecond
-        let secondsPerPass = Int((target / Double(passes) * zone.defaultAreaCm2 / stampRate).rounded(.up))
+        let channelsPerSecond = Double(device.needles) * device.stampsPerSecond
+        let secondsInZone = Int((target * zone.defaultAreaCm2 / channelsPerSecond).rounded(.up))
         let channels = channelsPerCm2(needles: device.needles, stampsPerSecond: device.stampsPerSecond,
-                                      seconds: Double(secondsPerPass * passes), areaCm2: zone.defaultAreaCm2)
+                                      seconds: Double(secondsInZone), areaCm2: zone.defaultAreaCm2)
         let minutes = Int((zone.defaultAreaCm2 * Double(passes) / timing.coverageCm2PerMinute).rounded(.up))
 
         return PlanResult.PlannedZone(
             zone: zone.id, indication: indication.id, depthMm: depth, recommendedDepthMm: recommended,
             limitedBy: limitedBy, passes: passes, pattern: timing.defaultPattern,
             estimatedChannelsPerCm2: Int(channels.rounded()), limitReason: limitReason, depthRangeMm: range,
-            depthSource: depthSource, areaCm2: zone.defaultAreaCm2, secondsPerPass: secondsPerPass,
+            depthSource: depthSource, areaCm2: zone.defaultAreaCm2, secondsInZone: secondsInZone,
             procedureMinutes: minutes, notes: notes)
     }
 
@@ -281,10 +282,8 @@ public enum Planning {
     }
 }
 
-/// A depth as a clinician writes it: 1.5, 0.25, 2.
-func format(_ mm: Double) -> String {
-    var text = String(format: "%.2f", mm)
-    while text.hasSuffix("0") { text.removeLast() }
-    if text.hasSuffix(".") { text.removeLast() }
-    return text
+/// A depth as a clinician writes it, always with a decimal: 1.5, 0.25, 2.0.
+public func formatMillimetres(_ mm: Double) -> String {
+    let text = String(format: "%.2f", mm)
+    return text.hasSuffix("0") ? String(text.dropLast()) : text
 }

@@ -64,11 +64,11 @@ extension PlanResult {
     public var report: String {
         var lines = ["Treatment plan (protocol \(protocolVersion))", ""]
         for zone in zones {
-            var line = "  \(zone.zone) — \(zone.indication): \(format(zone.depthMm)) mm"
-            if let limitedBy = zone.limitedBy { line += " (recommended \(format(zone.recommendedDepthMm)) mm, limited by \(limitedBy))" }
+            var line = "  \(zone.zone) — \(zone.indication): \(formatMillimetres(zone.depthMm)) mm"
+            if let limitedBy = zone.limitedBy { line += " (recommended \(formatMillimetres(zone.recommendedDepthMm)) mm, limited by \(limitedBy))" }
             lines.append(line)
-            lines.append("      \(zone.passes) passes, \(zone.pattern), ~\(zone.estimatedChannelsPerCm2) channels/cm², \(zone.secondsPerPass) s pen time per pass")
-            lines.append("      range \(format(zone.depthRangeMm.min))–\(format(zone.depthRangeMm.max)) mm — \(zone.depthSource)")
+            lines.append("      \(zone.passes) passes, \(zone.pattern), ~\(zone.estimatedChannelsPerCm2) channels/cm², \(zone.secondsInZone) s pen time in the zone")
+            lines.append("      range \(formatMillimetres(zone.depthRangeMm.min))–\(formatMillimetres(zone.depthRangeMm.max)) mm — \(zone.depthSource)")
             if let reason = zone.limitReason { lines.append("      \(reason)") }
             for note in zone.notes { lines.append("      note [\(note.rule)]: \(note.message)") }
         }
@@ -76,7 +76,7 @@ extension PlanResult {
         lines.append("Timing: numbing \(numbingMinutes) min, procedure \(procedureMinutes) min, appointment \(appointmentMinutes) min")
         lines.append("Series: \(series.sessions) sessions, at least \(series.minIntervalDays) days apart: "
                      + series.proposedDates.map(\.description).joined(separator: ", "))
-        lines.append("Downtime: \(downtimeDays.min)–\(downtimeDays.max) days (deepest zone \(format(downtimeDays.depthMm)) mm)")
+        lines.append("Downtime: \(downtimeDays.min)–\(downtimeDays.max) days (deepest zone \(formatMillimetres(downtimeDays.depthMm)) mm)")
         lines.append("")
         lines.append("Aftercare:")
         for item in aftercare {

@@ -158,7 +158,7 @@ struct PlanView: Encodable {
         let passes: Int
         let pattern: String
         let channels: Int
-        let secondsPerPass: Int
+        let secondsInZone: Int
         let notes: [PlanNote]
     }
 
@@ -185,11 +185,11 @@ struct PlanView: Encodable {
         zones = plan.zones.map { z in
             Zone(id: z.zone, name: p.zone(z.zone)?.displayName ?? z.zone,
                  indication: p.indication(z.indication)?.displayName ?? z.indication,
-                 depth: millimetres(z.depthMm), recommended: millimetres(z.recommendedDepthMm),
+                 depth: formatMillimetres(z.depthMm), recommended: formatMillimetres(z.recommendedDepthMm),
                  limitedBy: z.limitedBy, limitReason: z.limitReason,
-                 range: "\(millimetres(z.depthRangeMm.min))–\(millimetres(z.depthRangeMm.max))",
+                 range: "\(formatMillimetres(z.depthRangeMm.min))–\(formatMillimetres(z.depthRangeMm.max))",
                  depthSource: z.depthSource, passes: z.passes, pattern: z.pattern,
-                 channels: z.estimatedChannelsPerCm2, secondsPerPass: z.secondsPerPass, notes: z.notes)
+                 channels: z.estimatedChannelsPerCm2, secondsInZone: z.secondsInZone, notes: z.notes)
         }
         numbingMinutes = plan.numbingMinutes
         procedureMinutes = plan.procedureMinutes
@@ -205,10 +205,4 @@ struct PlanView: Encodable {
         }
         protocolVersion = plan.protocolVersion
     }
-}
-
-/// 1.5 → "1.5", 0.25 → "0.25", 2 → "2.0" (depths always show a decimal).
-func millimetres(_ value: Double) -> String {
-    let text = String(format: "%.2f", value)
-    return text.hasSuffix("0") ? String(text.dropLast()) : text
 }

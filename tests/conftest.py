@@ -1,0 +1,100 @@
+"""Fixtures for the tests that drive the built `dermis` binary: the CLI, a running server, a real browser."""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dermis_binary() -> Path:
+    return Path(os.environ.get("DERMIS_BIN", ROOT / ".build" / "debug" / "dermis"))
+
+
+def run_dermis(*args, env=None, stdin=None):
+    """Runs the CLI and returns (exit code, stdout, stderr)."""
+    merged = {**os.environ, "DATABASE_URL": "", **(env or {})}
+    done = subprocess.run([str(dermis_binary()), *args], capture_output=True, text=True, env=merged,
+                          input=stdin, timeout=60, cwd=ROOT)
+    return done.returncode, done.stdout, done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """`dermis serve` on a free loopback port, ready when /healthz answers 200."""
+
+    def __init__(self, data_dir, env=None, extra=()):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+        merged = {**os.environ, "DATABASE_URL": "", **(env or {})}
+        self.process = subprocess.Popen(
+            [str(dermis_binary()), "serve", "--port", str(self.port), "--data-dir", str(data_dir), *extra],
+            stdout=self.log, stderr=subprocess.STDOUT, env=merged, cwd=ROOT)
+
+    def wait_ready(self, seconds=60):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dermis serve exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)  # polling for readiness, not timing a test
+        raise RuntimeError("dermis serve did not become ready:\n" + self.output())
+
+    def output(self):
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def server(data_dir):
+    running = RunningServer(data_dir, extra=("--demo",)).wait_ready()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, json.loads(response.read())
