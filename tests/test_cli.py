@@ -123,3 +123,9 @@ def test_an_invalid_protocol_override_is_refused_naming_the_field(tmp_path):
     assert "devices[0].depthStepMm: must be above 0" in err
     code, _, err = run_dermis("protocol", "--check", env={"DERMIS_PROTOCOL_FILE": str(override)})
     assert code == 2 and "devices[0].depthStepMm" in err
+
+
+def test_an_unreadable_protocol_file_is_refused():
+    code, out, err = run_dermis("plan", "--request", REQUEST, "--protocol", "/no/such/protocol.json")
+    assert code == 2 and out == ""
+    assert "/no/such/protocol.json" in err and "cannot be read" in err

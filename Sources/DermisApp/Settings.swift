@@ -34,7 +34,10 @@ public struct DermisSettings: Sendable {
     public func loadProtocol() throws -> ClinicalProtocol {
         guard let protocolFile else { return .bundled }
         do {
-            return try ClinicalProtocol.load(contentsOf: URL(fileURLWithPath: protocolFile))
+            guard let data = FileManager.default.contents(atPath: protocolFile) else {
+                throw InvalidInput(path: "", problem: "the file cannot be read")
+            }
+            return try ClinicalProtocol.load(from: data)
         } catch let error as InvalidInput {
             throw ProtocolFileError(path: protocolFile, invalid: error)
         }

@@ -4,7 +4,7 @@ extension ClinicalProtocol {
     /// The protocol bundled with Dermis, validated. A broken bundle is a build defect, so this traps.
     public static let bundled: ClinicalProtocol = {
         do {
-            return try load(contentsOf: bundledURL)
+            return try loadBundled()
         } catch {
             fatalError("The bundled protocol.json is invalid: \(error)")
         }
@@ -14,17 +14,12 @@ extension ClinicalProtocol {
         Bundle.module.url(forResource: "protocol", withExtension: "json")!
     }
 
-    /// Loads and validates a protocol file (the bundled one or a clinic's override).
-    public static func load(contentsOf url: URL) throws -> ClinicalProtocol {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url)
-        } catch {
-            throw InvalidInput(path: "", problem: "cannot read protocol file \(url.path): \(error.localizedDescription)")
-        }
-        return try load(from: data)
+    /// The bundled protocol file, validated (the engine's only read).
+    static func loadBundled() throws -> ClinicalProtocol {
+        try load(from: Data(contentsOf: bundledURL))
     }
 
+    /// Decodes and validates a protocol (the bundled one or a clinic's override, read by the caller).
     public static func load(from data: Data) throws -> ClinicalProtocol {
         let loaded = try decodeInput(ClinicalProtocol.self, from: data)
         try loaded.validate()

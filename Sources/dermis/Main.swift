@@ -48,10 +48,15 @@ struct ProtocolOption: ParsableArguments {
     @Option(name: .customLong("protocol"), help: "A clinic's protocol override file (default: DERMIS_PROTOCOL_FILE, else the bundled protocol).")
     var file: String?
 
-    func load() throws -> ClinicalProtocol {
+    /// The environment's settings with this flag applied.
+    func settings() -> DermisSettings {
         var settings = DermisSettings.fromEnvironment()
         if let file { settings.protocolFile = file }
-        return try settings.loadProtocol()
+        return settings
+    }
+
+    func load() throws -> ClinicalProtocol {
+        try settings().loadProtocol()
     }
 }
 

@@ -7,13 +7,11 @@ struct StorageOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "Folder for the SQLite file and photos (default: DERMIS_DATA_DIR, else ./data).")
     var dataDir: String?
 
-    @Option(name: .customLong("protocol"), help: "A clinic's protocol override file (default: DERMIS_PROTOCOL_FILE).")
-    var protocolFile: String?
+    @OptionGroup var protocolOption: ProtocolOption
 
     func settings() -> DermisSettings {
-        var settings = DermisSettings.fromEnvironment()
+        var settings = protocolOption.settings()
         if let dataDir { settings.dataDirectory = dataDir }
-        if let protocolFile { settings.protocolFile = protocolFile }
         return settings
     }
 }

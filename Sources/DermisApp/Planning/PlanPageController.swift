@@ -33,8 +33,8 @@ struct PlanPageController: RouteCollection {
         let p = req.dermis.clinicalProtocol
         let page = PlanPage(
             page: try await PageHeader(req, title: "Plan a treatment"),
-            faceZones: form.zoneOptions(protocol: p, region: "face"),
-            bodyZones: form.zoneOptions(protocol: p, region: "body"),
+            zoneGroups: [ZoneGroup(title: "Face", zones: form.zoneOptions(protocol: p, region: "face")),
+                         ZoneGroup(title: "Neck and body", zones: form.zoneOptions(protocol: p, region: "body"))],
             skins: SkinThickness.allCases.map { Option(id: $0.rawValue, name: $0.rawValue.capitalized, selected: form.skin == $0.rawValue) },
             devices: p.devices.map { Option(id: $0.id, name: $0.displayName, selected: form.device == $0.id) },
             maxDepth: form.maxDepth, startDate: form.startDate, fitzpatrick: form.fitzpatrick,
@@ -125,6 +125,11 @@ struct ZoneOption: Encodable {
     let indications: [Option]
 }
 
+struct ZoneGroup: Encodable {
+    let title: String
+    let zones: [ZoneOption]
+}
+
 struct ErrorLine: Encodable {
     let field: String
     let message: String
@@ -132,8 +137,7 @@ struct ErrorLine: Encodable {
 
 struct PlanPage: Encodable {
     let page: PageHeader
-    let faceZones: [ZoneOption]
-    let bodyZones: [ZoneOption]
+    let zoneGroups: [ZoneGroup]
     let skins: [Option]
     let devices: [Option]
     let maxDepth: String
