@@ -26,10 +26,13 @@ public struct ClinicalProtocol: Codable, Sendable {
         public var display: String
     }
 
-    public struct DepthRange: Codable, Sendable, Hashable {
+    /// A closed range of a measured value (depth in mm, channels per cm²).
+    public struct ValueRange: Codable, Sendable, Hashable {
         public var min: Double
         public var max: Double
     }
+
+    public typealias DepthRange = ValueRange
 
     /// A depth range for each skin thickness.
     public struct DepthByThickness: Codable, Sendable, Hashable {
@@ -157,7 +160,7 @@ public struct ClinicalProtocol: Codable, Sendable {
         public var defaultPattern: String
         public var passesConservativeDefault: Bool?
         public var passesSource: String
-        public var targetChannelsPerCm2: NumberRange
+        public var targetChannelsPerCm2: ValueRange
         public var densitySource: String
         /// Skin area one pass covers per minute: procedure time grows with area × passes.
         public var coverageCm2PerMinute: Double
@@ -167,11 +170,6 @@ public struct ClinicalProtocol: Codable, Sendable {
         public var checkInMinutes: Int
         public var closingMinutes: Int
         public var appointmentSource: String
-    }
-
-    public struct NumberRange: Codable, Sendable, Hashable {
-        public var min: Double
-        public var max: Double
     }
 
     /// Downtime for depths up to and including `maxDepthMm` (and above the previous band).
