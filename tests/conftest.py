@@ -57,6 +57,15 @@ class RunningServer:
             time.sleep(0.1)  # polling for readiness, not timing a test
         raise RuntimeError("dermis serve did not become ready:\n" + self.output())
 
+    def demo_logins(self):
+        """The demo staff sign-ins the server printed once at start: {email: password}."""
+        logins = {}
+        for line in self.output().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[-2].endswith("@demo.dermis.test"):
+                logins[parts[-2]] = parts[-1]
+        return logins
+
     def output(self):
         self.log.flush()
         return Path(self.log.name).read_text()
@@ -98,3 +107,14 @@ def browser():
 def get_json(url):
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status, json.loads(response.read())
+
+
+def sign_in(browser, server, email, password):
+    """Signs in through the real form."""
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(server.base + "/login")
+    browser.find_element(By.ID, "email").send_keys(email)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "sign-in").click()

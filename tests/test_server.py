@@ -12,6 +12,9 @@ def test_serve_on_sqlite_creates_a_durable_database_under_the_data_dir(server, d
     with urllib.request.urlopen(server.base + "/", timeout=10) as response:
         page = response.read().decode()
     assert "Harbour Skin Clinic" in page and "Demo clinic" in page
+    # The demo staff got random passwords, printed once: four sign-ins, none alike.
+    logins = server.demo_logins()
+    assert len(logins) == 4 and len(set(logins.values())) == 4
     database = data_dir / "dermis.sqlite"
     assert database.exists()
     with sqlite3.connect(database) as connection:

@@ -1,10 +1,13 @@
+import DermisCore
+import Fluent
 import Vapor
 
-/// What the `dermis` executable asks of the app: serve, or prepare the database and stop.
+/// What the `dermis` executable asks of the app.
 public enum DermisServer {
-    /// Serves HTTP until SIGINT or SIGTERM.
+    /// Serves HTTP until SIGINT or SIGTERM; with `seedDemo`, first fills an empty database with the demo clinic.
     public static func serve(_ settings: DermisSettings, hostname: String, port: Int) async throws {
         try await withApplication(settings, arguments: ["dermis", "serve"]) { app in
+            if settings.seedDemo { print(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app)), terminator: "") }
             app.http.server.configuration.hostname = hostname
             app.http.server.configuration.port = port
             try await app.execute()
@@ -13,7 +16,41 @@ public enum DermisServer {
 
     /// Opens the database, checks it is durable, migrates it (and seeds the demo when asked), then closes it.
     public static func prepare(_ settings: DermisSettings) async throws {
-        try await withApplication(settings, arguments: ["dermis"]) { _ in }
+        try await withApplication(settings, arguments: ["dermis"]) { app in
+            if settings.seedDemo { print(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app)), terminator: "") }
+        }
+    }
+
+    /// Creates an admin (and the clinic, on an empty database). No account ever exists until someone does this.
+    public static func createAdmin(_ settings: DermisSettings, email: String, name: String, password: String,
+                                   clinicName: String, timeZone: String) async throws {
+        try await withApplication(settings, arguments: ["dermis"]) { app in
+            let clinic = try await StaffAccounts.clinic(named: clinicName, timeZone: timeZone, on: app.db)
+            _ = try await StaffAccounts.create(.init(email: email, name: name, password: password, role: .admin),
+                                               clinicID: clinic.requireID(), createdBy: nil, on: app, db: app.db)
+        }
+    }
+
+    /// Issues an API token for an active staff member; returns the token, which is shown once and stored hashed.
+    public static func createToken(_ settings: DermisSettings, email: String, name: String, days: Int) async throws -> String {
+        guard (1...365).contains(days) else { throw InvalidInput(path: "--expires-days", problem: "must be 1 to 365 days") }
+        var token = ""
+        try await withApplication(settings, arguments: ["dermis"]) { app in
+            guard let user = try await StaffUser.query(on: app.db).filter(\.$email == email.lowercased()).first(), user.active else {
+                throw InvalidInput(path: "--email", problem: "no active staff member has the email '\(email)'")
+            }
+            token = try await Sessions.issueToken(for: user.requireID(), name: name, days: days, on: app.db, at: settings.clock.now())
+        }
+        return token
+    }
+
+    /// Checks the audit hash chain: nil when intact, else the first bad row.
+    public static func verifyAudit(_ settings: DermisSettings) async throws -> (rows: Int, problem: String?) {
+        var result: (Int, String?) = (0, nil)
+        try await withApplication(settings, arguments: ["dermis"]) { app in
+            result = (try await AuditEvent.query(on: app.db).count(), try await AuditLog.firstBreak(on: app.db))
+        }
+        return result
     }
 
     private static func withApplication(_ settings: DermisSettings, arguments: [String],

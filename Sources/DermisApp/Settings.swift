@@ -12,14 +12,40 @@ public struct DermisSettings: Sendable {
     /// Fills an empty database with the fictional demo clinic.
     public var seedDemo: Bool
     public var clock: any Clock
+    /// Cookies get `Secure` and the `__Host-` prefix: set when Dermis is reached over HTTPS (`DERMIS_SECURE_COOKIES=1`).
+    public var secureCookies: Bool
+    /// A session ends after this long without a request; capped at 30 minutes (SECURITY.md R4).
+    public var idleTimeout: TimeInterval
+    /// A session ends this long after sign-in whatever happens; capped at 12 hours.
+    public var absoluteTimeout: TimeInterval
+    /// bcrypt cost for new hashes; never below 12 outside tests (R7). Stored hashes of a lower cost are redone at sign-in.
+    public var passwordCost: Int
+    /// Failed sign-ins allowed per account, and per client address, in any hour (R8).
+    public var failuresPerAccountPerHour: Int
+    public var failuresPerAddressPerHour: Int
+    /// Fills the demo clinic's staff passwords; random unless a test fixes them.
+    public var randomPassword: @Sendable () -> String
+
+    public static let maximumIdleTimeout: TimeInterval = 30 * 60
+    public static let maximumAbsoluteTimeout: TimeInterval = 12 * 3600
 
     public init(dataDirectory: String = "./data", databaseURL: String? = nil, protocolFile: String? = nil,
-                seedDemo: Bool = false, clock: any Clock = SystemClock()) {
+                seedDemo: Bool = false, clock: any Clock = SystemClock(), secureCookies: Bool = false,
+                idleTimeout: TimeInterval = maximumIdleTimeout, absoluteTimeout: TimeInterval = maximumAbsoluteTimeout,
+                passwordCost: Int = 12, failuresPerAccountPerHour: Int = 100, failuresPerAddressPerHour: Int = 300,
+                randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
         self.protocolFile = protocolFile
         self.seedDemo = seedDemo
         self.clock = clock
+        self.secureCookies = secureCookies
+        self.idleTimeout = min(idleTimeout, Self.maximumIdleTimeout)
+        self.absoluteTimeout = min(absoluteTimeout, Self.maximumAbsoluteTimeout)
+        self.passwordCost = passwordCost
+        self.failuresPerAccountPerHour = failuresPerAccountPerHour
+        self.failuresPerAddressPerHour = failuresPerAddressPerHour
+        self.randomPassword = randomPassword
     }
 
     /// Settings from the environment (`DERMIS_DATA_DIR`, `DATABASE_URL`, `DERMIS_PROTOCOL_FILE`); flags override them.
@@ -27,7 +53,10 @@ public struct DermisSettings: Sendable {
         DermisSettings(
             dataDirectory: environment["DERMIS_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data",
             databaseURL: environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 },
-            protocolFile: environment["DERMIS_PROTOCOL_FILE"].flatMap { $0.isEmpty ? nil : $0 })
+            protocolFile: environment["DERMIS_PROTOCOL_FILE"].flatMap { $0.isEmpty ? nil : $0 },
+            secureCookies: ["1", "true", "yes"].contains(environment["DERMIS_SECURE_COOKIES"]?.lowercased() ?? ""),
+            idleTimeout: environment["DERMIS_IDLE_TIMEOUT_MINUTES"].flatMap(Double.init).map { $0 * 60 } ?? maximumIdleTimeout,
+            absoluteTimeout: environment["DERMIS_SESSION_HOURS"].flatMap(Double.init).map { $0 * 3600 } ?? maximumAbsoluteTimeout)
     }
 
     /// The protocol this server runs on: the override file when set, else the bundled one. Refuses an invalid file.

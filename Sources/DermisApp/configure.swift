@@ -7,20 +7,26 @@ import Vapor
 
 /// The one composition root: the `dermis` executable and the tests both call it.
 public func configure(_ app: Application, settings: DermisSettings) async throws {
-    app.dermis = DermisContext(clinicalProtocol: try settings.loadProtocol(), clock: settings.clock)
+    app.dermis = DermisContext(clinicalProtocol: try settings.loadProtocol(), clock: settings.clock, settings: settings)
+    app.passwords.use(.bcrypt(cost: settings.passwordCost))
 
+    // Order matters: headers and errors wrap everything; static files need no session; then who, then may they.
     app.middleware = Middlewares()
     app.middleware.use(SecurityHeadersMiddleware())
     app.middleware.use(GenericErrorMiddleware())
     app.middleware.use(FileMiddleware(publicDirectory: resourcesPath("Public")))
+    app.middleware.use(CrossSiteRequestMiddleware())
+    app.middleware.use(AuthenticationMiddleware())
+    app.middleware.use(AccessMiddleware())
+    app.routes.defaultMaxBodySize = "1mb"
 
     try DatabaseSetup.use(settings, on: app)
     try await DatabaseSetup.ensureDurable(app.db)
     app.migrations.add(CreateClinic())
+    app.migrations.add(CreateStaffAccounts())
+    app.migrations.add(CreateAuditEvent())
+    app.migrations.add(CreatePatient())
     try await app.autoMigrate()
-    if settings.seedDemo {
-        try await DemoClinic.seedIfEmpty(on: app.db)
-    }
 
     app.views.use(.leaf)
     // The bundle sits under .build in development: allow hidden folders, but only inside the views folder.
@@ -30,6 +36,12 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.leaf.cache.isEnabled = app.environment.isRelease
 
     try app.register(collection: HomeController())
+    try app.register(collection: SignInController())
+    try app.register(collection: AccountController())
+    try app.register(collection: PatientPagesController())
+    try app.register(collection: PatientAPIController())
+    try app.register(collection: StaffAdminController())
+    try app.register(collection: AuditPageController())
     try app.register(collection: PlanPageController())
 }
 
@@ -42,6 +54,7 @@ func resourcesPath(_ folder: String) -> String {
 struct DermisContext: Sendable {
     let clinicalProtocol: ClinicalProtocol
     let clock: any Clock
+    let settings: DermisSettings
 }
 
 extension Application {

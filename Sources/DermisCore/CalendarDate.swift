@@ -101,3 +101,17 @@ public struct FixedClock: Clock {
     public init(_ instant: Date) { self.instant = instant }
     public func now() -> Date { instant }
 }
+
+/// A clock a test moves by hand ("31 idle minutes later"), shared safely across tasks.
+public final class ManualClock: Clock, @unchecked Sendable {
+    private let lock = NSLock()
+    private var instant: Date
+
+    public init(_ start: Date) { instant = start }
+
+    public func now() -> Date { lock.withLock { instant } }
+
+    public func advance(by seconds: TimeInterval) {
+        lock.withLock { instant = instant.addingTimeInterval(seconds) }
+    }
+}

@@ -40,7 +40,8 @@ struct DermisCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dermis",
         abstract: "Dermis: the microneedling clinic system.",
-        subcommands: [Serve.self, Demo.self, Migrate.self, Screen.self, Plan.self, ProtocolCommand.self])
+        subcommands: [Serve.self, Demo.self, Migrate.self, CreateAdmin.self, CreateToken.self, VerifyAudit.self,
+                      Screen.self, Plan.self, ProtocolCommand.self])
 }
 
 /// Options every command that touches the protocol shares.

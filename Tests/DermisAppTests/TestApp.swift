@@ -5,28 +5,36 @@ import Testing
 import VaporTesting
 @testable import DermisApp
 
-/// The instant every app test runs at: 2026-11-27 10:00 UTC.
+/// The instant every app test starts at: 2026-11-27 10:00 UTC.
 let testNow = Date(timeIntervalSince1970: 1_795_773_600)
 
 /// Runs `test` against the real wiring on a real database: a fresh SQLite file in a temporary data dir,
-/// or, when DATABASE_URL is set, that PostgreSQL database reset to an empty schema.
-func withDermis(seedDemo: Bool = true, protocolFile: String? = nil,
+/// or, when DATABASE_URL is set, that PostgreSQL database reset to an empty schema. The clock is a
+/// `ManualClock` the test can move; bcrypt runs at cost 4 so sign-ins are fast (production is 12, tested apart).
+func withDermis(seedDemo: Bool = true, protocolFile: String? = nil, change: (inout DermisSettings) -> Void = { _ in },
                 _ test: (Application, DermisSettings) async throws -> Void) async throws {
+    TestLog.bootstrapOnce()
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dermis-test-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: directory) }
     var settings = DermisSettings.fromEnvironment()
     settings.dataDirectory = directory.path
     settings.protocolFile = protocolFile
-    settings.clock = FixedClock(testNow)
+    settings.clock = ManualClock(testNow)
+    settings.passwordCost = 4
+    change(&settings)
     try await withApp { app in
         try await configure(app, settings: settings)
         if settings.databaseURL != nil {
             try await app.autoRevert()
             try await app.autoMigrate()
         }
-        if seedDemo { try await DemoClinic.seedIfEmpty(on: app.db) }
+        if seedDemo { _ = try await DemoClinic.seedIfEmpty(app: app) }
         try await test(app, settings)
     }
+}
+
+extension DermisSettings {
+    var manualClock: ManualClock { clock as! ManualClock }
 }
 
 /// A URL-encoded form body.
@@ -37,7 +45,74 @@ func form(_ fields: [(String, String)]) -> ByteBuffer {
     return ByteBuffer(string: body)
 }
 
-let formHeaders: HTTPHeaders = ["Content-Type": "application/x-www-form-urlencoded"]
+/// What a same-site browser form post carries.
+let sameSite: HTTPHeaders = ["Origin": "http://localhost", "Host": "localhost"]
+let formHeaders: HTTPHeaders = ["Content-Type": "application/x-www-form-urlencoded", "Origin": "http://localhost", "Host": "localhost"]
+
+/// A staff member made for a test, with the password and (for TOTP users) the authenticator.
+struct TestStaff {
+    let user: StaffUser
+    let password: String
+    let totp: AuthenticatorApp?
+    var id: UUID { user.id! }
+}
+
+/// Creates a staff member in the first clinic (or `clinicID`), optionally with an authenticator already on.
+func makeStaff(_ app: Application, role: StaffRole, email: String? = nil, password: String = "correct horse battery",
+               withTOTP: Bool = false, clinicID: UUID? = nil) async throws -> TestStaff {
+    let clinic: UUID
+    if let clinicID { clinic = clinicID } else { clinic = try await Clinic.query(on: app.db).sort(\.$createdAt).first()!.requireID() }
+    let user = try await StaffAccounts.create(
+        .init(email: email ?? "\(role.rawValue)-\(UUID().uuidString.prefix(8))@test.example", name: "Test \(role.displayName)",
+              password: password, role: role, maxDepthMm: role == .practitioner ? 1.5 : nil),
+        clinicID: clinic, createdBy: nil, on: app, db: app.db)
+    var totp: AuthenticatorApp?
+    if withTOTP || role == .admin {
+        let generated = AuthenticatorApp.generate()
+        user.totpSecret = generated.base32
+        user.totpEnabled = true
+        try await user.save(on: app.db)
+        totp = generated
+    }
+    return TestStaff(user: user, password: password, totp: totp)
+}
+
+/// Signs in through the real pages (password, then the code when needed); returns the session cookie header.
+func signIn(_ app: Application, _ staff: TestStaff, clock: any Clock) async throws -> HTTPHeaders {
+    var cookie = ""
+    try await app.testing().test(.POST, "/login", headers: formHeaders,
+                                 body: form([("email", staff.user.email), ("password", staff.password)])) { res in
+        #expect(res.status == .seeOther, "sign-in failed: \(res.status)")
+        cookie = sessionCookie(res) ?? ""
+    }
+    if let totp = staff.totp {
+        var headers = formHeaders
+        headers.add(name: .cookie, value: cookie)
+        try await app.testing().test(.POST, "/login/totp", headers: headers, body: form([("code", totp.code(at: clock.now()))])) { res in
+            #expect(res.status == .seeOther, "second factor failed: \(res.status)")
+            cookie = sessionCookie(res) ?? ""
+        }
+    }
+    var headers = sameSite
+    headers.add(name: .cookie, value: cookie)
+    return headers
+}
+
+/// `name=value` of the session cookie a response sets.
+func sessionCookie(_ res: TestingHTTPResponse) -> String? {
+    res.headers[.setCookie].first { $0.contains("dermis_session=") }?.components(separatedBy: ";").first
+}
+
+/// Headers for a JSON call with a session.
+func json(_ session: HTTPHeaders) -> HTTPHeaders {
+    var headers = session
+    headers.replaceOrAdd(name: .contentType, value: "application/json")
+    return headers
+}
+
+func jsonBody(_ object: [String: Any]) -> ByteBuffer {
+    ByteBuffer(data: try! JSONSerialization.data(withJSONObject: object))
+}
 
 /// App tests share one PostgreSQL database when DATABASE_URL is set, so they run one at a time.
 @Suite(.serialized) struct AppTests {}

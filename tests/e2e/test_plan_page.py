@@ -3,8 +3,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from conftest import sign_in
+
+PRACTITIONER = "ines.doctor@demo.dermis.test"
+
 
 def test_pick_zones_on_the_map_and_read_the_plan_and_aftercare(server, browser):
+    sign_in(browser, server, PRACTITIONER, server.demo_logins()[PRACTITIONER])
     browser.get(server.base + "/plan")
     assert "Demo clinic" in browser.find_element(By.ID, "demo-badge").text
 
@@ -42,6 +47,7 @@ def test_pick_zones_on_the_map_and_read_the_plan_and_aftercare(server, browser):
 
 
 def test_a_plan_with_no_zone_is_refused_with_the_reason_beside_the_form(server, browser):
+    sign_in(browser, server, PRACTITIONER, server.demo_logins()[PRACTITIONER])
     browser.get(server.base + "/plan")
     browser.find_element(By.ID, "make-plan").click()
     errors = browser.find_element(By.ID, "errors")

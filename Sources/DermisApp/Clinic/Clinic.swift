@@ -39,16 +39,3 @@ struct CreateClinic: AsyncMigration {
         try await database.schema(Clinic.schema).delete()
     }
 }
-
-/// The fictional clinic a newcomer clicks through.
-enum DemoClinic {
-    static let name = "Harbour Skin Clinic"
-
-    /// Creates the demo clinic when the database has no clinic yet; returns whether it did.
-    @discardableResult
-    static func seedIfEmpty(on database: any Database) async throws -> Bool {
-        guard try await Clinic.query(on: database).count() == 0 else { return false }
-        try await Clinic(name: name, timeZone: "Europe/London", isDemo: true).create(on: database)
-        return true
-    }
-}

@@ -3,8 +3,8 @@ import Vapor
 /// `/healthz` for load balancers and the home page a newcomer lands on.
 struct HomeController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
-        routes.get("healthz", use: health)
-        routes.get(use: home)
+        routes.get("healthz", use: health).access(.open)
+        routes.get(use: home).access(.open)
     }
 
     /// 200 once the database answers.
@@ -28,18 +28,27 @@ struct HomeController: RouteCollection {
     }
 }
 
-/// What the header of every page shows: the clinic, whether it is the demo, and the protocol in force.
+/// What the header of every page shows: the clinic, whether it is the demo, the protocol in force, who is signed in.
 struct PageHeader: Encodable {
     let title: String
     let clinicName: String
     let isDemo: Bool
     let protocolVersion: String
+    let userName: String?
+    let isAdmin: Bool
+    let signedIn: Bool
+    let inSession: Bool
 
     init(_ req: Request, title: String) async throws {
         let clinic = try await req.clinic()
         self.title = title
-        self.clinicName = clinic?.name ?? "Dermis (no clinic set up — run `dermis demo`)"
+        self.clinicName = clinic?.name ?? "Dermis (no clinic set up — run `dermis demo` or `dermis create-admin`)"
         self.isDemo = clinic?.isDemo ?? false
         self.protocolVersion = req.dermis.clinicalProtocol.version
+        let principal = req.principal
+        self.userName = principal?.name
+        self.signedIn = principal?.isFullySignedIn ?? false
+        self.isAdmin = signedIn && principal?.role == .admin
+        self.inSession = principal?.sessionID != nil
     }
 }

@@ -1,3 +1,4 @@
+import DermisCore
 import Vapor
 
 /// Turns errors into responses: a 4xx keeps its reason (it is about the request), a 5xx says nothing
@@ -16,13 +17,29 @@ struct GenericErrorMiddleware: AsyncMiddleware {
                 message = (error as? any AbortError)?.reason ?? status.reasonPhrase
             }
             let response = Response(status: status)
-            if request.url.path.hasPrefix("/api/") {
-                try response.content.encode(["error": ["code": status.reasonPhrase, "message": message]], as: .json)
+            if request.isAPI {
+                let field = (error as? InvalidInput)?.issues.first?.path
+                let message = (error as? InvalidInput)?.issues.first?.problem ?? message
+                try response.content.encode(APIError(error: .init(code: Self.code(for: status), message: message, field: field)), as: .json)
             } else {
                 response.headers.contentType = .plainText
                 response.body = .init(string: "\(status.code) \(status.reasonPhrase)\n\(message)\n")
             }
             return response
         }
+    }
+
+    /// `{"error": {"code": "…", "message": "…", "field": "…"}}` (CONTRACT.md).
+    struct APIError: Content {
+        struct Body: Codable {
+            let code: String
+            let message: String
+            let field: String?
+        }
+        let error: Body
+    }
+
+    static func code(for status: HTTPResponseStatus) -> String {
+        status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "-")
     }
 }

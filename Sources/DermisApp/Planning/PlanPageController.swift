@@ -4,13 +4,14 @@ import Vapor
 /// The first clinical page: pick zones and indications on the face map, see the engine's plan and aftercare.
 struct PlanPageController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
-        routes.get("plan", use: show)
-        routes.post("plan", use: submit)
+        routes.get("plan", use: show).access(.staff(AccessRule.anyStaff))
+        routes.post("plan", use: submit).access(.staff(AccessRule.anyStaff))
     }
 
     func show(req: Request) async throws -> View {
         let clinic = try await req.clinic()
-        let form = PlanForm(startDate: req.today(in: clinic).description)
+        var form = PlanForm(startDate: req.today(in: clinic).description)
+        if let depth = req.principal?.maxDepthMm { form.maxDepth = formatMillimetres(depth) }
         return try await render(req, form: form, result: nil, issues: [])
     }
 

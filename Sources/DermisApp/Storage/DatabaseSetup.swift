@@ -14,13 +14,13 @@ enum DatabaseSetup {
             guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
                 throw Abort(.internalServerError, reason: "DATABASE_URL must start with postgres:// (got a different scheme)")
             }
-            app.databases.use(try .postgres(url: url, sqlLogLevel: .debug), as: .psql)
+            app.databases.use(try .postgres(url: url, sqlLogLevel: .trace), as: .psql)
         } else {
             let directory = URL(fileURLWithPath: settings.dataDirectory, isDirectory: true)
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
             let file = directory.appendingPathComponent(sqliteFileName).path
-            app.databases.use(.sqlite(.file(file), sqlLogLevel: .debug), as: .sqlite)
+            app.databases.use(.sqlite(.file(file), sqlLogLevel: .trace), as: .sqlite)
         }
     }
 

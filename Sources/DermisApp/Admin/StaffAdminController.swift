@@ -1,0 +1,174 @@
+import DermisCore
+import Fluent
+import Vapor
+
+/// Admin pages for staff: add, set role, credential and maximum depth, reset the authenticator, deactivate.
+struct StaffAdminController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let staff = routes.grouped("admin", "staff")
+        let rule = AccessRule.staff(AccessRule.admins)
+        staff.get(use: list).access(rule)
+        staff.post(use: create).access(rule)
+        staff.post(":staffID", use: update).access(rule)
+        staff.post(":staffID", "reset-totp", use: resetTOTP).access(rule)
+        staff.post(":staffID", "deactivate", use: deactivate).access(rule)
+        staff.post(":staffID", "activate", use: activate).access(rule)
+    }
+
+    struct StaffRow: Encodable {
+        let id: String
+        let name: String
+        let email: String
+        let role: String
+        let credential: String
+        let maxDepth: String
+        let totp: Bool
+        let active: Bool
+        let roles: [Option]
+    }
+
+    struct StaffPage: Encodable {
+        let page: PageHeader
+        let staff: [StaffRow]
+        let roles: [Option]
+        let errors: [ErrorLine]
+        let created: CreatedStaff?
+        let form: StaffForm
+    }
+
+    struct CreatedStaff: Encodable {
+        let email: String
+        let password: String
+    }
+
+    struct StaffForm: Content {
+        var email: String?
+        var name: String?
+        var role: String?
+        var credential: String?
+        var maxDepthMm: String?
+    }
+
+    func list(req: Request) async throws -> View {
+        try await render(req, errors: [], created: nil, form: StaffForm())
+    }
+
+    private func render(_ req: Request, errors: [ErrorLine], created: CreatedStaff?, form: StaffForm) async throws -> View {
+        let admin = try req.staff()
+        let users = try await StaffUser.query(on: req.db).filter(\.$clinic.$id == admin.clinicID).sort(\.$name).all()
+        let rows = users.map { user in
+            StaffRow(id: user.id?.uuidString ?? "", name: user.name, email: user.email, role: user.staffRole.displayName,
+                     credential: user.credential ?? "", maxDepth: user.maxDepthMm.map(formatMillimetres) ?? "", totp: user.totpEnabled,
+                     active: user.active, roles: StaffRole.allCases.map { Option(id: $0.rawValue, name: $0.displayName, selected: $0 == user.staffRole) })
+        }
+        return try await req.view.render("staff", StaffPage(
+            page: try await PageHeader(req, title: "Staff"), staff: rows,
+            roles: StaffRole.allCases.map { Option(id: $0.rawValue, name: $0.displayName, selected: $0.rawValue == (form.role ?? "practitioner")) },
+            errors: errors, created: created, form: form))
+    }
+
+    /// A new staff member gets a random first password, shown once to the admin to hand over.
+    func create(req: Request) async throws -> Response {
+        let admin = try req.staff()
+        let form = try req.content.decode(StaffForm.self)
+        do {
+            let role = try Self.role(form.role)
+            let depth = try Self.depth(form.maxDepthMm)
+            let password = req.dermis.settings.randomPassword()
+            let user = try await StaffAccounts.create(
+                .init(email: form.email ?? "", name: form.name ?? "", password: password, role: role,
+                      credential: Self.blankToNil(form.credential), maxDepthMm: depth),
+                clinicID: admin.clinicID, createdBy: admin.userID, on: req.application, db: req.db)
+            try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
+            return try await render(req, errors: [], created: CreatedStaff(email: user.email, password: password), form: StaffForm())
+                .encodeResponse(for: req)
+        } catch let invalid as InvalidInput {
+            let response = try await render(req, errors: invalid.issues.map { ErrorLine(field: $0.path, message: $0.description) }, created: nil, form: form)
+                .encodeResponse(for: req)
+            response.status = .unprocessableEntity
+            return response
+        }
+    }
+
+    func update(req: Request) async throws -> Response {
+        let user = try await member(req)
+        let form = try req.content.decode(StaffForm.self)
+        do {
+            let role = try Self.role(form.role)
+            if user.id == (try req.staff()).userID && role != .admin {
+                throw InvalidInput(path: "role", problem: "you cannot remove your own admin role")
+            }
+            user.role = role.rawValue
+            user.credential = Self.blankToNil(form.credential)
+            user.maxDepthMm = try Self.depth(form.maxDepthMm)
+            try await user.save(on: req.db)
+            try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
+            return req.redirect(to: "/admin/staff", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            let response = try await render(req, errors: invalid.issues.map { ErrorLine(field: $0.path, message: $0.description) }, created: nil,
+                                            form: StaffForm()).encodeResponse(for: req)
+            response.status = .unprocessableEntity
+            return response
+        }
+    }
+
+    func resetTOTP(req: Request) async throws -> Response {
+        let user = try await member(req)
+        user.totpEnabled = false
+        user.totpSecret = nil
+        try await user.save(on: req.db)
+        try await RecoveryCode.query(on: req.db).filter(\.$user.$id == user.requireID()).delete()
+        try await Sessions.endAll(for: user.requireID(), on: req.db, at: req.dermis.clock.now())
+        try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
+        return req.redirect(to: "/admin/staff", redirectType: .normal)
+    }
+
+    /// Deactivation ends the person's sessions and tokens at once.
+    func deactivate(req: Request) async throws -> Response {
+        let user = try await member(req)
+        guard user.id != (try req.staff()).userID else { throw Abort(.unprocessableEntity, reason: "You cannot deactivate yourself.") }
+        user.active = false
+        try await user.save(on: req.db)
+        try await Sessions.endAll(for: user.requireID(), on: req.db, at: req.dermis.clock.now())
+        try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
+        return req.redirect(to: "/admin/staff", redirectType: .normal)
+    }
+
+    func activate(req: Request) async throws -> Response {
+        let user = try await member(req)
+        user.active = true
+        try await user.save(on: req.db)
+        try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
+        return req.redirect(to: "/admin/staff", redirectType: .normal)
+    }
+
+    /// A staff member of the admin's own clinic; anyone else is not found.
+    private func member(_ req: Request) async throws -> StaffUser {
+        let admin = try req.staff()
+        guard let id = (req.parameters.get("staffID") as String?).flatMap(UUID.init(uuidString:)),
+              let user = try await StaffUser.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == admin.clinicID).first() else {
+            throw Abort(.notFound)
+        }
+        return user
+    }
+
+    static func role(_ text: String?) throws -> StaffRole {
+        guard let role = StaffRole(rawValue: text ?? "") else {
+            throw InvalidInput(path: "role", problem: "must be one of \(StaffRole.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return role
+    }
+
+    static func depth(_ text: String?) throws -> Double? {
+        guard let text = blankToNil(text) else { return nil }
+        guard let depth = Double(text), depth > 0, depth <= 2.5 else {
+            throw InvalidInput(path: "maxDepthMm", problem: "'\(text)' is not a depth above 0 and at most 2.5 mm")
+        }
+        return depth
+    }
+
+    static func blankToNil(_ text: String?) -> String? {
+        guard let trimmed = text?.trimmingCharacters(in: .whitespaces), !trimmed.isEmpty else { return nil }
+        return trimmed
+    }
+}

@@ -1,0 +1,66 @@
+import Vapor
+
+/// Who may use a route. Every route gets exactly one; a route without one is refused (deny by default),
+/// and a test walks every registered route to make sure none is missing.
+enum AccessRule: Sendable {
+    /// Anyone: health check, sign-in, static files.
+    case open
+    /// Only while no admin exists, and only from this machine (the first-run page).
+    case firstRun
+    /// Any browser session, whatever its stage: entering or enrolling a second factor, signing out.
+    case signingIn
+    /// Signed-in staff of these roles. `audits` names the patient-data object the route touches, so that refused
+    /// attempts are audited too.
+    case staff(Set<StaffRole>, audits: String? = nil)
+
+    static let anyStaff: Set<StaffRole> = Set(StaffRole.allCases)
+    static let clinical: Set<StaffRole> = [.admin, .practitioner]
+    static let admins: Set<StaffRole> = [.admin]
+
+    static let userInfoKey = "dermis.access"
+}
+
+extension Route {
+    /// Attaches the route's access rule.
+    @discardableResult
+    func access(_ rule: AccessRule) -> Route {
+        userInfo[AnySendableHashable(AccessRule.userInfoKey)] = rule
+        return self
+    }
+
+    var accessRule: AccessRule? { userInfo[AnySendableHashable(AccessRule.userInfoKey)] as? AccessRule }
+}
+
+/// The signed-in staff member behind a request, and how they signed in.
+struct Principal: Sendable {
+    let userID: UUID
+    let clinicID: UUID
+    let email: String
+    let name: String
+    let role: StaffRole
+    let maxDepthMm: Double?
+    let sessionID: UUID?
+    let stage: SessionStage
+
+    var isFullySignedIn: Bool { stage == .full }
+}
+
+extension Request {
+    private struct PrincipalKey: StorageKey { typealias Value = Principal }
+
+    var principal: Principal? {
+        get { storage[PrincipalKey.self] }
+        set { storage[PrincipalKey.self] = newValue }
+    }
+
+    /// The fully signed-in staff member; routes behind `.staff` always have one.
+    func staff() throws -> Principal {
+        guard let principal, principal.isFullySignedIn else { throw Abort(.unauthorized) }
+        return principal
+    }
+
+    var isAPI: Bool { url.path.hasPrefix("/api/") }
+
+    /// The client address as this server sees it (no proxy headers are trusted).
+    var clientAddress: String { peerAddress?.ipAddress ?? remoteAddress?.ipAddress ?? "unknown" }
+}

@@ -1,0 +1,89 @@
+import Fluent
+import Vapor
+
+/// Refuses cross-site state changes (SECURITY.md R5): on POST/PUT/PATCH/DELETE a browser's Sec-Fetch-Site must be
+/// same-origin (or none), else its Origin must be this host. Bearer-token calls carry no cookie and are exempt.
+struct CrossSiteRequestMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        guard ![.GET, .HEAD, .OPTIONS].contains(request.method), request.headers.bearerAuthorization == nil else {
+            return try await next.respond(to: request)
+        }
+        if let site = request.headers.first(name: "Sec-Fetch-Site") {
+            guard site == "same-origin" || site == "none" else { throw Abort(.forbidden, reason: "Cross-site request refused.") }
+        } else if let origin = request.headers.first(name: .origin) {
+            guard let host = request.headers.first(name: .host), URLComponents(string: origin).map(Self.hostAndPort) == host else {
+                throw Abort(.forbidden, reason: "Cross-site request refused.")
+            }
+        } else {
+            throw Abort(.forbidden, reason: "Request refused: the browser sent neither Origin nor Sec-Fetch-Site.")
+        }
+        return try await next.respond(to: request)
+    }
+
+    static func hostAndPort(_ url: URLComponents) -> String {
+        (url.host ?? "") + (url.port.map { ":\($0)" } ?? "")
+    }
+}
+
+/// Finds who is calling: a bearer token or the session cookie. Sets `req.principal`; refuses a bad token outright.
+struct AuthenticationMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        if let bearer = request.headers.bearerAuthorization {
+            guard let principal = try await Sessions.principal(forToken: bearer.token, on: request) else {
+                throw Abort(.unauthorized, reason: "The API token is unknown, revoked or expired.")
+            }
+            request.principal = principal
+        } else if let principal = try await Sessions.principal(forCookieOf: request) {
+            request.principal = principal
+        }
+        return try await next.respond(to: request)
+    }
+}
+
+/// Applies each route's `AccessRule`; a route with none is refused. Refusals on patient-data routes are audited.
+struct AccessMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        guard let route = request.route else { return try await next.respond(to: request) }
+        guard let rule = route.accessRule else {
+            request.logger.error("Route \(route.method) \(route.path.string) has no access rule; refused")
+            throw Abort(.forbidden)
+        }
+        switch rule {
+        case .open:
+            break
+        case .firstRun:
+            guard Loopback.contains(request.clientAddress), try await FirstRun.isOpen(on: request.db) else { throw Abort(.notFound) }
+        case .signingIn:
+            guard request.principal?.sessionID != nil else {
+                if request.method != .GET { throw Abort(.unauthorized) }
+                return request.redirect(to: "/login")
+            }
+        case let .staff(roles, audits):
+            guard let principal = request.principal, principal.isFullySignedIn else {
+                if let audits { try await request.audit(.access, objectType: audits, outcome: .denied) }
+                if request.isAPI || request.method != .GET { throw Abort(.unauthorized) }
+                let next = request.url.path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? "/"
+                return request.redirect(to: request.principal?.stage == .enrol ? "/account/totp" : "/login?next=\(next)")
+            }
+            guard roles.contains(principal.role) else {
+                if let audits { try await request.audit(.access, objectType: audits, outcome: .denied) }
+                throw Abort(.forbidden, reason: "Your role may not do this.")
+            }
+        }
+        return try await next.respond(to: request)
+    }
+}
+
+/// Addresses of this machine, for the first-run page.
+enum Loopback {
+    static func contains(_ address: String) -> Bool {
+        address == "::1" || address.hasPrefix("127.") || address.hasPrefix("::ffff:127.")
+    }
+}
+
+/// The first-run page lives only until the first admin exists.
+enum FirstRun {
+    static func isOpen(on db: any Database) async throws -> Bool {
+        try await StaffUser.query(on: db).filter(\.$role == StaffRole.admin.rawValue).count() == 0
+    }
+}

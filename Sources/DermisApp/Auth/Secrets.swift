@@ -1,0 +1,26 @@
+import Crypto
+import Foundation
+
+/// Random secrets and their stored form: tokens are shown once and kept only as SHA-256 digests.
+public enum Secrets {
+    /// 256 random bits, URL-safe.
+    public static func token() -> String {
+        base64URL(Data((0..<32).map { _ in UInt8.random(in: .min ... .max) }))
+    }
+
+    /// A password for a new account, shown once: 20 characters from an unambiguous alphabet (~110 bits).
+    @Sendable public static func password() -> String {
+        let alphabet = Array("abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        return String((0..<20).map { _ in alphabet.randomElement()! })
+    }
+
+    /// The digest a token or recovery code is stored as.
+    public static func digest(_ secret: String) -> String {
+        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func base64URL(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}

@@ -1,0 +1,226 @@
+import DermisCore
+import Fluent
+import Vapor
+
+/// `/login`, the second factor, `/logout` and the first-run page.
+struct SignInController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        routes.get("login", use: form).access(.open)
+        routes.post("login", use: signIn).access(.open)
+        routes.get("login", "totp", use: totpForm).access(.signingIn)
+        routes.post("login", "totp", use: verifyTOTP).access(.signingIn)
+        routes.post("logout", use: signOut).access(.signingIn)
+        routes.get("setup", use: setupForm).access(.firstRun)
+        routes.post("setup", use: setup).access(.firstRun)
+    }
+
+    struct LoginPage: Encodable {
+        let page: PageHeader
+        let email: String
+        let next: String
+        let error: String?
+        let firstRun: Bool
+    }
+
+    func form(req: Request) async throws -> View {
+        let next = safeNext((try? req.query.get(String.self, at: "next")) ?? "/")
+        let firstRun = try await FirstRun.isOpen(on: req.db)
+        return try await req.view.render("login", LoginPage(page: try await PageHeader(req, title: "Sign in"), email: "", next: next,
+                                                            error: nil, firstRun: firstRun))
+    }
+
+    struct Credentials: Content {
+        var email: String?
+        var password: String?
+        var next: String?
+    }
+
+    func signIn(req: Request) async throws -> Response {
+        let credentials = try req.content.decode(Credentials.self)
+        let email = (credentials.email ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        let next = safeNext(credentials.next ?? "/")
+        let limiter = SignInLimiter(req: req)
+        try await limiter.refuseIfLimited(email: email)
+
+        let user = try await StaffUser.query(on: req.db).filter(\.$email == email).first()
+        let password = credentials.password ?? ""
+        // Verify against a dummy hash for unknown accounts so the reply takes as long either way.
+        let digest = user?.passwordHash ?? SignInLimiter.dummyHash
+        let acceptable = password.utf8.count <= PasswordPolicy.maximumBytes && !password.contains("\u{0}")
+        let verified = try await StaffAccounts.verify(password, against: digest, on: req.application)
+        let matches = acceptable && verified
+        guard let user, matches, user.active else {
+            try await limiter.recordFailure(email: email)
+            try await req.audit(.signIn, objectType: "StaffUser", objectID: user?.id?.uuidString, outcome: .failure)
+            let page = LoginPage(page: try await PageHeader(req, title: "Sign in"), email: email, next: next,
+                                 error: "The email or password is not right.", firstRun: false)
+            let response = try await req.view.render("login", page).encodeResponse(for: req)
+            response.status = .unauthorized
+            return response
+        }
+        // The cost has risen since this hash was made: redo it now that we know the password.
+        let cost = req.dermis.settings.passwordCost
+        if let stored = StaffAccounts.cost(of: user.passwordHash), stored < cost {
+            user.passwordHash = try await StaffAccounts.hash(password, cost: cost, on: req.application)
+            try await user.save(on: req.db)
+        }
+        let stage: SessionStage = user.totpEnabled ? .totp : (user.mustUseTOTP ? .enrol : .full)
+        let target = switch stage {
+        case .full: next
+        case .totp: "/login/totp?next=\(next.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "/")"
+        case .enrol: "/account/totp"
+        }
+        let response = req.redirect(to: target, redirectType: .normal)
+        try await Sessions.start(for: user, stage: stage, on: req, response: response)
+        req.principal = try Principal(user, sessionID: nil, stage: stage)
+        try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
+        return response
+    }
+
+    struct CodePage: Encodable {
+        let page: PageHeader
+        let next: String
+        let error: String?
+    }
+
+    func totpForm(req: Request) async throws -> View {
+        let next = safeNext((try? req.query.get(String.self, at: "next")) ?? "/")
+        return try await req.view.render("login-totp", CodePage(page: try await PageHeader(req, title: "Second factor"), next: next, error: nil))
+    }
+
+    struct CodeForm: Content {
+        var code: String?
+        var next: String?
+    }
+
+    func verifyTOTP(req: Request) async throws -> Response {
+        guard let principal = req.principal, principal.stage == .totp, let sessionID = principal.sessionID,
+              let user = try await StaffUser.find(principal.userID, on: req.db) else { return req.redirect(to: "/login") }
+        let form = try req.content.decode(CodeForm.self)
+        let next = safeNext(form.next ?? "/")
+        let limiter = SignInLimiter(req: req)
+        try await limiter.refuseIfLimited(email: user.email)
+        let code = (form.code ?? "").trimmingCharacters(in: .whitespaces)
+        guard try await SecondFactor.accepts(code, for: user, on: req) else {
+            try await limiter.recordFailure(email: user.email)
+            try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .failure)
+            let response = try await req.view.render("login-totp", CodePage(
+                page: try await PageHeader(req, title: "Second factor"), next: next, error: "That code is not right.")).encodeResponse(for: req)
+            response.status = .unauthorized
+            return response
+        }
+        try await WebSession.query(on: req.db).filter(\.$id == sessionID).delete()
+        let response = req.redirect(to: next, redirectType: .normal)
+        try await Sessions.start(for: user, stage: .full, on: req, response: response)
+        return response
+    }
+
+    func signOut(req: Request) async throws -> Response {
+        if let sessionID = req.principal?.sessionID {
+            try await WebSession.query(on: req.db).filter(\.$id == sessionID).delete()
+            try await req.audit(.signOut, objectType: "StaffUser", objectID: req.principal?.userID.uuidString, outcome: .success)
+        }
+        let response = req.redirect(to: "/login", redirectType: .normal)
+        Sessions.setCookie("", on: response, request: req, expire: true)
+        return response
+    }
+
+    struct SetupPage: Encodable {
+        let page: PageHeader
+        let errors: [ErrorLine]
+        let clinicName: String
+        let timeZone: String
+        let name: String
+        let email: String
+    }
+
+    func setupForm(req: Request) async throws -> View {
+        try await req.view.render("setup", SetupPage(page: try await PageHeader(req, title: "First run"), errors: [],
+                                                     clinicName: "", timeZone: TimeZone.current.identifier, name: "", email: ""))
+    }
+
+    struct SetupForm: Content {
+        var clinicName: String?
+        var timeZone: String?
+        var name: String?
+        var email: String?
+        var password: String?
+    }
+
+    func setup(req: Request) async throws -> Response {
+        let form = try req.content.decode(SetupForm.self)
+        do {
+            let clinic = try await StaffAccounts.clinic(named: form.clinicName ?? "", timeZone: form.timeZone ?? "UTC", on: req.db)
+            _ = try await StaffAccounts.create(
+                .init(email: form.email ?? "", name: form.name ?? "", password: form.password ?? "", role: .admin),
+                clinicID: clinic.requireID(), createdBy: nil, on: req.application, db: req.db)
+            return req.redirect(to: "/login", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            let page = SetupPage(page: try await PageHeader(req, title: "First run"),
+                                 errors: invalid.issues.map { ErrorLine(field: $0.path, message: $0.description) },
+                                 clinicName: form.clinicName ?? "", timeZone: form.timeZone ?? "", name: form.name ?? "", email: form.email ?? "")
+            let response = try await req.view.render("setup", page).encodeResponse(for: req)
+            response.status = .unprocessableEntity
+            return response
+        }
+    }
+
+    /// Only paths on this site: never an absolute URL an attacker could send someone to.
+    func safeNext(_ next: String) -> String {
+        next.hasPrefix("/") && !next.hasPrefix("//") && !next.contains("\\") ? next : "/"
+    }
+}
+
+/// Counts failed sign-ins in the database, so the limit holds across server instances (R8).
+struct SignInLimiter {
+    let req: Request
+
+    /// A valid bcrypt hash of a random string, verified against when the account does not exist.
+    static let dummyHash = (try? Bcrypt.hash(Secrets.token(), cost: 12)) ?? ""
+
+    func refuseIfLimited(email: String) async throws {
+        let settings = req.dermis.settings
+        let hourAgo = req.dermis.clock.now().addingTimeInterval(-3600)
+        let perAccount = try await SignInFailure.query(on: req.db).filter(\.$email == email).filter(\.$at > hourAgo).count()
+        let perAddress = try await SignInFailure.query(on: req.db).filter(\.$address == req.clientAddress).filter(\.$at > hourAgo).count()
+        if perAccount >= settings.failuresPerAccountPerHour || perAddress >= settings.failuresPerAddressPerHour {
+            req.logger.warning("Sign-in refused: too many failed attempts in the last hour (\(perAccount >= settings.failuresPerAccountPerHour ? "account" : "address") limit)")
+            try await req.audit(.signIn, objectType: "StaffUser", outcome: .denied)
+            throw Abort(.tooManyRequests, reason: "Too many failed sign-ins. Try again later or ask an admin.")
+        }
+    }
+
+    func recordFailure(email: String) async throws {
+        try await SignInFailure(email: email, address: req.clientAddress, at: req.dermis.clock.now()).create(on: req.db)
+    }
+}
+
+/// The second factor: a TOTP code from the authenticator or one unused recovery code.
+enum SecondFactor {
+    static func accepts(_ code: String, for user: StaffUser, on req: Request) async throws -> Bool {
+        if let secret = user.totpSecret, let totp = AuthenticatorApp(base32: secret), totp.verify(code, at: req.dermis.clock.now()) {
+            return true
+        }
+        let digest = Secrets.digest(code.lowercased())
+        if let recovery = try await RecoveryCode.query(on: req.db).filter(\.$user.$id == user.requireID())
+            .filter(\.$codeHash == digest).filter(\.$usedAt == nil).first() {
+            recovery.usedAt = req.dermis.clock.now()
+            try await recovery.save(on: req.db)
+            return true
+        }
+        return false
+    }
+
+    /// Ten fresh recovery codes (the old ones are dropped); the plain codes are shown once.
+    static func newRecoveryCodes(for userID: UUID, on db: any Database) async throws -> [String] {
+        try await RecoveryCode.query(on: db).filter(\.$user.$id == userID).delete()
+        let alphabet = Array("abcdefghjkmnpqrstuvwxyz23456789")
+        var codes: [String] = []
+        for _ in 0..<10 {
+            let code = String((0..<10).map { _ in alphabet.randomElement()! })
+            codes.append(code)
+            try await RecoveryCode(userID: userID, codeHash: Secrets.digest(code)).create(on: db)
+        }
+        return codes
+    }
+}

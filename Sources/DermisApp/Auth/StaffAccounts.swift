@@ -1,0 +1,64 @@
+import DermisCore
+import Fluent
+import Vapor
+
+/// Creating staff and checking their passwords, shared by the CLI, the first-run page, the demo and the admin pages.
+enum StaffAccounts {
+    /// bcrypt off the event loop. `cost` comes from the settings (12 in production).
+    static func hash(_ password: String, cost: Int, on app: Application) async throws -> String {
+        try await app.threadPool.runIfActive { try Bcrypt.hash(password, cost: cost) }
+    }
+
+    static func verify(_ password: String, against digest: String, on app: Application) async throws -> Bool {
+        try await app.threadPool.runIfActive { (try? Bcrypt.verify(password, created: digest)) ?? false }
+    }
+
+    /// The cost a stored bcrypt hash was made with (`$2b$12$…` → 12).
+    static func cost(of digest: String) -> Int? {
+        let parts = digest.split(separator: "$")
+        return parts.count >= 2 ? Int(parts[1]) : nil
+    }
+
+    struct NewStaff: Sendable {
+        var email: String
+        var name: String
+        var password: String
+        var role: StaffRole
+        var credential: String?
+        var maxDepthMm: Double?
+    }
+
+    /// Validates and stores a new staff member; every problem is reported with its field.
+    static func create(_ new: NewStaff, clinicID: UUID, createdBy: UUID?, on app: Application, db: any Database) async throws -> StaffUser {
+        var issues: [FieldIssue] = []
+        let email = new.email.trimmingCharacters(in: .whitespaces).lowercased()
+        if !email.contains("@") || email.count > 254 || email.contains(where: \.isWhitespace) {
+            issues.append(FieldIssue(path: "email", problem: "'\(new.email)' is not an email address"))
+        } else if try await StaffUser.query(on: db).filter(\.$email == email).count() > 0 {
+            issues.append(FieldIssue(path: "email", problem: "a staff member with this email already exists"))
+        }
+        let name = new.name.trimmingCharacters(in: .whitespaces)
+        if name.isEmpty || name.count > 100 { issues.append(FieldIssue(path: "name", problem: "is required (at most 100 characters)")) }
+        if let problem = PasswordPolicy.problem(with: new.password) { issues.append(FieldIssue(path: "password", problem: problem)) }
+        if let depth = new.maxDepthMm, !(depth > 0 && depth <= 2.5) {
+            issues.append(FieldIssue(path: "maxDepthMm", problem: "must be above 0 and at most 2.5 mm"))
+        }
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        let digest = try await hash(new.password, cost: app.dermis.settings.passwordCost, on: app)
+        let user = StaffUser(clinicID: clinicID, email: email, name: name, passwordHash: digest, role: new.role,
+                             credential: new.credential, maxDepthMm: new.maxDepthMm, createdAt: app.dermis.clock.now(), createdBy: createdBy)
+        try await user.create(on: db)
+        return user
+    }
+
+    /// The clinic to attach a first admin to: the existing one, or a new one with this name.
+    static func clinic(named name: String, timeZone: String, on db: any Database) async throws -> Clinic {
+        if let existing = try await Clinic.query(on: db).sort(\.$createdAt).first() { return existing }
+        guard TimeZone(identifier: timeZone) != nil else { throw InvalidInput(path: "timeZone", problem: "unknown time zone '\(timeZone)'") }
+        let trimmed = name.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty else { throw InvalidInput(path: "clinicName", problem: "is required") }
+        let clinic = Clinic(name: trimmed, timeZone: timeZone, isDemo: false)
+        try await clinic.create(on: db)
+        return clinic
+    }
+}

@@ -1,0 +1,59 @@
+import DermisCore
+import Fluent
+import Vapor
+
+/// The fictional clinic a newcomer clicks through: its staff get random passwords, shown once on the terminal.
+public enum DemoClinic {
+    static let name = "Harbour Skin Clinic"
+
+    public struct Login: Sendable {
+        public let role: String
+        public let email: String
+        public let password: String
+    }
+
+    /// Creates the demo clinic, staff and patients when the database has no clinic yet; returns the staff sign-ins.
+    static func seedIfEmpty(app: Application) async throws -> [Login] {
+        let db = app.db
+        guard try await Clinic.query(on: db).count() == 0 else { return [] }
+        let clinic = Clinic(name: name, timeZone: "Europe/London", isDemo: true)
+        try await clinic.create(on: db)
+        let clinicID = try clinic.requireID()
+        let staff: [(String, String, StaffRole, String?, Double?)] = [
+            ("admin@demo.dermis.test", "Alex Admin (demo)", .admin, nil, nil),
+            ("ines.doctor@demo.dermis.test", "Dr Inês Moreau (demo)", .practitioner, "physician", 2.5),
+            ("sam.nurse@demo.dermis.test", "Sam Okafor RN (demo)", .practitioner, "nurse", 1.5),
+            ("desk@demo.dermis.test", "Jo Front Desk (demo)", .frontDesk, nil, nil),
+        ]
+        var logins: [Login] = []
+        var creator: UUID?
+        for (email, personName, role, credential, depth) in staff {
+            let password = app.dermis.settings.randomPassword()
+            let user = try await StaffAccounts.create(
+                .init(email: email, name: personName, password: password, role: role, credential: credential, maxDepthMm: depth),
+                clinicID: clinicID, createdBy: creator, on: app, db: db)
+            creator = creator ?? user.id
+            logins.append(Login(role: role.displayName, email: email, password: password))
+        }
+        let registry = PatientRegistry(db: db, clinicID: clinicID)
+        let now = app.dermis.clock.now()
+        for (given, family, birth, phone, type) in [
+            ("Zoë", "Lefèvre", "1988-03-14", "+44 7700 900101", 2), ("José", "Álvarez", "1979-11-02", "+44 7700 900102", 4),
+            ("Amara", "Nwosu", "1993-06-21", "+44 7700 900103", 6), ("Hannah", "Schmidt", "1971-01-30", "+44 7700 900104", 1),
+        ] {
+            let details = try PatientDetails(givenName: given, familyName: family, dateOfBirth: birth, phone: phone, fitzpatrickType: type)
+                .validated(today: CalendarDate(now, in: clinic.zone))
+            _ = try await registry.create(details, by: creator!, at: now)
+        }
+        return logins
+    }
+
+    /// The sign-ins as printed once on the terminal.
+    static func announcement(_ logins: [Login]) -> String {
+        guard !logins.isEmpty else { return "" }
+        var lines = ["", "Demo clinic created: \(name) (fictional). Sign-ins, shown only now:"]
+        for login in logins { lines.append("  \(login.role.padding(toLength: 13, withPad: " ", startingAt: 0)) \(login.email)  \(login.password)") }
+        lines.append("The admin sets up an authenticator app at first sign-in. Other roles may add one under Your account.")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,170 @@
+import DermisCore
+import Fluent
+import Foundation
+import SQLKit
+import Vapor
+
+/// A patient of the clinic. Never deleted: archived. Each save bumps `version` (optimistic concurrency, R12).
+final class Patient: Model, @unchecked Sendable {
+    static let schema = "patient"
+
+    @ID(key: .id) var id: UUID?
+    @Parent(key: "clinic_id") var clinic: Clinic
+    /// The clinic record number staff say aloud and print.
+    @Field(key: "mrn") var mrn: String
+    @Field(key: "given_name") var givenName: String
+    @Field(key: "family_name") var familyName: String
+    /// Given and family name folded (case, accents) for search.
+    @Field(key: "search_name") var searchName: String
+    @Field(key: "date_of_birth") var dateOfBirth: String
+    @OptionalField(key: "phone_e164") var phoneE164: String?
+    @OptionalField(key: "email") var email: String?
+    @OptionalField(key: "fitzpatrick_type") var fitzpatrickType: Int?
+    @Field(key: "archived") var archived: Bool
+    @Field(key: "version") var version: Int
+    @Field(key: "created_at") var createdAt: Date
+    @Field(key: "updated_at") var updatedAt: Date
+    @Field(key: "created_by") var createdBy: UUID
+    @Field(key: "updated_by") var updatedBy: UUID
+
+    init() {}
+
+    var details: PatientDetails {
+        PatientDetails(givenName: givenName, familyName: familyName, dateOfBirth: dateOfBirth, phone: phoneE164,
+                       email: email, fitzpatrickType: fitzpatrickType)
+    }
+}
+
+struct CreatePatient: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        try await database.schema(Patient.schema)
+            .id()
+            .field("clinic_id", .uuid, .required, .references(Clinic.schema, .id))
+            .field("mrn", .string, .required)
+            .field("given_name", .string, .required)
+            .field("family_name", .string, .required)
+            .field("search_name", .string, .required)
+            .field("date_of_birth", .string, .required)
+            .field("phone_e164", .string)
+            .field("email", .string)
+            .field("fitzpatrick_type", .int)
+            .field("archived", .bool, .required)
+            .field("version", .int, .required)
+            .field("created_at", .datetime, .required)
+            .field("updated_at", .datetime, .required)
+            .field("created_by", .uuid, .required)
+            .field("updated_by", .uuid, .required)
+            .unique(on: "clinic_id", "mrn")
+            .create()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema(Patient.schema).delete()
+    }
+}
+
+/// The patient registry of one clinic: every query is scoped to the caller's clinic, so another clinic's ids are 404.
+struct PatientRegistry {
+    let db: any Database
+    let clinicID: UUID
+
+    func find(_ id: UUID) async throws -> Patient {
+        guard let patient = try await Patient.query(on: db).filter(\.$id == id).filter(\.$clinic.$id == clinicID).first() else {
+            throw Abort(.notFound, reason: "No such patient.")
+        }
+        return patient
+    }
+
+    func create(_ details: PatientDetails.Valid, by actor: UUID, at now: Date) async throws -> Patient {
+        let patient = Patient()
+        patient.$clinic.id = clinicID
+        apply(details, to: patient)
+        patient.archived = false
+        patient.version = 1
+        patient.createdAt = now
+        patient.updatedAt = now
+        patient.createdBy = actor
+        patient.updatedBy = actor
+        // A short, readable record number; the unique index settles the rare collision by trying again.
+        for attempt in 1...5 {
+            patient.id = UUID()
+            patient.mrn = "DRM-" + String(format: "%06d", Int.random(in: 0...999_999))
+            do {
+                try await patient.create(on: db)
+                return patient
+            } catch let error as any DatabaseError where error.isConstraintFailure && attempt < 5 {
+                continue
+            }
+        }
+        throw Abort(.internalServerError)
+    }
+
+    /// Saves an edit only if nobody saved since `expectedVersion`; 409 otherwise, with nothing written.
+    func update(_ id: UUID, with details: PatientDetails.Valid, expectedVersion: Int, by actor: UUID, at now: Date) async throws -> Patient {
+        _ = try await find(id)
+        guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
+        let updated = try await sql.update(Patient.schema)
+            .set("given_name", to: details.givenName)
+            .set("family_name", to: details.familyName)
+            .set("search_name", to: searchFolded(details.givenName + " " + details.familyName))
+            .set("date_of_birth", to: details.dateOfBirth.description)
+            .set("phone_e164", to: details.phoneE164)
+            .set("email", to: details.email)
+            .set("fitzpatrick_type", to: details.fitzpatrickType)
+            .set("updated_at", to: now)
+            .set("updated_by", to: actor)
+            .set("version", to: SQLRaw("version + 1"))
+            .where("id", .equal, id)
+            .where("clinic_id", .equal, clinicID)
+            .where("version", .equal, expectedVersion)
+            .returning("version")
+            .all()
+        guard !updated.isEmpty else { throw Abort(.conflict, reason: "Someone saved this patient since you opened it.") }
+        return try await find(id)
+    }
+
+    func setArchived(_ id: UUID, _ archived: Bool, by actor: UUID, at now: Date) async throws -> Patient {
+        let patient = try await find(id)
+        patient.archived = archived
+        patient.version += 1
+        patient.updatedAt = now
+        patient.updatedBy = actor
+        try await patient.save(on: db)
+        return patient
+    }
+
+    /// Search by name (any order, accents and case ignored), date of birth, phone, email or record number.
+    func search(_ text: String, includeArchived: Bool = false, limit: Int = 50) async throws -> [Patient] {
+        var query = Patient.query(on: db).filter(\.$clinic.$id == clinicID)
+        if !includeArchived { query = query.filter(\.$archived == false) }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty {
+            return try await query.sort(\.$updatedAt, .descending).limit(limit).all()
+        }
+        if let date = CalendarDate(iso: trimmed) {
+            query = query.filter(\.$dateOfBirth == date.description)
+        } else if trimmed.contains("@") {
+            query = query.filter(\.$email == trimmed.lowercased())
+        } else if trimmed.uppercased().hasPrefix("DRM-") {
+            query = query.filter(\.$mrn == trimmed.uppercased())
+        } else if let phone = PatientDetails.e164(trimmed.hasPrefix("+") || trimmed.hasPrefix("00") ? trimmed : "+" + trimmed),
+                  trimmed.filter(\.isNumber).count >= 6, trimmed.allSatisfy({ $0.isNumber || " +-().".contains($0) }) {
+            query = query.filter(\.$phoneE164 ~~ String(phone.dropFirst()))
+        } else {
+            for word in searchFolded(trimmed).split(separator: " ") {
+                query = query.filter(\.$searchName ~~ String(word))
+            }
+        }
+        return try await query.sort(\.$familyName).sort(\.$givenName).limit(limit).all()
+    }
+
+    private func apply(_ details: PatientDetails.Valid, to patient: Patient) {
+        patient.givenName = details.givenName
+        patient.familyName = details.familyName
+        patient.searchName = searchFolded(details.givenName + " " + details.familyName)
+        patient.dateOfBirth = details.dateOfBirth.description
+        patient.phoneE164 = details.phoneE164
+        patient.email = details.email
+        patient.fitzpatrickType = details.fitzpatrickType
+    }
+}

@@ -1,0 +1,116 @@
+import DermisCore
+import Vapor
+
+/// `/api/v1/patients`: the registry as JSON, with the same rules as the pages. Every call is audited.
+struct PatientAPIController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let patients = routes.grouped("api", "v1", "patients")
+        let rule = AccessRule.staff(AccessRule.anyStaff, audits: "Patient")
+        patients.get(use: search).access(rule)
+        patients.post(use: create).access(rule)
+        patients.get(":patientID", use: read).access(rule)
+        patients.put(":patientID", use: update).access(rule)
+    }
+
+    struct PatientJSON: Content {
+        let id: UUID
+        let mrn: String
+        let givenName: String
+        let familyName: String
+        let dateOfBirth: String
+        let phone: String?
+        let email: String?
+        let fitzpatrickType: Int?
+        let archived: Bool
+        let version: Int
+
+        init(_ p: Patient) throws {
+            id = try p.requireID()
+            mrn = p.mrn
+            givenName = p.givenName
+            familyName = p.familyName
+            dateOfBirth = p.dateOfBirth
+            phone = p.phoneE164
+            email = p.email
+            fitzpatrickType = p.fitzpatrickType
+            archived = p.archived
+            version = p.version
+        }
+    }
+
+    struct SearchResult: Content {
+        let patients: [PatientJSON]
+    }
+
+    func search(req: Request) async throws -> SearchResult {
+        let staff = try req.staff()
+        let q = (try? req.query.get(String.self, at: "q")) ?? ""
+        let archived = (try? req.query.get(Bool.self, at: "archived")) ?? false
+        return try await req.audited(.search, objectType: "Patient") {
+            let found = try await PatientRegistry(db: req.db, clinicID: staff.clinicID).search(q, includeArchived: archived)
+            return try SearchResult(patients: found.map(PatientJSON.init))
+        }
+    }
+
+    func create(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await req.audited(.create, objectType: "Patient", subject: { (patient: Patient) in patient.id }) {
+            let details = try req.decodeJSON(PatientDetails.self).validated(today: req.today(in: try await req.clinic()))
+            return try await PatientRegistry(db: req.db, clinicID: staff.clinicID)
+                .create(details, by: staff.userID, at: req.dermis.clock.now())
+        }
+        let response = try await PatientJSON(patient).encodeResponse(status: .created, for: req)
+        response.headers.replaceOrAdd(name: .location, value: "/api/v1/patients/\(try patient.requireID())")
+        response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(patient.version)\"")
+        return response
+    }
+
+    func read(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let id = try req.patientID()
+        return try await req.audited(.read, objectType: "Patient") {
+            let patient = try await PatientRegistry(db: req.db, clinicID: staff.clinicID).find(id)
+            let response = try await PatientJSON(patient).encodeResponse(for: req)
+            response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(patient.version)\"")
+            return response
+        }
+    }
+
+    func update(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let id = try req.patientID()
+        return try await req.audited(.update, objectType: "Patient") {
+            guard let header = req.headers.first(name: .ifMatch) else {
+                throw Abort(.preconditionRequired, reason: "Send If-Match with the version you edited (the ETag of your last read).")
+            }
+            guard let expected = Int(header.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
+                throw Abort(.badRequest, reason: "If-Match must be a version such as W/\"3\".")
+            }
+            let details = try req.decodeJSON(PatientDetails.self).validated(today: req.today(in: try await req.clinic()))
+            let patient = try await PatientRegistry(db: req.db, clinicID: staff.clinicID)
+                .update(id, with: details, expectedVersion: expected, by: staff.userID, at: req.dermis.clock.now())
+            let response = try await PatientJSON(patient).encodeResponse(for: req)
+            response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(patient.version)\"")
+            return response
+        }
+    }
+}
+
+extension Request {
+    /// The `:patientID` path parameter; a malformed one is simply not found.
+    func patientID() throws -> UUID {
+        guard let id = (parameters.get("patientID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound, reason: "No such patient.") }
+        return id
+    }
+
+    /// Decodes a JSON body with errors that name the field (JSON path).
+    func decodeJSON<T: Decodable>(_ type: T.Type) throws -> T {
+        guard let buffer = body.data else { throw InvalidInput(path: "", problem: "the request has no JSON body") }
+        return try decodeInput(type, from: Data(buffer: buffer))
+    }
+}
+
+extension InvalidInput: AbortError {
+    public var status: HTTPResponseStatus { .unprocessableEntity }
+    public var reason: String { description }
+}

@@ -1,0 +1,37 @@
+import Foundation
+import Logging
+
+/// Captures every log line (debug and above) the process writes, for the canary test of R11.
+enum TestLog {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var captured: [String] = []
+
+    private static let bootstrapped: Bool = {
+        LoggingSystem.bootstrap { label in CapturingHandler(label: label) }
+        return true
+    }()
+
+    static func bootstrapOnce() { _ = bootstrapped }
+
+    static func append(_ line: String) { lock.withLock { captured.append(line) } }
+
+    /// Everything logged so far.
+    static var text: String { lock.withLock { captured.joined(separator: "\n") } }
+
+    struct CapturingHandler: LogHandler {
+        let label: String
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String,
+                 file: String, function: String, line: UInt) {
+            let all = metadata.merging(extra ?? [:]) { $1 }
+            TestLog.append("\(level) \(label) \(message) \(all)")
+        }
+    }
+}
