@@ -28,10 +28,9 @@ enum TestLog {
             set { metadata[key] = newValue }
         }
 
-        func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String,
-                 file: String, function: String, line: UInt) {
-            let all = metadata.merging(extra ?? [:]) { $1 }
-            TestLog.append("\(level) \(label) \(message) \(all)")
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            TestLog.append("\(event.level) \(label) \(event.message) \(all) \(event.error.map { String(describing: $0) } ?? "")")
         }
     }
 }
