@@ -56,7 +56,12 @@ public enum DermisServer {
     private static func withApplication(_ settings: DermisSettings, arguments: [String],
                                         _ body: (Application) async throws -> Void) async throws {
         var environment = try Environment.detect(arguments: arguments)
-        try LoggingSystem.bootstrap(from: &environment)
+        let level = try Logger.Level.detect(from: &environment)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardOutput(label: label)
+            handler.logLevel = level
+            return PatientSafeLogHandler(wrapping: handler)
+        }
         let app = try await Application.make(environment)
         do {
             try await configure(app, settings: settings)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+@testable import DermisApp
 
 /// Captures every log line (debug and above) the process writes, for the canary test of R11.
 enum TestLog {
@@ -7,7 +8,8 @@ enum TestLog {
     nonisolated(unsafe) private static var captured: [String] = []
 
     private static let bootstrapped: Bool = {
-        LoggingSystem.bootstrap { label in CapturingHandler(label: label) }
+        // The same filter production uses, so this test proves the filter works.
+        LoggingSystem.bootstrap { label in PatientSafeLogHandler(wrapping: CapturingHandler(label: label)) }
         return true
     }()
 

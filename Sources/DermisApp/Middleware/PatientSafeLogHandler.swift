@@ -1,0 +1,36 @@
+import Logging
+
+/// Keeps patient data out of the operational log (SECURITY.md R11): Fluent's debug "Running query" lines carry the
+/// bound values of every query (names, dates of birth…), so their values are replaced before any handler sees them.
+public struct PatientSafeLogHandler: LogHandler {
+    /// Metadata that carries query values.
+    static let redactedKeys: Set<String> = ["input", "binds", "sql.binds", "filters", "data"]
+
+    private var wrapped: any LogHandler
+
+    public init(wrapping handler: any LogHandler) { wrapped = handler }
+
+    public var logLevel: Logger.Level {
+        get { wrapped.logLevel }
+        set { wrapped.logLevel = newValue }
+    }
+
+    public var metadata: Logger.Metadata {
+        get { wrapped.metadata }
+        set { wrapped.metadata = newValue }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { wrapped[metadataKey: key] }
+        set { wrapped[metadataKey: key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var safe = event
+        if var metadata = event.metadata {
+            for key in metadata.keys where Self.redactedKeys.contains(key) { metadata[key] = "[redacted]" }
+            safe.metadata = metadata
+        }
+        wrapped.log(event: safe)
+    }
+}
