@@ -100,6 +100,7 @@ def browser():
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.implicitly_wait(5)  # find_element waits for the next page's element to appear
     yield driver
     driver.quit()
 
@@ -118,3 +119,51 @@ def sign_in(browser, server, email, password):
     browser.find_element(By.ID, "email").send_keys(email)
     browser.find_element(By.ID, "password").send_keys(password)
     browser.find_element(By.ID, "sign-in").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda b: "/login" not in b.current_url)
+
+
+def totp_now(secret_base32, at=None):
+    """RFC 6238 code for a base32 secret (what the authenticator app would show)."""
+    import base64
+    import hashlib
+    import hmac
+    import struct
+
+    padded = secret_base32 + "=" * (-len(secret_base32) % 8)
+    key = base64.b32decode(padded)
+    counter = int((at if at is not None else time.time()) // 30)
+    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = (struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000
+    return f"{value:06d}"
+
+
+def post_form(url, fields, origin):
+    """A same-origin form POST (as a browser sends it); returns (status, body, headers) without following redirects."""
+    import urllib.error
+    import urllib.parse
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    data = urllib.parse.urlencode(fields).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Origin": origin})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=30) as response:
+            return response.status, response.read().decode(), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), error.headers
+
+
+def wait_for_url(browser, fragment, seconds=10):
+    """Waits until the browser has navigated to a URL containing `fragment`."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, seconds).until(expected_conditions.url_contains(fragment))
+    return browser.current_url

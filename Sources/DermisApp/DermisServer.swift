@@ -7,7 +7,7 @@ public enum DermisServer {
     /// Serves HTTP until SIGINT or SIGTERM; with `seedDemo`, first fills an empty database with the demo clinic.
     public static func serve(_ settings: DermisSettings, hostname: String, port: Int) async throws {
         try await withApplication(settings, arguments: ["dermis", "serve"]) { app in
-            if settings.seedDemo { print(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app)), terminator: "") }
+            if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app))) }
             app.http.server.configuration.hostname = hostname
             app.http.server.configuration.port = port
             try await app.execute()
@@ -17,7 +17,7 @@ public enum DermisServer {
     /// Opens the database, checks it is durable, migrates it (and seeds the demo when asked), then closes it.
     public static func prepare(_ settings: DermisSettings) async throws {
         try await withApplication(settings, arguments: ["dermis"]) { app in
-            if settings.seedDemo { print(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app)), terminator: "") }
+            if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app))) }
         }
     }
 
@@ -53,12 +53,17 @@ public enum DermisServer {
         return result
     }
 
+    /// Prints to the terminal now (not when a buffer fills): the demo passwords are shown once, at start.
+    private static func announce(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+
     private static func withApplication(_ settings: DermisSettings, arguments: [String],
                                         _ body: (Application) async throws -> Void) async throws {
         var environment = try Environment.detect(arguments: arguments)
         let level = try Logger.Level.detect(from: &environment)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardOutput(label: label)
+            var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return PatientSafeLogHandler(wrapping: handler)
         }
