@@ -14,6 +14,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.middleware = Middlewares()
     app.middleware.use(SecurityHeadersMiddleware())
     app.middleware.use(GenericErrorMiddleware())
+    app.middleware.use(RequestLimitsMiddleware())
     app.middleware.use(FileMiddleware(publicDirectory: resourcesPath("Public")))
     app.middleware.use(CrossSiteRequestMiddleware())
     app.middleware.use(AuthenticationMiddleware())

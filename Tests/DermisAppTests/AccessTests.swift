@@ -88,6 +88,14 @@ extension AppTests {
                 }
                 let unchanged = try await Patient.find(theirs.id, on: app.db)
                 #expect(unchanged?.givenName == "Foreign" && unchanged?.version == 1)
+                // Their staff are out of reach too.
+                for action in ["deactivate", "reset-totp"] {
+                    try await app.testing().test(.POST, "/admin/staff/\(otherStaff.id)/\(action)", headers: session) { res in
+                        #expect(res.status == .notFound)
+                    }
+                }
+                let stillActive = try await StaffUser.find(otherStaff.id, on: app.db)
+                #expect(stillActive?.active == true)
             }
         }
     }

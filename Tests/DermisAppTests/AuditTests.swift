@@ -220,6 +220,23 @@ extension AppTests {
             }
         }
 
+        @Test func deeplyNestedFormsAndHugeRangeHeadersGet4xx() async throws {
+            try await withDermis { app, _ in
+                let nested = "a" + String(repeating: "[b]", count: 2000) + "=1"
+                try await app.testing().test(.POST, "/login", headers: formHeaders, body: ByteBuffer(string: nested)) { res in
+                    #expect(res.status == .badRequest)
+                }
+                for range in ["bytes=" + (0..<50).map { "\($0)-\($0)" }.joined(separator: ","), "bytes=0-99999999999999999999999"] {
+                    try await app.testing().test(.GET, "/css/dermis.css", headers: ["Range": range]) { res in
+                        #expect(res.status == .rangeNotSatisfiable)
+                    }
+                }
+                try await app.testing().test(.GET, "/css/dermis.css", headers: ["Range": "bytes=0-99"]) { res in
+                    #expect(res.status == .partialContent)
+                }
+            }
+        }
+
         @Test func aServerErrorSaysNothingAboutItsCause() async throws {
             try await withDermis { app, _ in
                 struct Secret: Error, CustomStringConvertible { var description: String { "SELECT * FROM patient -- secret detail" } }
