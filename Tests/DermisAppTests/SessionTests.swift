@@ -241,12 +241,23 @@ extension AppTests {
                     #expect(res.headers.first(name: .location) == "/account/totp")
                 }
                 try await app.testing().test(.GET, "/api/v1/patients", headers: session) { #expect($0.status == .unauthorized) }
-                try await app.testing().test(.GET, "/account/totp", headers: session) { #expect($0.status == .ok) }
-                let secret = try #require(try await StaffUser.find(admin.id, on: app.db)?.totpSecret)
-                let code = try #require(AuthenticatorApp(base32: secret)).code(at: settings.clock.now())
+                var secret = ""
+                try await app.testing().test(.GET, "/account/totp", headers: session) { res in
+                    #expect(res.status == .ok)
+                    secret = res.body.string.components(separatedBy: "name=\"secret\" value=\"").dropFirst().first?
+                        .components(separatedBy: "\"").first ?? ""
+                }
+                let stored = try await StaffUser.find(admin.id, on: app.db)
+                #expect(stored?.totpSecret == nil, "opening the page stored something")
+                let app2fa = try #require(AuthenticatorApp(base32: secret))
                 var post = session
                 post.add(name: .contentType, value: "application/x-www-form-urlencoded")
-                try await app.testing().test(.POST, "/account/totp", headers: post, body: form([("code", code)])) { res in
+                try await app.testing().test(.POST, "/account/totp", headers: post,
+                                             body: form([("secret", secret), ("code", "123456" == app2fa.code(at: settings.clock.now()) ? "654321" : "123456")])) { res in
+                    #expect(res.status == .unprocessableEntity)
+                }
+                let code = app2fa.code(at: settings.clock.now())
+                try await app.testing().test(.POST, "/account/totp", headers: post, body: form([("secret", secret), ("code", code)])) { res in
                     #expect(res.status == .ok)
                     #expect(res.body.string.contains("id=\"recovery-codes\""))
                     cookie = sessionCookie(res) ?? ""
@@ -256,6 +267,13 @@ extension AppTests {
                 try await app.testing().test(.GET, "/api/v1/patients", headers: full) { #expect($0.status == .ok) }
                 let recoveryCodes = try await RecoveryCode.query(on: app.db).filter(\.$user.$id == admin.requireID()).count()
                 #expect(recoveryCodes == 10)
+            }
+        }
+
+        @Test func theFirstRunPageIsOnlyForThisMachine() async throws {
+            // In-process requests come from no network address at all: not loopback, so refused.
+            try await withDermis(seedDemo: false) { app, _ in
+                try await app.testing().test(.GET, "/setup") { #expect($0.status == .notFound) }
             }
         }
 

@@ -67,11 +67,9 @@ struct AccountController: RouteCollection {
             return try await req.view.render("totp", TOTPPage(page: try await PageHeader(req, title: "AuthenticatorApp"), enabled: true,
                                                               required: user.mustUseTOTP, secret: nil, uri: nil, recoveryCodes: [], error: nil))
         }
-        // A fresh pending secret each time the page is opened; it only counts once a code from it is entered.
-        let totp = AuthenticatorApp.generate()
-        user.totpSecret = totp.base32
-        try await user.save(on: req.db)
-        return try await enrolPage(req, user: user, totp: totp, error: nil)
+        // A fresh secret each time the page is opened; it travels in the form and is stored only once a code from it
+        // checks out (a GET changes nothing).
+        return try await enrolPage(req, user: user, totp: AuthenticatorApp.generate(), error: nil)
     }
 
     private func enrolPage(_ req: Request, user: StaffUser, totp: AuthenticatorApp, error: String?) async throws -> View {
@@ -80,18 +78,24 @@ struct AccountController: RouteCollection {
             secret: totp.base32, uri: totp.provisioningURI(account: user.email, issuer: "Dermis"), recoveryCodes: [], error: error))
     }
 
-    struct CodeForm: Content { var code: String? }
+    struct CodeForm: Content {
+        var code: String?
+        var secret: String?
+    }
 
     func enableTOTP(req: Request) async throws -> Response {
         guard let principal = req.principal, principal.stage != .totp,
-              let user = try await StaffUser.find(principal.userID, on: req.db), !user.totpEnabled,
-              let secret = user.totpSecret, let totp = AuthenticatorApp(base32: secret) else { return req.redirect(to: "/account") }
-        let code = try req.content.decode(CodeForm.self).code ?? ""
-        guard totp.verify(code, at: req.dermis.clock.now()) else {
+              let user = try await StaffUser.find(principal.userID, on: req.db), !user.totpEnabled else { return req.redirect(to: "/account") }
+        let form = try req.content.decode(CodeForm.self)
+        guard let totp = form.secret.flatMap(AuthenticatorApp.init(base32:)), totp.secret.count >= 16 else {
+            throw Abort(.badRequest, reason: "The authenticator key is missing; open the page again.")
+        }
+        guard totp.verify(form.code ?? "", at: req.dermis.clock.now()) else {
             let response = try await enrolPage(req, user: user, totp: totp, error: "That code is not right; check the time on your phone and try the next one.").encodeResponse(for: req)
             response.status = .unprocessableEntity
             return response
         }
+        user.totpSecret = totp.base32
         user.totpEnabled = true
         try await user.save(on: req.db)
         let codes = try await SecondFactor.newRecoveryCodes(for: user.requireID(), on: req.db)
