@@ -91,9 +91,7 @@ struct AccountController: RouteCollection {
             throw Abort(.badRequest, reason: "The authenticator key is missing; open the page again.")
         }
         guard totp.verify(form.code ?? "", at: req.dermis.clock.now()) else {
-            let response = try await enrolPage(req, user: user, totp: totp, error: "That code is not right; check the time on your phone and try the next one.").encodeResponse(for: req)
-            response.status = .unprocessableEntity
-            return response
+            return try await enrolPage(req, user: user, totp: totp, error: "That code is not right; check the time on your phone and try the next one.").response(.unprocessableEntity, for: req)
         }
         user.totpSecret = totp.base32
         user.totpEnabled = true
@@ -125,9 +123,7 @@ struct AccountController: RouteCollection {
         if name.isEmpty || name.count > 100 { errors.append(ErrorLine(field: "name", message: "Give the token a name (at most 100 characters).")) }
         if !(1...365).contains(days) { errors.append(ErrorLine(field: "days", message: "A token lasts 1 to 365 days.")) }
         if !errors.isEmpty {
-            let response = try await render(req, newToken: nil, errors: errors).encodeResponse(for: req)
-            response.status = .unprocessableEntity
-            return response
+            return try await render(req, newToken: nil, errors: errors).response(.unprocessableEntity, for: req)
         }
         let token = try await Sessions.issueToken(for: staff.userID, name: name, days: days, on: req.db, at: req.dermis.clock.now())
         return try await render(req, newToken: token, errors: []).encodeResponse(for: req)

@@ -83,10 +83,8 @@ struct StaffAdminController: RouteCollection {
             return try await render(req, errors: [], created: CreatedStaff(email: user.email, password: password), form: StaffForm())
                 .encodeResponse(for: req)
         } catch let invalid as InvalidInput {
-            let response = try await render(req, errors: invalid.issues.map { ErrorLine(field: $0.path, message: $0.description) }, created: nil, form: form)
-                .encodeResponse(for: req)
-            response.status = .unprocessableEntity
-            return response
+            return try await render(req, errors: ErrorLine.list(invalid), created: nil, form: form)
+                .response(.unprocessableEntity, for: req)
         }
     }
 
@@ -105,10 +103,8 @@ struct StaffAdminController: RouteCollection {
             try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
             return req.redirect(to: "/admin/staff", redirectType: .normal)
         } catch let invalid as InvalidInput {
-            let response = try await render(req, errors: invalid.issues.map { ErrorLine(field: $0.path, message: $0.description) }, created: nil,
-                                            form: StaffForm()).encodeResponse(for: req)
-            response.status = .unprocessableEntity
-            return response
+            return try await render(req, errors: ErrorLine.list(invalid), created: nil,
+                                            form: StaffForm()).response(.unprocessableEntity, for: req)
         }
     }
 

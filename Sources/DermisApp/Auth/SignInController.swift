@@ -54,9 +54,7 @@ struct SignInController: RouteCollection {
             try await req.audit(.signIn, objectType: "StaffUser", objectID: user?.id?.uuidString, outcome: .failure)
             let page = LoginPage(page: try await PageHeader(req, title: "Sign in"), email: email, next: next,
                                  error: "The email or password is not right.", firstRun: false)
-            let response = try await req.view.render("login", page).encodeResponse(for: req)
-            response.status = .unauthorized
-            return response
+            return try await req.view.render("login", page).response(.unauthorized, for: req)
         }
         // The cost has risen since this hash was made: redo it now that we know the password.
         let cost = req.dermis.settings.passwordCost
@@ -104,10 +102,8 @@ struct SignInController: RouteCollection {
         guard try await SecondFactor.accepts(code, for: user, on: req) else {
             try await limiter.recordFailure(email: user.email)
             try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .failure)
-            let response = try await req.view.render("login-totp", CodePage(
-                page: try await PageHeader(req, title: "Second factor"), next: next, error: "That code is not right.")).encodeResponse(for: req)
-            response.status = .unauthorized
-            return response
+            return try await req.view.render("login-totp", CodePage(
+                page: try await PageHeader(req, title: "Second factor"), next: next, error: "That code is not right.")).response(.unauthorized, for: req)
         }
         try await WebSession.query(on: req.db).filter(\.$id == sessionID).delete()
         let response = req.redirect(to: next, redirectType: .normal)
@@ -157,11 +153,9 @@ struct SignInController: RouteCollection {
             return req.redirect(to: "/login", redirectType: .normal)
         } catch let invalid as InvalidInput {
             let page = SetupPage(page: try await PageHeader(req, title: "First run"),
-                                 errors: invalid.issues.map { ErrorLine(field: $0.path, message: $0.description) },
+                                 errors: ErrorLine.list(invalid),
                                  clinicName: form.clinicName ?? "", timeZone: form.timeZone ?? "", name: form.name ?? "", email: form.email ?? "")
-            let response = try await req.view.render("setup", page).encodeResponse(for: req)
-            response.status = .unprocessableEntity
-            return response
+            return try await req.view.render("setup", page).response(.unprocessableEntity, for: req)
         }
     }
 

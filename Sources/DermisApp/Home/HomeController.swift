@@ -52,3 +52,12 @@ struct PageHeader: Encodable {
         self.inSession = principal?.sessionID != nil
     }
 }
+
+extension View {
+    /// The rendered page with a status other than 200 (a refused form is 422, a stale save 409).
+    func response(_ status: HTTPStatus, for req: Request) async throws -> Response {
+        let response = try await encodeResponse(for: req)
+        response.status = status
+        return response
+    }
+}

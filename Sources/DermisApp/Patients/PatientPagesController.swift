@@ -181,9 +181,7 @@ struct PatientPagesController: RouteCollection {
             let current = try await registry.find(id)
             let page = ConflictPage(page: try await PageHeader(req, title: "Saved by someone else"), yours: form,
                                     current: PatientRow(current), patientID: id.uuidString)
-            let response = try await req.view.render("patient-conflict", page).encodeResponse(for: req)
-            response.status = .conflict
-            return response
+            return try await req.view.render("patient-conflict", page).response(.conflict, for: req)
         }
     }
 
@@ -209,8 +207,6 @@ struct PatientPagesController: RouteCollection {
         var errors: [String: String] = [:]
         for issue in invalid.issues where errors[issue.path] == nil { errors[issue.path] = issue.problem }
         let page = FormPage(page: try await PageHeader(req, title: title), action: action, form: form, errors: errors, patientID: patientID)
-        let response = try await req.view.render("patient-form", page).encodeResponse(for: req)
-        response.status = .unprocessableEntity
-        return response
+        return try await req.view.render("patient-form", page).response(.unprocessableEntity, for: req)
     }
 }

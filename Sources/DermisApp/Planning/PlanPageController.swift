@@ -24,9 +24,7 @@ struct PlanPageController: RouteCollection {
             let result = try Planning.plan(request, today: req.today(in: try await req.clinic()), protocol: p)
             return try await render(req, form: form, result: result, issues: []).encodeResponse(for: req)
         } catch let invalid as InvalidInput {
-            let response = try await render(req, form: form, result: nil, issues: invalid.issues).encodeResponse(for: req)
-            response.status = .unprocessableEntity
-            return response
+            return try await render(req, form: form, result: nil, issues: invalid.issues).response(.unprocessableEntity, for: req)
         }
     }
 
@@ -134,6 +132,11 @@ struct ZoneGroup: Encodable {
 struct ErrorLine: Encodable {
     let field: String
     let message: String
+
+    /// One line per problem, each saying its field.
+    static func list(_ invalid: InvalidInput) -> [ErrorLine] {
+        invalid.issues.map { ErrorLine(field: $0.path, message: $0.description) }
+    }
 }
 
 struct PlanPage: Encodable {
