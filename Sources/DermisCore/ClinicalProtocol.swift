@@ -214,6 +214,9 @@ public struct ClinicalProtocol: Codable, Sendable {
 }
 
 extension ClinicalProtocol {
+    /// Needles run 0.5–2.5 mm (practice description, PROTOCOL.md): no protocol, device or person goes deeper.
+    public static let deepestNeedleMm = 2.5
+
     public func zone(_ id: String) -> Zone? { zones.first { $0.id == id } }
     public func indication(_ id: String) -> Indication? { indications.first { $0.id == id } }
     public func device(_ id: String) -> DeviceProfile? { devices.first { $0.id == id } }

@@ -30,8 +30,8 @@ extension ClinicalProtocol {
     public func validate() throws {
         var issues = IssueCollector()
         if version.trimmingCharacters(in: .whitespaces).isEmpty { issues.add("version", "must not be empty") }
-        if !(maxDepthMm > 0 && maxDepthMm <= 2.5) {
-            issues.add("maxDepthMm", "must be above 0 and at most 2.5 mm (the deepest needle length in the sources), not \(maxDepthMm)")
+        if !(maxDepthMm > 0 && maxDepthMm <= Self.deepestNeedleMm) {
+            issues.add("maxDepthMm", "must be above 0 and at most \(Self.deepestNeedleMm) mm (the deepest needle length in the sources), not \(maxDepthMm)")
         }
 
         let zoneIDs = zones.map(\.id)
@@ -123,8 +123,8 @@ extension ClinicalProtocol {
             let range = depths[skin]
             if !(range.min > 0 && range.min <= range.max) {
                 issues.add("\(path).\(skin.rawValue)", "needs 0 < min ≤ max, not \(range.min)–\(range.max) mm")
-            } else if range.max > 2.5 {
-                issues.add("\(path).\(skin.rawValue).max", "\(range.max) mm is deeper than 2.5 mm, the deepest needle length in the sources")
+            } else if range.max > Self.deepestNeedleMm {
+                issues.add("\(path).\(skin.rawValue).max", "\(range.max) mm is deeper than \(Self.deepestNeedleMm) mm, the deepest needle length in the sources")
             }
         }
     }

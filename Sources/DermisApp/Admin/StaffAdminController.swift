@@ -157,9 +157,8 @@ struct StaffAdminController: RouteCollection {
 
     static func depth(_ text: String?) throws -> Double? {
         guard let text = blankToNil(text) else { return nil }
-        guard let depth = Double(text), depth > 0, depth <= 2.5 else {
-            throw InvalidInput(path: "maxDepthMm", problem: "'\(text)' is not a depth above 0 and at most 2.5 mm")
-        }
+        guard let depth = Double(text) else { throw InvalidInput(path: "maxDepthMm", problem: "'\(text)' is not a depth in mm") }
+        if let problem = StaffAccounts.maxDepthProblem(depth) { throw InvalidInput(path: "maxDepthMm", problem: problem) }
         return depth
     }
 

@@ -40,15 +40,20 @@ enum StaffAccounts {
         let name = new.name.trimmingCharacters(in: .whitespaces)
         if name.isEmpty || name.count > 100 { issues.append(FieldIssue(path: "name", problem: "is required (at most 100 characters)")) }
         if let problem = PasswordPolicy.problem(with: new.password) { issues.append(FieldIssue(path: "password", problem: problem)) }
-        if let depth = new.maxDepthMm, !(depth > 0 && depth <= 2.5) {
-            issues.append(FieldIssue(path: "maxDepthMm", problem: "must be above 0 and at most 2.5 mm"))
-        }
+        if let problem = maxDepthProblem(new.maxDepthMm) { issues.append(FieldIssue(path: "maxDepthMm", problem: problem)) }
         if !issues.isEmpty { throw InvalidInput(issues) }
         let digest = try await hash(new.password, cost: app.dermis.settings.passwordCost, on: app)
         let user = StaffUser(clinicID: clinicID, email: email, name: name, passwordHash: digest, role: new.role,
                              credential: new.credential, maxDepthMm: new.maxDepthMm, createdAt: app.dermis.clock.now(), createdBy: createdBy)
         try await user.create(on: db)
         return user
+    }
+
+    /// What is wrong with a licensed maximum depth, if anything.
+    static func maxDepthProblem(_ depth: Double?) -> String? {
+        guard let depth else { return nil }
+        let deepest = ClinicalProtocol.deepestNeedleMm
+        return depth > 0 && depth <= deepest ? nil : "must be above 0 and at most \(formatMillimetres(deepest)) mm, not \(formatMillimetres(depth))"
     }
 
     /// The clinic to attach a first admin to: the existing one, or a new one with this name.
