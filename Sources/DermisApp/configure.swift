@@ -44,6 +44,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: StaffAdminController())
     try app.register(collection: AuditPageController())
     try app.register(collection: PlanPageController())
+    try app.register(collection: EngineAPIController())
 }
 
 /// A folder of the app's bundled resources, with a trailing slash.
