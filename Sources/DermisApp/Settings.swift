@@ -23,6 +23,8 @@ public struct DermisSettings: Sendable {
     /// Failed sign-ins allowed per account, and per client address, in any hour (R8).
     public var failuresPerAccountPerHour: Int
     public var failuresPerAddressPerHour: Int
+    /// A screening lets a session start for this many days (issue #4: default 30).
+    public var screeningValidDays: Int
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String
 
@@ -33,7 +35,7 @@ public struct DermisSettings: Sendable {
                 seedDemo: Bool = false, clock: any Clock = SystemClock(), secureCookies: Bool = false,
                 idleTimeout: TimeInterval = maximumIdleTimeout, absoluteTimeout: TimeInterval = maximumAbsoluteTimeout,
                 passwordCost: Int = 12, failuresPerAccountPerHour: Int = 100, failuresPerAddressPerHour: Int = 300,
-                randomPassword: @escaping @Sendable () -> String = Secrets.password) {
+                screeningValidDays: Int = 30, randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
         self.protocolFile = protocolFile
@@ -45,6 +47,7 @@ public struct DermisSettings: Sendable {
         self.passwordCost = passwordCost
         self.failuresPerAccountPerHour = failuresPerAccountPerHour
         self.failuresPerAddressPerHour = failuresPerAddressPerHour
+        self.screeningValidDays = screeningValidDays
         self.randomPassword = randomPassword
     }
 
@@ -56,7 +59,8 @@ public struct DermisSettings: Sendable {
             protocolFile: environment["DERMIS_PROTOCOL_FILE"].flatMap { $0.isEmpty ? nil : $0 },
             secureCookies: ["1", "true", "yes"].contains(environment["DERMIS_SECURE_COOKIES"]?.lowercased() ?? ""),
             idleTimeout: environment["DERMIS_IDLE_TIMEOUT_MINUTES"].flatMap(Double.init).map { $0 * 60 } ?? maximumIdleTimeout,
-            absoluteTimeout: environment["DERMIS_SESSION_HOURS"].flatMap(Double.init).map { $0 * 3600 } ?? maximumAbsoluteTimeout)
+            absoluteTimeout: environment["DERMIS_SESSION_HOURS"].flatMap(Double.init).map { $0 * 3600 } ?? maximumAbsoluteTimeout,
+            screeningValidDays: environment["DERMIS_SCREENING_VALID_DAYS"].flatMap(Int.init).map { max(1, $0) } ?? 30)
     }
 
     /// The protocol this server runs on: the override file when set, else the bundled one. Refuses an invalid file.

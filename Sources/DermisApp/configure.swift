@@ -27,6 +27,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CreateStaffAccounts())
     app.migrations.add(CreateAuditEvent())
     app.migrations.add(CreatePatient())
+    app.migrations.add(CreateIntakeAndScreening())
     try await app.autoMigrate()
 
     app.views.use(.leaf)
@@ -45,6 +46,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: AuditPageController())
     try app.register(collection: PlanPageController())
     try app.register(collection: EngineAPIController())
+    try app.register(collection: CourseController())
 }
 
 /// A folder of the app's bundled resources, with a trailing slash.

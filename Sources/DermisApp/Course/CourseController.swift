@@ -1,0 +1,306 @@
+import DermisCore
+import Fluent
+import Vapor
+
+/// A patient's treatment course, step by step: Intake → Screening → Plan → Consent → Session.
+/// This part holds the intake, the stored screening and its documented overrides.
+struct CourseController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let anyStaff = AccessRule.staff(AccessRule.anyStaff, audits: "Patient")
+        let clinical = AccessRule.staff(AccessRule.clinical, audits: "Patient")
+        let patient = routes.grouped("patients", ":patientID")
+        patient.get("course", use: course).access(anyStaff)
+        patient.get("intake", "new", use: intakeForm).access(anyStaff)
+        patient.post("intake", use: saveIntake).access(anyStaff)
+        patient.get("screenings", ":screeningID", use: showScreening).access(anyStaff)
+        patient.post("screenings", ":screeningID", "overrides", use: overrideRule).access(clinical)
+        let api = routes.grouped("api", "v1", "patients", ":patientID")
+        api.post("intakes", use: apiSaveIntake).access(anyStaff)
+        api.get("screenings", "latest", use: apiLatestScreening).access(anyStaff)
+    }
+
+    private func patient(_ req: Request) async throws -> Patient {
+        try await PatientRegistry(db: req.db, clinicID: try req.staff().clinicID).find(try req.patientID())
+    }
+
+    // MARK: The course page
+
+    struct Step: Encodable {
+        let name: String
+        let state: String
+        let detail: String
+        let link: String?
+    }
+
+    struct CoursePage: Encodable {
+        let page: PageHeader
+        let patientID: String
+        let patientName: String
+        let steps: [Step]
+    }
+
+    func course(req: Request) async throws -> View {
+        let patient = try await req.audited(.read, objectType: "Patient") { try await self.patient(req) }
+        let service = ScreeningService(req: req, patient: patient)
+        let id = try patient.requireID()
+        let intake = try await service.latestIntake()
+        let screening = try await service.latestScreening()
+        var overrides: [ScreeningOverride] = []
+        if let screening { overrides = try await service.overrides(of: screening) }
+        let clearance = try ScreeningClearance(screening, overrides: overrides, today: try await req.today(in: req.clinic()),
+                                               validDays: req.dermis.settings.screeningValidDays)
+        var steps = [Step(name: "Intake", state: intake == nil ? "to do" : "done",
+                          detail: intake.map { "version \($0.version), \(AuditLog.isoMilliseconds($0.createdAt).prefix(10))" } ?? "No intake yet.",
+                          link: "/patients/\(id)/intake/new")]
+        if let screening {
+            let outcome = ScreeningOutcome(rawValue: screening.outcome)?.words ?? screening.outcome
+            let state = !clearance.current ? "expired" : (clearance.cleared ? "done" : "blocked")
+            var detail = "\(outcome) on \(screening.screenedOn)"
+            if let until = screening.until { detail += ", until \(until)" }
+            if !clearance.current, let expires = clearance.expiresOn { detail += "; expired \(expires): take a new intake" }
+            steps.append(Step(name: "Screening", state: state, detail: detail, link: "/patients/\(id)/screenings/\(try screening.requireID())"))
+        } else {
+            steps.append(Step(name: "Screening", state: "to do", detail: "Runs when the intake is saved.", link: nil))
+        }
+        steps.append(Step(name: "Plan", state: "to do", detail: "Plan zones and depths on the face map.", link: "/plan"))
+        steps.append(Step(name: "Consent", state: "not yet", detail: "Signed on the tablet once the plan is saved.", link: nil))
+        steps.append(Step(name: "Session", state: "not yet", detail: "Needs a current screening and a valid consent.", link: nil))
+        return try await req.view.render("course", CoursePage(page: try await PageHeader(req, title: "Treatment course"),
+                                                              patientID: id.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
+                                                              steps: steps))
+    }
+
+    // MARK: Intake
+
+    struct Check: Encodable {
+        let id: String
+        let name: String
+        let checked: Bool
+    }
+
+    struct ConditionRow: Encodable {
+        let code: String
+        let name: String
+        let checked: Bool
+        let zones: [Check]
+    }
+
+    struct MedicationRow: Encodable {
+        let code: String
+        let name: String
+        let status: String
+        let lastDose: String
+    }
+
+    struct ProcedureRow: Encodable {
+        let row: Int
+        let kinds: [Check]
+        let date: String
+        let zones: [Check]
+    }
+
+    struct IntakePage: Encodable {
+        let page: PageHeader
+        let patientID: String
+        let patientName: String
+        let dateOfBirth: String
+        let pregnant: String
+        let nursing: String
+        let fitzpatrick: [Check]
+        let zones: [Check]
+        let conditions: [ConditionRow]
+        let medications: [MedicationRow]
+        let allergies: [Check]
+        let procedures: [ProcedureRow]
+        let errors: [ErrorLine]
+    }
+
+    func intakeForm(req: Request) async throws -> View {
+        let patient = try await req.audited(.read, objectType: "Patient") { try await self.patient(req) }
+        var form = IntakeForm.from(try await ScreeningService(req: req, patient: patient).latestIntake()?.intake)
+        if form.one("fitzpatrickType") == nil, let type = patient.fitzpatrickType { form.pairs.append(("fitzpatrickType", String(type))) }
+        return try await render(req, patient: patient, form: form, errors: [])
+    }
+
+    func saveIntake(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await patient(req)
+        let form = try IntakeForm(req: req)
+        do {
+            let (_, screening) = try await req.audited(.create, objectType: "Intake", patientID: patient.id) {
+                let intake = try form.intake(dateOfBirth: patient.dateOfBirth)
+                return try await ScreeningService(req: req, patient: patient).record(intake, by: staff)
+            }
+            try await req.audit(.create, objectType: "Screening", objectID: screening.id?.uuidString, patientID: patient.id, outcome: .success)
+            return req.redirect(to: "/patients/\(try patient.requireID())/screenings/\(try screening.requireID())", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            return try await render(req, patient: patient, form: form, errors: ErrorLine.list(invalid)).response(.unprocessableEntity, for: req)
+        }
+    }
+
+    private func render(_ req: Request, patient: Patient, form: IntakeForm, errors: [ErrorLine]) async throws -> View {
+        let p = req.dermis.clinicalProtocol
+        let zoneChecks = { (chosen: [String]) in p.zones.map { Check(id: $0.id, name: $0.displayName, checked: chosen.contains($0.id)) } }
+        let page = IntakePage(
+            page: try await PageHeader(req, title: "Intake"), patientID: try patient.requireID().uuidString,
+            patientName: "\(patient.givenName) \(patient.familyName)", dateOfBirth: patient.dateOfBirth,
+            pregnant: form.one("pregnant") ?? "", nursing: form.one("nursing") ?? "",
+            fitzpatrick: (1...6).map { Check(id: String($0), name: ["I", "II", "III", "IV", "V", "VI"][$0 - 1], checked: form.one("fitzpatrickType") == String($0)) },
+            zones: zoneChecks(form.all("zone")),
+            conditions: Vocabulary.conditions.map { code in
+                ConditionRow(code: code, name: Self.words(code), checked: form.all("condition").contains(code),
+                             zones: zoneChecks(form.all("conditionZones.\(code)")))
+            },
+            medications: Vocabulary.medications.map { code in
+                MedicationRow(code: code, name: Self.words(code), status: form.one("medication.\(code)") ?? "none",
+                              lastDose: form.one("lastDose.\(code)") ?? "")
+            },
+            allergies: Vocabulary.allergies.map { Check(id: $0, name: Self.words($0), checked: form.all("allergy").contains($0)) },
+            procedures: (0..<IntakeForm.procedureRows).map { row in
+                ProcedureRow(row: row, kinds: Vocabulary.procedures.map { Check(id: $0, name: Self.words($0), checked: form.one("procedureKind.\(row)") == $0) },
+                             date: form.one("procedureDate.\(row)") ?? "", zones: zoneChecks(form.all("procedureZones.\(row)")))
+            },
+            errors: errors)
+        return try await req.view.render("intake", page)
+    }
+
+    /// `botulinum-toxin` → "botulinum toxin".
+    static func words(_ code: String) -> String { code.replacingOccurrences(of: "-", with: " ") }
+
+    // MARK: Screening
+
+    struct FindingView: Encodable {
+        let rule: String
+        let kind: String
+        let message: String
+        let source: String
+        let until: String?
+        let rationale: String?
+        let conservativeDefault: Bool
+        let overridden: OverrideView?
+        let mayOverride: Bool
+    }
+
+    struct OverrideView: Encodable {
+        let reason: String
+        let by: String
+        let at: String
+    }
+
+    struct ScreeningPage: Encodable {
+        let page: PageHeader
+        let patientID: String
+        let screeningID: String
+        let patientName: String
+        let outcome: String
+        let outcomeCode: String
+        let until: String?
+        let screenedOn: String
+        let protocolVersion: String
+        let reasons: [FindingView]
+        let precautions: [FindingView]
+        let current: Bool
+        let cleared: Bool
+        let expiresOn: String
+        let errors: [ErrorLine]
+    }
+
+    func showScreening(req: Request) async throws -> View {
+        try await renderScreening(req, errors: [])
+    }
+
+    private func renderScreening(_ req: Request, errors: [ErrorLine]) async throws -> View {
+        let staff = try req.staff()
+        let patient = try await patient(req)
+        let service = ScreeningService(req: req, patient: patient)
+        guard let screeningID = (req.parameters.get("screeningID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
+        let record = try await req.audited(.read, objectType: "Screening", objectID: screeningID.uuidString, patientID: patient.id) {
+            try await service.screening(screeningID)
+        }
+        let result = try record.screening
+        let overrides = try await service.overrides(of: record)
+        let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$id ~~ overrides.map(\.by)).all().map { ($0.id!, $0.name) },
+                               uniquingKeysWith: { a, _ in a })
+        let user = try await StaffUser.find(staff.userID, on: req.db)
+        let clinical = staff.role == .admin || staff.role == .practitioner
+        let physician = user?.credential?.lowercased() == "physician"
+        func view(_ finding: RuleFinding) -> FindingView {
+            let done = overrides.first { $0.rule == finding.rule }
+            return FindingView(rule: finding.rule, kind: finding.kind ?? "", message: finding.message, source: finding.source,
+                               until: finding.until?.description, rationale: finding.rationale,
+                               conservativeDefault: finding.conservativeDefault ?? false,
+                               overridden: done.map { OverrideView(reason: $0.reason, by: names[$0.by] ?? "?", at: AuditLog.isoMilliseconds($0.at)) },
+                               mayOverride: done == nil && clinical && (finding.kind != "not-eligible" || physician))
+        }
+        let clearance = try ScreeningClearance(record, overrides: overrides, today: try await req.today(in: req.clinic()),
+                                               validDays: req.dermis.settings.screeningValidDays)
+        return try await req.view.render("screening", ScreeningPage(
+            page: try await PageHeader(req, title: "Screening"), patientID: try patient.requireID().uuidString,
+            screeningID: screeningID.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
+            outcome: result.outcome.words, outcomeCode: result.outcome.rawValue, until: result.until?.description,
+            screenedOn: record.screenedOn, protocolVersion: record.protocolVersion,
+            reasons: result.reasons.map(view), precautions: result.precautions.map(view),
+            current: clearance.current, cleared: clearance.cleared, expiresOn: clearance.expiresOn?.description ?? "", errors: errors))
+    }
+
+    struct OverrideForm: Content {
+        var rule: String?
+        var reason: String?
+    }
+
+    func overrideRule(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await patient(req)
+        let service = ScreeningService(req: req, patient: patient)
+        guard let screeningID = (req.parameters.get("screeningID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
+        let form = try req.content.decode(OverrideForm.self)
+        do {
+            _ = try await req.audited(.update, objectType: "Screening", objectID: screeningID.uuidString, patientID: patient.id) {
+                try await service.override(try await service.screening(screeningID), rule: form.rule ?? "", reason: form.reason ?? "", by: staff)
+            }
+            return req.redirect(to: "/patients/\(try patient.requireID())/screenings/\(screeningID)", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            return try await renderScreening(req, errors: ErrorLine.list(invalid)).response(.unprocessableEntity, for: req)
+        }
+    }
+
+    // MARK: API
+
+    struct SavedIntake: Content {
+        let intakeID: UUID
+        let intakeVersion: Int
+        let screeningID: UUID
+        let screening: ScreeningResult
+    }
+
+    func apiSaveIntake(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await patient(req)
+        let (intake, screening) = try await req.audited(.create, objectType: "Intake", patientID: patient.id) {
+            try await ScreeningService(req: req, patient: patient).record(try req.decodeJSON(Intake.self), by: staff)
+        }
+        let saved = SavedIntake(intakeID: try intake.requireID(), intakeVersion: intake.version, screeningID: try screening.requireID(),
+                                screening: try screening.screening)
+        return try await saved.encodeResponse(status: .created, for: req)
+    }
+
+    struct LatestScreening: Content {
+        let screeningID: UUID
+        let screening: ScreeningResult
+        let current: Bool
+        let cleared: Bool
+        let blocking: [String]
+    }
+
+    func apiLatestScreening(req: Request) async throws -> LatestScreening {
+        let patient = try await patient(req)
+        let service = ScreeningService(req: req, patient: patient)
+        return try await req.audited(.read, objectType: "Screening", patientID: patient.id) {
+            guard let record = try await service.latestScreening() else { throw Abort(.notFound, reason: "This patient has no screening yet.") }
+            let clearance = try ScreeningClearance(record, overrides: try await service.overrides(of: record), today: try await req.today(in: req.clinic()),
+                                                   validDays: req.dermis.settings.screeningValidDays)
+            return LatestScreening(screeningID: try record.requireID(), screening: try record.screening, current: clearance.current,
+                                   cleared: clearance.cleared, blocking: clearance.blocking)
+        }
+    }
+}

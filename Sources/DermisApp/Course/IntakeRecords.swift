@@ -1,0 +1,211 @@
+import DermisCore
+import Fluent
+import Foundation
+import Vapor
+
+/// One intake as the patient gave it, in the contract's JSON. Versioned: a new intake never overwrites the old one.
+final class IntakeRecord: Model, @unchecked Sendable {
+    static let schema = "intake"
+
+    @ID(key: .id) var id: UUID?
+    @Parent(key: "patient_id") var patient: Patient
+    @Field(key: "version") var version: Int
+    @Field(key: "answers") var answers: String
+    @Field(key: "created_at") var createdAt: Date
+    @Field(key: "created_by") var createdBy: UUID
+
+    init() {}
+
+    var intake: Intake {
+        get throws { try decodeInput(Intake.self, from: Data(answers.utf8)) }
+    }
+}
+
+/// A screening as it was run: the result, the protocol version and the day, kept with the intake it read.
+final class ScreeningRecord: Model, @unchecked Sendable {
+    static let schema = "screening"
+
+    @ID(key: .id) var id: UUID?
+    @Parent(key: "patient_id") var patient: Patient
+    @Parent(key: "intake_id") var intake: IntakeRecord
+    @Field(key: "outcome") var outcome: String
+    @OptionalField(key: "until") var until: String?
+    @Field(key: "result") var result: String
+    @Field(key: "protocol_version") var protocolVersion: String
+    @Field(key: "screened_on") var screenedOn: String
+    @Field(key: "created_at") var createdAt: Date
+    @Field(key: "created_by") var createdBy: UUID
+
+    init() {}
+
+    var screening: ScreeningResult {
+        get throws { try decodeInput(ScreeningResult.self, from: Data(result.utf8)) }
+    }
+}
+
+/// A practitioner's documented decision to treat despite a rule: who, when, which rule, why.
+final class ScreeningOverride: Model, @unchecked Sendable {
+    static let schema = "screening_override"
+
+    @ID(key: .id) var id: UUID?
+    @Parent(key: "screening_id") var screening: ScreeningRecord
+    @Field(key: "rule") var rule: String
+    @Field(key: "reason") var reason: String
+    @Field(key: "by") var by: UUID
+    @OptionalField(key: "by_credential") var byCredential: String?
+    @Field(key: "at") var at: Date
+
+    init() {}
+}
+
+struct CreateIntakeAndScreening: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        try await database.schema(IntakeRecord.schema)
+            .id()
+            .field("patient_id", .uuid, .required, .references(Patient.schema, .id))
+            .field("version", .int, .required)
+            .field("answers", .string, .required)
+            .field("created_at", .datetime, .required)
+            .field("created_by", .uuid, .required)
+            .unique(on: "patient_id", "version")
+            .create()
+        try await database.schema(ScreeningRecord.schema)
+            .id()
+            .field("patient_id", .uuid, .required, .references(Patient.schema, .id))
+            .field("intake_id", .uuid, .required, .references(IntakeRecord.schema, .id))
+            .field("outcome", .string, .required)
+            .field("until", .string)
+            .field("result", .string, .required)
+            .field("protocol_version", .string, .required)
+            .field("screened_on", .string, .required)
+            .field("created_at", .datetime, .required)
+            .field("created_by", .uuid, .required)
+            .create()
+        try await database.schema(ScreeningOverride.schema)
+            .id()
+            .field("screening_id", .uuid, .required, .references(ScreeningRecord.schema, .id))
+            .field("rule", .string, .required)
+            .field("reason", .string, .required)
+            .field("by", .uuid, .required)
+            .field("by_credential", .string)
+            .field("at", .datetime, .required)
+            .unique(on: "screening_id", "rule")
+            .create()
+    }
+
+    func revert(on database: any Database) async throws {
+        for schema in [ScreeningOverride.schema, ScreeningRecord.schema, IntakeRecord.schema] {
+            try await database.schema(schema).delete()
+        }
+    }
+}
+
+/// Intake, screening and overrides for one patient of one clinic.
+struct ScreeningService {
+    let req: Request
+    let patient: Patient
+
+    var db: any Database { req.db }
+
+    /// Stores the intake as the next version and screens it today; both are audited.
+    func record(_ intake: Intake, by staff: Principal) async throws -> (IntakeRecord, ScreeningRecord) {
+        let today = try await req.today(in: req.clinic())
+        let result = try Screening.screen(intake, on: today, protocol: req.dermis.clinicalProtocol)
+        let now = req.dermis.clock.now()
+        let patientID = try patient.requireID()
+        return try await db.transaction { db in
+            let last = try await IntakeRecord.query(on: db).filter(\.$patient.$id == patientID).sort(\.$version, .descending).first()
+            let intakeRecord = IntakeRecord()
+            intakeRecord.$patient.id = patientID
+            intakeRecord.version = (last?.version ?? 0) + 1
+            intakeRecord.answers = String(decoding: try ContractJSON.encode(intake), as: UTF8.self)
+            intakeRecord.createdAt = now
+            intakeRecord.createdBy = staff.userID
+            try await intakeRecord.create(on: db)
+            let screening = ScreeningRecord()
+            screening.$patient.id = patientID
+            screening.$intake.id = try intakeRecord.requireID()
+            screening.outcome = result.outcome.rawValue
+            screening.until = result.until?.description
+            screening.result = String(decoding: try ContractJSON.encode(result), as: UTF8.self)
+            screening.protocolVersion = result.protocolVersion
+            screening.screenedOn = today.description
+            screening.createdAt = now
+            screening.createdBy = staff.userID
+            try await screening.create(on: db)
+            return (intakeRecord, screening)
+        }
+    }
+
+    func latestIntake() async throws -> IntakeRecord? {
+        try await IntakeRecord.query(on: db).filter(\.$patient.$id == patient.requireID()).sort(\.$version, .descending).first()
+    }
+
+    func latestScreening() async throws -> ScreeningRecord? {
+        try await ScreeningRecord.query(on: db).filter(\.$patient.$id == patient.requireID()).sort(\.$createdAt, .descending).first()
+    }
+
+    func screening(_ id: UUID) async throws -> ScreeningRecord {
+        guard let record = try await ScreeningRecord.query(on: db).filter(\.$id == id).filter(\.$patient.$id == patient.requireID()).first() else {
+            throw Abort(.notFound, reason: "No such screening.")
+        }
+        return record
+    }
+
+    func overrides(of screening: ScreeningRecord) async throws -> [ScreeningOverride] {
+        try await ScreeningOverride.query(on: db).filter(\.$screening.$id == screening.requireID()).sort(\.$at).all()
+    }
+
+    /// Records a documented override. Deferrals and precautions: any practitioner or admin. Not-eligible: physicians only.
+    func override(_ screening: ScreeningRecord, rule: String, reason: String, by staff: Principal) async throws -> ScreeningOverride {
+        let result = try screening.screening
+        guard let finding = (result.reasons + result.precautions).first(where: { $0.rule == rule }) else {
+            throw InvalidInput(path: "rule", problem: "'\(rule)' did not fire in this screening")
+        }
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.count < 10 { throw InvalidInput(path: "reason", problem: "give the clinical reason (at least 10 characters)") }
+        let user = try await StaffUser.find(staff.userID, on: db)
+        if finding.kind == ClinicalProtocol.RuleKind.notEligible.rawValue, user?.credential?.lowercased() != "physician" {
+            throw Abort(.forbidden, reason: "Only a physician may override a not-eligible finding ('\(rule)'); refer the patient.")
+        }
+        let record = ScreeningOverride()
+        record.$screening.id = try screening.requireID()
+        record.rule = rule
+        record.reason = trimmed
+        record.by = staff.userID
+        record.byCredential = user?.credential
+        record.at = req.dermis.clock.now()
+        do {
+            try await record.create(on: db)
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            throw Abort(.conflict, reason: "'\(rule)' is already overridden in this screening.")
+        }
+        return record
+    }
+}
+
+/// Whether a screening lets a session start today: recent enough, and nothing blocking left un-overridden.
+struct ScreeningClearance: Sendable {
+    let current: Bool
+    let cleared: Bool
+    let blocking: [String]
+    let expiresOn: CalendarDate?
+
+    init(_ screening: ScreeningRecord?, overrides: [ScreeningOverride], today: CalendarDate, validDays: Int) throws {
+        guard let screening, let screenedOn = CalendarDate(iso: screening.screenedOn) else {
+            current = false
+            cleared = false
+            blocking = ["no screening"]
+            expiresOn = nil
+            return
+        }
+        let expires = screenedOn.adding(days: validDays)
+        expiresOn = expires
+        current = today < expires
+        let overridden = Set(overrides.map(\.rule))
+        let result = try screening.screening
+        let open = result.reasons.map(\.rule).filter { !overridden.contains($0) }
+        blocking = open
+        cleared = open.isEmpty
+    }
+}
