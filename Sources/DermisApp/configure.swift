@@ -28,6 +28,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CreateAuditEvent())
     app.migrations.add(CreatePatient())
     app.migrations.add(CreateIntakeAndScreening())
+    app.migrations.add(CreateInventory())
+    app.migrations.add(CreateTreatmentRecords())
     try await app.autoMigrate()
 
     app.views.use(.leaf)
@@ -47,6 +49,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: PlanPageController())
     try app.register(collection: EngineAPIController())
     try app.register(collection: CourseController())
+    try app.register(collection: InventoryController())
 }
 
 /// A folder of the app's bundled resources, with a trailing slash.

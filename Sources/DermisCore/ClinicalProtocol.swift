@@ -170,6 +170,9 @@ public struct ClinicalProtocol: Codable, Sendable {
         public var checkInMinutes: Int
         public var closingMinutes: Int
         public var appointmentSource: String
+        /// How much deeper than planned a charted zone may go (absent: not at all).
+        public var chartToleranceMm: Double?
+        public var chartToleranceSource: String?
     }
 
     /// Downtime for depths up to and including `maxDepthMm` (and above the previous band).

@@ -222,3 +222,84 @@ import Testing
         #expect(formatMillimetres(0.25) == "0.25")
     }
 }
+
+@Suite struct PlanAdjustmentTests {
+    let request = Fixture.request([("cheeks", "acne-scars"), ("forehead", "fine-lines")], maxDepth: 1.5)
+
+    @Test func aPractitionerMayLowerADepthAndDowntimeFollows() throws {
+        let plan = try Fixture.plan(request)
+        let adjusted = try Planning.adjust(plan, with: [.init(zone: "cheeks", depthMm: 0.5, passes: 6)], request: request, protocol: Fixture.protocolData)
+        #expect(adjusted.zones[0].depthMm == 0.5 && adjusted.zones[0].passes == 6)
+        #expect(adjusted.downtimeDays.min == 4, "the forehead's 0.75 mm is now the deepest")
+        let shallow = try Planning.adjust(plan, with: [.init(zone: "cheeks", depthMm: 0.5), .init(zone: "forehead", depthMm: 0.5)],
+                                          request: request, protocol: Fixture.protocolData)
+        #expect(shallow.downtimeDays.max == 3)
+        #expect(shallow.aftercare.first { $0.id == "expected-redness" }?.toHour == 72)
+    }
+
+    @Test func atTheLicensedMaximumIsFineOneStepOverIsRefusedNamingTheLimit() throws {
+        let plan = try Fixture.plan(request)
+        #expect(try Planning.adjust(plan, with: [.init(zone: "cheeks", depthMm: 1.5)], request: request, protocol: Fixture.protocolData).zones[0].depthMm == 1.5)
+        let issues = invalidIssues { _ = try Planning.adjust(plan, with: [.init(zone: "cheeks", depthMm: 1.75)], request: self.request, protocol: Fixture.protocolData) }
+        #expect(issues.map(\.path) == ["depth.cheeks"])
+        #expect(issues.first?.problem.contains("licensed maximum of 1.5 mm") == true)
+    }
+
+    @Test func aboveTheDevicesMaximumIsRefusedNamingTheDevice() throws {
+        var wide = request
+        wide.practitionerMaxDepthMm = 3
+        let plan = try Fixture.plan(wide)
+        let issues = invalidIssues { _ = try Planning.adjust(plan, with: [.init(zone: "cheeks", depthMm: 2.75)], request: wide, protocol: Fixture.protocolData) }
+        #expect(issues.first?.problem.contains("device's maximum of 2.5 mm") == true)
+    }
+
+    @Test func offStepDepthsPassesAndUnknownZonesAreRefused() throws {
+        let plan = try Fixture.plan(request)
+        let issues = invalidIssues {
+            _ = try Planning.adjust(plan, with: [.init(zone: "cheeks", depthMm: 0.6), .init(zone: "forehead", passes: 21), .init(zone: "neck", passes: 2)],
+                                    request: self.request, protocol: Fixture.protocolData)
+        }
+        #expect(issues.map(\.path) == ["depth.cheeks", "passes.forehead", "adjustments[2].zone"])
+    }
+}
+
+@Suite struct ChartRulesTests {
+    let request = Fixture.request([("cheeks", "acne-scars")], maxDepth: 1.5)
+
+    func zone(_ depth: Double, passes: Int = 4, seconds: Int = 20) -> ChartedZone {
+        ChartedZone(zone: "cheeks", depthMm: depth, passes: passes, pattern: "crosshatch", secondsInZone: seconds)
+    }
+
+    @Test func aChartWithinThePlanGetsItsChannelDensity() throws {
+        let plan = try Fixture.plan(request)
+        let device = Fixture.protocolData.device("skinpen")!
+        let charted = try ChartRules.checked([zone(1.5)], plan: plan, device: device, practitionerMaxDepthMm: 1.5, protocol: Fixture.protocolData)
+        #expect(charted[0].estimatedChannelsPerCm2 == 280)
+    }
+
+    @Test func oneStepOverThePlanIsAllowedTwoAreNot() throws {
+        var plan = try Fixture.plan(request)
+        plan.zones[0].depthMm = 1.0
+        let device = Fixture.protocolData.device("skinpen")!
+        _ = try ChartRules.checked([zone(1.25)], plan: plan, device: device, practitionerMaxDepthMm: 2.5, protocol: Fixture.protocolData)
+        let issues = invalidIssues { _ = try ChartRules.checked([zone(1.5)], plan: plan, device: device, practitionerMaxDepthMm: 2.5, protocol: Fixture.protocolData) }
+        #expect(issues.map(\.path) == ["zones[0].depthMm"] && issues[0].problem.contains("deeper than the plan"))
+    }
+
+    @Test func theLicensedAndDeviceMaximumsAreNamed() throws {
+        let plan = try Fixture.plan(Fixture.request([("cheeks", "acne-scars")], maxDepth: 2.5))
+        let device = Fixture.protocolData.device("skinpen")!
+        let licensed = invalidIssues { _ = try ChartRules.checked([zone(2.0)], plan: plan, device: device, practitionerMaxDepthMm: 1.75, protocol: Fixture.protocolData) }
+        #expect(licensed.first?.problem.contains("licensed maximum of 1.75 mm") == true)
+        let tooDeep = invalidIssues { _ = try ChartRules.checked([zone(2.75)], plan: plan, device: device, practitionerMaxDepthMm: nil, protocol: Fixture.protocolData) }
+        #expect(tooDeep.first?.problem == "Needle depth 2.75 mm exceeds this device's maximum of 2.5 mm for zone 'Cheeks'")
+    }
+
+    @Test func numbingMustHaveItsMinimumOrAReason() {
+        let applied = Date(timeIntervalSince1970: 1_000_000)
+        #expect(ChartRules.numbingProblem(appliedAt: applied, now: applied.addingTimeInterval(29 * 60 + 59), minimumMinutes: 30, overrideReason: nil) != nil)
+        #expect(ChartRules.numbingProblem(appliedAt: applied, now: applied.addingTimeInterval(30 * 60), minimumMinutes: 30, overrideReason: nil) == nil)
+        #expect(ChartRules.numbingProblem(appliedAt: nil, now: applied, minimumMinutes: 30, overrideReason: nil) != nil)
+        #expect(ChartRules.numbingProblem(appliedAt: nil, now: applied, minimumMinutes: 30, overrideReason: "0.25 mm only, patient declined cream") == nil)
+    }
+}
