@@ -50,6 +50,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: EngineAPIController())
     try app.register(collection: CourseController())
     try app.register(collection: InventoryController())
+    try app.register(collection: ConsentController())
+    try app.register(collection: SessionController())
 }
 
 /// A folder of the app's bundled resources, with a trailing slash.

@@ -42,7 +42,7 @@ extension AppTests {
                     let html = res.body.string
                     #expect(html.contains("data-zone=\"cheeks\""))
                     #expect(html.contains("1.5 mm <span class=\"limited\">(recommended 2.0 mm, limited by practitioner)"))
-                    #expect(html.contains("<td class=\"depth\">0.75 mm</td>"))
+                    #expect(html.contains("<td class=\"depth\">0.75 mm\n"))
                     #expect(!html.contains("<tr data-zone=\"neck\""), "an unticked zone was planned")
                     #expect(html.contains("<span class=\"date\">2026-12-01</span>"))
                     #expect(html.contains("4–5 days"))

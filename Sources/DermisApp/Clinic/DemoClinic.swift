@@ -35,6 +35,14 @@ public enum DemoClinic {
             creator = creator ?? user.id
             logins.append(Login(role: role.displayName, email: email, password: password))
         }
+        _ = try await ConsentTexts.publish(title: ConsentTexts.demoTitle, body: ConsentTexts.demoBody, clinicID: clinicID, by: creator!,
+                                           at: app.dermis.clock.now(), on: db)
+        let stock = Inventory(db: db, clinicID: clinicID)
+        let today = CalendarDate(app.dermis.clock.now(), in: clinic.zone)
+        _ = try await stock.register(model: "SkinPen-type pen (demo)", serial: "DEMO-PEN-001", profile: "skinpen",
+                                     protocol: app.dermis.clinicalProtocol, at: app.dermis.clock.now())
+        _ = try await stock.receive(lotNumber: "DEMO-LOT-A", expiry: today.adding(months: 12).description, needleCount: "14", quantity: "50",
+                                    today: today, at: app.dermis.clock.now())
         let registry = PatientRegistry(db: db, clinicID: clinicID)
         let now = app.dermis.clock.now()
         for (given, family, birth, phone, type) in [

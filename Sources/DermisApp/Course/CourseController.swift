@@ -37,6 +37,7 @@ struct CourseController: RouteCollection {
         let patientID: String
         let patientName: String
         let steps: [Step]
+        let canStart: Bool
     }
 
     func course(req: Request) async throws -> View {
@@ -62,12 +63,31 @@ struct CourseController: RouteCollection {
         } else {
             steps.append(Step(name: "Screening", state: "to do", detail: "Runs when the intake is saved.", link: nil))
         }
-        steps.append(Step(name: "Plan", state: "to do", detail: "Plan zones and depths on the face map.", link: "/plan"))
-        steps.append(Step(name: "Consent", state: "not yet", detail: "Signed on the tablet once the plan is saved.", link: nil))
-        steps.append(Step(name: "Session", state: "not yet", detail: "Needs a current screening and a valid consent.", link: nil))
+        let treatment = TreatmentService(req: req, patient: patient, staff: try req.staff())
+        let plan = try await treatment.latestPlan()
+        steps.append(Step(name: "Plan", state: plan == nil ? "to do" : "done",
+                          detail: plan.map { "version \($0.version), \(AuditLog.isoMilliseconds($0.createdAt).prefix(10))" } ?? "Plan zones and depths on the face map.",
+                          link: "/patients/\(id)/plans/new"))
+        if let plan {
+            if let consent = try await treatment.consent(for: plan) {
+                steps.append(Step(name: "Consent", state: "done", detail: "signed by \(consent.typedName) at \(AuditLog.isoMilliseconds(consent.signedAt))",
+                                  link: "/patients/\(id)/consents/\(try consent.requireID())"))
+            } else {
+                steps.append(Step(name: "Consent", state: "to do", detail: "Plan version \(plan.version) is not signed yet.",
+                                  link: "/patients/\(id)/plans/\(try plan.requireID())/consent"))
+            }
+        } else {
+            steps.append(Step(name: "Consent", state: "not yet", detail: "Signed on the tablet once the plan is saved.", link: nil))
+        }
+        let problems = try await treatment.startProblems()
+        let sessions = try await treatment.sessions()
+        let sessionDetail = sessions.isEmpty ? (problems.isEmpty ? "Ready to start." : problems.joined(separator: " "))
+            : "\(sessions.count) session(s); the latest is \(sessions.last!.status)."
+        steps.append(Step(name: "Session", state: sessions.contains { $0.isSigned } ? "done" : (problems.isEmpty ? "to do" : "not yet"),
+                          detail: sessionDetail, link: sessions.last.map { "/patients/\(id)/sessions/\($0.chartID)" }))
         return try await req.view.render("course", CoursePage(page: try await PageHeader(req, title: "Treatment course"),
                                                               patientID: id.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
-                                                              steps: steps))
+                                                              steps: steps, canStart: problems.isEmpty))
     }
 
     // MARK: Intake

@@ -6,6 +6,62 @@ struct PlanPageController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
         routes.get("plan", use: show).access(.staff(AccessRule.anyStaff))
         routes.post("plan", use: submit).access(.staff(AccessRule.anyStaff))
+        let patientPlans = routes.grouped("patients", ":patientID", "plans")
+        let clinical = AccessRule.staff(AccessRule.clinical, audits: "Patient")
+        patientPlans.get("new", use: newPatientPlan).access(clinical)
+        patientPlans.post("preview", use: previewPatientPlan).access(clinical)
+        patientPlans.post(use: savePatientPlan).access(clinical)
+    }
+
+    // MARK: A patient's plan: the same form, the practitioner's own limit, adjustments, saved as a version.
+
+    private func patient(_ req: Request) async throws -> Patient {
+        try await PatientRegistry(db: req.db, clinicID: try req.staff().clinicID).find(try req.patientID())
+    }
+
+    func newPatientPlan(req: Request) async throws -> View {
+        let patient = try await req.audited(.read, objectType: "Patient") { try await self.patient(req) }
+        let clinic = try await req.clinic()
+        var form = PlanForm(startDate: req.today(in: clinic).description)
+        if let intake = try await ScreeningService(req: req, patient: patient).latestIntake()?.intake {
+            for zone in intake.treatmentZones {
+                form.selectedZones[zone] = req.dermis.clinicalProtocol.indications.first { $0.zones?.contains(zone) ?? true }?.id ?? ""
+            }
+            form.fitzpatrick = String(intake.fitzpatrickType)
+        }
+        if let depth = req.principal?.maxDepthMm { form.maxDepth = formatMillimetres(depth) }
+        return try await render(req, form: form, result: nil, issues: [], patient: patient)
+    }
+
+    func previewPatientPlan(req: Request) async throws -> Response {
+        let patient = try await patient(req)
+        let form = PlanForm(fields: try req.content.decode([String: String].self), principal: req.principal)
+        do {
+            let result = try Planning.plan(try form.planRequest(protocol: req.dermis.clinicalProtocol), today: req.today(in: try await req.clinic()),
+                                           protocol: req.dermis.clinicalProtocol)
+            return try await render(req, form: form, result: result, issues: [], patient: patient).encodeResponse(for: req)
+        } catch let invalid as InvalidInput {
+            return try await render(req, form: form, result: nil, issues: invalid.issues, patient: patient).response(.unprocessableEntity, for: req)
+        }
+    }
+
+    func savePatientPlan(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await patient(req)
+        let fields = try req.content.decode([String: String].self)
+        let form = PlanForm(fields: fields, principal: req.principal)
+        let p = req.dermis.clinicalProtocol
+        do {
+            let request = try form.planRequest(protocol: p)
+            let plan = try await req.audited(.create, objectType: "TreatmentPlan", patientID: patient.id) {
+                try await TreatmentService(req: req, patient: patient, staff: staff).savePlan(request, adjustments: try form.adjustments(fields))
+            }
+            _ = plan
+            return req.redirect(to: "/patients/\(try patient.requireID())/course", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            let result = try? Planning.plan(try form.planRequest(protocol: p), today: req.today(in: try await req.clinic()), protocol: p)
+            return try await render(req, form: form, result: result, issues: invalid.issues, patient: patient).response(.unprocessableEntity, for: req)
+        }
     }
 
     func show(req: Request) async throws -> View {
@@ -28,9 +84,12 @@ struct PlanPageController: RouteCollection {
         }
     }
 
-    private func render(_ req: Request, form: PlanForm, result: PlanResult?, issues: [FieldIssue]) async throws -> View {
+    private func render(_ req: Request, form: PlanForm, result: PlanResult?, issues: [FieldIssue], patient: Patient? = nil) async throws -> View {
         let p = req.dermis.clinicalProtocol
+        let base = patient.map { "/patients/\($0.id!)/plans" }
         let page = PlanPage(
+            formAction: base.map { "\($0)/preview" } ?? "/plan", saveAction: base, patientName: patient.map { "\($0.givenName) \($0.familyName)" },
+            practitionerLimitFixed: patient != nil && req.principal?.maxDepthMm != nil,
             page: try await PageHeader(req, title: "Plan a treatment"),
             zoneGroups: [ZoneGroup(title: "Face", zones: form.zoneOptions(protocol: p, region: "face")),
                          ZoneGroup(title: "Neck and body", zones: form.zoneOptions(protocol: p, region: "body"))],
@@ -38,7 +97,7 @@ struct PlanPageController: RouteCollection {
             devices: p.devices.map { Option(id: $0.id, name: $0.displayName, selected: form.device == $0.id) },
             maxDepth: form.maxDepth, startDate: form.startDate, fitzpatrick: form.fitzpatrick,
             errors: issues.map { ErrorLine(field: PlanForm.fieldName(forPath: $0.path), message: $0.problem) },
-            result: result.map { PlanView($0, protocol: p) })
+            result: result.map { PlanView($0, protocol: p, form: form) })
         return try await req.view.render("plan", page)
     }
 }
@@ -51,12 +110,38 @@ struct PlanForm {
     var maxDepth = "1.5"
     var startDate = ""
     var fitzpatrick = ""
+    var adjustmentFields: [String: String] = [:]
 
     init(startDate: String) {
         self.startDate = startDate
     }
 
     /// Reads `zone_<id>=on` with `indication_<id>=<indication>` pairs and the plain fields.
+    /// A patient's plan always uses the signed-in practitioner's licensed maximum, whatever the form says.
+    init(fields: [String: String], principal: Principal?) {
+        self.init(fields: fields)
+        if let depth = principal?.maxDepthMm { maxDepth = formatMillimetres(depth) }
+        adjustmentFields = fields.filter { $0.key.hasPrefix("depth_") || $0.key.hasPrefix("passes_") }
+    }
+
+    /// `depth_<zone>` and `passes_<zone>` typed into the plan table, as adjustments; a blank keeps the engine's value.
+    func adjustments(_ fields: [String: String]) throws -> [PlanAdjustment] {
+        var issues: [FieldIssue] = []
+        var result: [PlanAdjustment] = []
+        for zone in selectedZones.keys.sorted() {
+            var change = PlanAdjustment(zone: zone)
+            if let text = fields["depth_\(zone)"]?.trimmingCharacters(in: .whitespaces), !text.isEmpty {
+                if let depth = Double(text) { change.depthMm = depth } else { issues.append(FieldIssue(path: "depth.\(zone)", problem: "'\(text)' is not a depth in mm")) }
+            }
+            if let text = fields["passes_\(zone)"]?.trimmingCharacters(in: .whitespaces), !text.isEmpty {
+                if let passes = Int(text) { change.passes = passes } else { issues.append(FieldIssue(path: "passes.\(zone)", problem: "'\(text)' is not a number of passes")) }
+            }
+            if change.depthMm != nil || change.passes != nil { result.append(change) }
+        }
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        return result
+    }
+
     init(fields: [String: String]) {
         for (key, value) in fields where key.hasPrefix("zone_") && value == "on" {
             let zone = String(key.dropFirst("zone_".count))
@@ -140,6 +225,10 @@ struct ErrorLine: Encodable {
 }
 
 struct PlanPage: Encodable {
+    let formAction: String
+    let saveAction: String?
+    let patientName: String?
+    let practitionerLimitFixed: Bool
     let page: PageHeader
     let zoneGroups: [ZoneGroup]
     let skins: [Option]
@@ -168,6 +257,8 @@ struct PlanView: Encodable {
         let channels: Int
         let secondsInZone: Int
         let notes: [PlanNote]
+        let depthInput: String
+        let passesInput: String
     }
 
     struct Aftercare: Encodable {
@@ -189,7 +280,7 @@ struct PlanView: Encodable {
     let aftercare: [Aftercare]
     let protocolVersion: String
 
-    init(_ plan: PlanResult, protocol p: ClinicalProtocol) {
+    init(_ plan: PlanResult, protocol p: ClinicalProtocol, form: PlanForm) {
         zones = plan.zones.map { z in
             Zone(id: z.zone, name: p.zone(z.zone)?.displayName ?? z.zone,
                  indication: p.indication(z.indication)?.displayName ?? z.indication,
@@ -197,7 +288,9 @@ struct PlanView: Encodable {
                  limitedBy: z.limitedBy, limitReason: z.limitReason,
                  range: "\(formatMillimetres(z.depthRangeMm.min))–\(formatMillimetres(z.depthRangeMm.max))",
                  depthSource: z.depthSource, passes: z.passes, pattern: z.pattern,
-                 channels: z.estimatedChannelsPerCm2, secondsInZone: z.secondsInZone, notes: z.notes)
+                 channels: z.estimatedChannelsPerCm2, secondsInZone: z.secondsInZone, notes: z.notes,
+                 depthInput: form.adjustmentFields["depth_\(z.zone)"] ?? formatMillimetres(z.depthMm),
+                 passesInput: form.adjustmentFields["passes_\(z.zone)"] ?? String(z.passes))
         }
         numbingMinutes = plan.numbingMinutes
         procedureMinutes = plan.procedureMinutes

@@ -1,0 +1,331 @@
+import DermisCore
+import Fluent
+import Foundation
+import SQLKit
+import Vapor
+
+/// Plans, consents and session charts of one patient: every rule of issue #4 that is not the engine's lives here,
+/// shared by the pages and the JSON API.
+struct TreatmentService {
+    let req: Request
+    let patient: Patient
+    let staff: Principal
+
+    var db: any Database { req.db }
+    var p: ClinicalProtocol { req.dermis.clinicalProtocol }
+    var now: Date { req.dermis.clock.now() }
+    var patientID: UUID { patient.id! }
+
+    // MARK: Plans
+
+    /// Runs the engine, applies the practitioner's adjustments and saves the result as the next plan version.
+    func savePlan(_ request: PlanRequest, adjustments: [PlanAdjustment]) async throws -> TreatmentPlanRecord {
+        let today = try await req.today(in: req.clinic())
+        let engine = try Planning.plan(request, today: today, protocol: p)
+        let adjusted = try Planning.adjust(engine, with: adjustments, request: request, protocol: p)
+        let last = try await TreatmentPlanRecord.query(on: db).filter(\.$patient.$id == patientID).sort(\.$version, .descending).first()
+        let record = TreatmentPlanRecord()
+        record.$patient.id = patientID
+        record.version = (last?.version ?? 0) + 1
+        record.request = String(decoding: try ContractJSON.encode(request), as: UTF8.self)
+        record.result = String(decoding: try ContractJSON.encode(adjusted), as: UTF8.self)
+        record.adjustments = String(decoding: try ContractJSON.encode(adjustments), as: UTF8.self)
+        record.protocolVersion = p.version
+        record.createdAt = now
+        record.createdBy = staff.userID
+        do {
+            try await record.create(on: db)
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            throw Abort(.conflict, reason: "Someone saved a plan for this patient at the same moment; reload and try again.")
+        }
+        return record
+    }
+
+    func latestPlan() async throws -> TreatmentPlanRecord? {
+        try await TreatmentPlanRecord.query(on: db).filter(\.$patient.$id == patientID).sort(\.$version, .descending).first()
+    }
+
+    func plan(_ id: UUID) async throws -> TreatmentPlanRecord {
+        guard let plan = try await TreatmentPlanRecord.query(on: db).filter(\.$id == id).filter(\.$patient.$id == patientID).first() else {
+            throw Abort(.notFound, reason: "No such plan.")
+        }
+        return plan
+    }
+
+    // MARK: Consent
+
+    static let maximumSignatureBytes = 256 * 1024
+    static let pngMagic: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+
+    func latestTemplate() async throws -> ConsentTemplate? {
+        try await ConsentTemplate.query(on: db).filter(\.$clinic.$id == staff.clinicID).sort(\.$version, .descending).first()
+    }
+
+    /// Records the patient's signature for a plan: the typed name must be the patient's, the drawing a real PNG.
+    func sign(plan: TreatmentPlanRecord, templateID: UUID?, typedName: String, signature: String) async throws -> ConsentRecord {
+        var issues: [FieldIssue] = []
+        guard let template = try await latestTemplate() else {
+            throw Abort(.conflict, reason: "The clinic has no consent text yet: an admin publishes one under Consent text.")
+        }
+        if let templateID, templateID != template.id {
+            throw Abort(.conflict, reason: "The consent text changed while it was being read; read the current version and sign again.")
+        }
+        if searchFolded(typedName).split(separator: " ") != searchFolded("\(patient.givenName) \(patient.familyName)").split(separator: " ") {
+            issues.append(FieldIssue(path: "typedName", problem: "type the patient's full name as registered: \(patient.givenName) \(patient.familyName)"))
+        }
+        let png = Self.decodePNG(dataURL: signature)
+        if png == nil { issues.append(FieldIssue(path: "signature", problem: "sign in the box (a PNG drawing up to 256 KB is expected)")) }
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        let record = ConsentRecord()
+        record.$patient.id = patientID
+        record.$plan.id = try plan.requireID()
+        record.$template.id = try template.requireID()
+        record.typedName = typedName.trimmingCharacters(in: .whitespaces)
+        record.signaturePNG = png!
+        record.signatureSHA256 = SHA256.hash(data: png!).map { String(format: "%02x", $0) }.joined()
+        record.signedAt = now
+        record.recordedBy = staff.userID
+        try await record.create(on: db)
+        return record
+    }
+
+    /// `data:image/png;base64,…` (or bare base64) to PNG bytes, when it is a PNG within the size limit.
+    static func decodePNG(dataURL: String) -> Data? {
+        let base64 = dataURL.hasPrefix("data:image/png;base64,") ? String(dataURL.dropFirst("data:image/png;base64,".count)) : dataURL
+        guard base64.count <= maximumSignatureBytes * 4 / 3 + 4, let data = Data(base64Encoded: base64),
+              data.count <= maximumSignatureBytes, data.count > 64, Array(data.prefix(8)) == pngMagic else { return nil }
+        return data
+    }
+
+    func consent(for plan: TreatmentPlanRecord) async throws -> ConsentRecord? {
+        try await ConsentRecord.query(on: db).filter(\.$plan.$id == plan.requireID()).sort(\.$signedAt, .descending).first()
+    }
+
+    func consent(_ id: UUID) async throws -> ConsentRecord {
+        guard let consent = try await ConsentRecord.query(on: db).filter(\.$id == id).filter(\.$patient.$id == patientID).first() else {
+            throw Abort(.notFound, reason: "No such consent.")
+        }
+        return consent
+    }
+
+    // MARK: Sessions
+
+    /// Why a session cannot start now, or nil: a plan, a valid consent for that plan, and a current, clear screening.
+    func startProblems() async throws -> [String] {
+        var problems: [String] = []
+        let screening = ScreeningService(req: req, patient: patient)
+        let latestScreening = try await screening.latestScreening()
+        var overrides: [ScreeningOverride] = []
+        if let latestScreening { overrides = try await screening.overrides(of: latestScreening) }
+        let clearance = try ScreeningClearance(latestScreening, overrides: overrides, today: try await req.today(in: req.clinic()),
+                                               validDays: req.dermis.settings.screeningValidDays)
+        if latestScreening == nil { problems.append("There is no screening: take the intake first.") }
+        else if !clearance.current { problems.append("The screening expired on \(clearance.expiresOn?.description ?? "?"): take a new intake.") }
+        else if !clearance.cleared { problems.append("The screening does not clear treatment (\(clearance.blocking.joined(separator: ", "))); a practitioner may record an override.") }
+        if let plan = try await latestPlan() {
+            if try await consent(for: plan) == nil { problems.append("Plan version \(plan.version) has no signed consent.") }
+        } else {
+            problems.append("There is no plan.")
+        }
+        return problems
+    }
+
+    func startSession() async throws -> TreatmentSession {
+        guard staff.role == .practitioner || staff.role == .admin else { throw Abort(.forbidden, reason: "Only a practitioner charts a session.") }
+        let problems = try await startProblems()
+        if !problems.isEmpty { throw Abort(.conflict, reason: "The session cannot start: " + problems.joined(separator: " ")) }
+        let plan = try await latestPlan()!
+        let consent = try await consent(for: plan)!
+        let screening = try await ScreeningService(req: req, patient: patient).latestScreening()!
+        let session = TreatmentSession()
+        session.chartID = UUID()
+        session.version = 1
+        session.$patient.id = patientID
+        session.$plan.id = try plan.requireID()
+        session.$consent.id = try consent.requireID()
+        session.$screening.id = try screening.requireID()
+        session.practitionerID = staff.userID
+        session.status = "draft"
+        session.identityConfirmed = false
+        session.skinCleansed = false
+        session.notes = ""
+        session.zones = try plan.plan.zones.map {
+            ChartedZone(zone: $0.zone, depthMm: $0.depthMm, passes: $0.passes, pattern: $0.pattern, secondsInZone: $0.secondsInZone)
+        }
+        session.createdAt = now
+        session.updatedAt = now
+        try await session.create(on: db)
+        return session
+    }
+
+    func latestVersion(of chartID: UUID) async throws -> TreatmentSession {
+        guard let session = try await TreatmentSession.query(on: db).filter(\.$chartID == chartID).filter(\.$patient.$id == patientID)
+            .sort(\.$version, .descending).first() else { throw Abort(.notFound, reason: "No such session.") }
+        return session
+    }
+
+    func history(of chartID: UUID) async throws -> [TreatmentSession] {
+        try await TreatmentSession.query(on: db).filter(\.$chartID == chartID).filter(\.$patient.$id == patientID).sort(\.$version).all()
+    }
+
+    func sessions() async throws -> [TreatmentSession] {
+        let all = try await TreatmentSession.query(on: db).filter(\.$patient.$id == patientID).sort(\.$createdAt).all()
+        var latest: [UUID: TreatmentSession] = [:]
+        for session in all where (latest[session.chartID]?.version ?? 0) < session.version { latest[session.chartID] = session }
+        return latest.values.sorted { $0.createdAt < $1.createdAt }
+    }
+
+    /// What a save of the chart asks to change.
+    struct ChartChanges: Sendable {
+        var identityConfirmed: Bool
+        var skinCleansed: Bool
+        var numbingOverrideReason: String?
+        var deviceID: UUID?
+        var lotID: UUID?
+        var zones: [ChartedZone]
+        var painScore: Int?
+        var erythemaGrade: Int?
+        var pinpointBleeding: Bool?
+        var notes: String
+    }
+
+    /// Checks a chart's changes against every rule; returns the zones with their channel density.
+    private func checked(_ changes: ChartChanges, on session: TreatmentSession) async throws -> [ChartedZone] {
+        var issues: [FieldIssue] = []
+        let plan = try await TreatmentPlanRecord.find(session.$plan.id, on: db)!
+        var device: ClinicalProtocol.DeviceProfile?
+        if let deviceID = changes.deviceID {
+            let pen = try await Inventory(db: db, clinicID: staff.clinicID).device(deviceID)
+            device = p.device(pen.profile)
+        } else if !changes.zones.isEmpty {
+            issues.append(FieldIssue(path: "device", problem: "choose the pen"))
+        }
+        if let pain = changes.painScore, !(0...10).contains(pain) { issues.append(FieldIssue(path: "painScore", problem: "must be 0 to 10")) }
+        if let grade = changes.erythemaGrade, !(0...3).contains(grade) { issues.append(FieldIssue(path: "erythemaGrade", problem: "must be 0 to 3")) }
+        var zones = changes.zones
+        if let device, !zones.isEmpty {
+            let practitioner = try await StaffUser.find(session.practitionerID, on: db)
+            do {
+                zones = try ChartRules.checked(zones, plan: try plan.plan, device: device, practitionerMaxDepthMm: practitioner?.maxDepthMm, protocol: p)
+            } catch let invalid as InvalidInput {
+                issues += invalid.issues
+            }
+            if let problem = ChartRules.numbingProblem(appliedAt: session.anaestheticAppliedAt, now: now,
+                                                       minimumMinutes: p.anaesthetic.minimumMinutes, overrideReason: changes.numbingOverrideReason) {
+                issues.append(FieldIssue(path: "numbing", problem: problem))
+            }
+        }
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        return zones
+    }
+
+    /// Saves a draft from the version it was read at; a stale save is refused with 409 and writes nothing.
+    /// Choosing the cartridge lot takes one cartridge from stock, in the same transaction.
+    func saveDraft(_ chartID: UUID, expectedVersion: Int, changes: ChartChanges) async throws -> TreatmentSession {
+        let session = try await latestVersion(of: chartID)
+        guard !session.isSigned else { throw Abort(.conflict, reason: "This chart is signed: amend it instead.") }
+        guard session.version == expectedVersion else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
+        let zones = try await checked(changes, on: session)
+        let today = try await req.today(in: req.clinic())
+        let clinicID = staff.clinicID
+        let sessionID = try session.requireID()
+        try await db.transaction { db in
+            if let lotID = changes.lotID, lotID != session.$lot.id {
+                guard session.$lot.id == nil else { throw InvalidInput(path: "lot", problem: "the cartridge lot is already charted") }
+                _ = try await Inventory(db: db, clinicID: clinicID).takeCartridge(from: lotID, today: today)
+            }
+            let encoded = String(decoding: try JSONEncoder().encode(zones), as: UTF8.self)
+            let sql = db as! any SQLDatabase
+            let updated = try await sql.update(TreatmentSession.schema)
+                .set("identity_confirmed", to: changes.identityConfirmed)
+                .set("skin_cleansed", to: changes.skinCleansed)
+                .set("numbing_override_reason", to: changes.numbingOverrideReason)
+                .set("device_id", to: changes.deviceID)
+                .set("lot_id", to: changes.lotID ?? session.$lot.id)
+                .set("zones", to: encoded)
+                .set("pain_score", to: changes.painScore)
+                .set("erythema_grade", to: changes.erythemaGrade)
+                .set("pinpoint_bleeding", to: changes.pinpointBleeding)
+                .set("notes", to: changes.notes)
+                .set("updated_at", to: self.now)
+                .set("version", to: SQLRaw("version + 1"))
+                .where("id", .equal, sessionID)
+                .where("version", .equal, expectedVersion)
+                .where("status", .equal, "draft")
+                .returning("version")
+                .all()
+            guard !updated.isEmpty else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
+        }
+        return try await latestVersion(of: chartID)
+    }
+
+    /// Stamps the time the anaesthetic went on: the numbing timer starts now.
+    func recordNumbing(_ chartID: UUID, expectedVersion: Int) async throws -> TreatmentSession {
+        let session = try await latestVersion(of: chartID)
+        guard !session.isSigned, session.version == expectedVersion else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
+        session.anaestheticAppliedAt = now
+        session.version += 1
+        session.updatedAt = now
+        try await session.save(on: db)
+        return session
+    }
+
+    /// Signs the chart: every checklist item done, and only by the practitioner who charted it.
+    func signChart(_ chartID: UUID, expectedVersion: Int) async throws -> TreatmentSession {
+        let session = try await latestVersion(of: chartID)
+        guard !session.isSigned else { throw Abort(.conflict, reason: "This chart is already signed.") }
+        guard session.version == expectedVersion else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
+        guard session.practitionerID == staff.userID else { throw Abort(.forbidden, reason: "Only the practitioner who charted the session signs it.") }
+        var issues: [FieldIssue] = []
+        if !session.identityConfirmed { issues.append(FieldIssue(path: "identityConfirmed", problem: "confirm the patient's identity")) }
+        if !session.skinCleansed { issues.append(FieldIssue(path: "skinCleansed", problem: "confirm the skin was cleansed")) }
+        if session.$device.id == nil { issues.append(FieldIssue(path: "device", problem: "choose the pen")) }
+        if session.$lot.id == nil { issues.append(FieldIssue(path: "lot", problem: "choose the cartridge lot")) }
+        if session.zones.isEmpty { issues.append(FieldIssue(path: "zones", problem: "chart at least one zone")) }
+        if session.painScore == nil { issues.append(FieldIssue(path: "painScore", problem: "record the pain score (0–10)")) }
+        if session.erythemaGrade == nil { issues.append(FieldIssue(path: "erythemaGrade", problem: "record the immediate erythema (0–3)")) }
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        let sql = db as! any SQLDatabase
+        let updated = try await sql.update(TreatmentSession.schema)
+            .set("status", to: "signed").set("signed_at", to: now).set("signed_by", to: staff.userID)
+            .set("version", to: SQLRaw("version + 1")).set("updated_at", to: now)
+            .where("id", .equal, try session.requireID()).where("version", .equal, expectedVersion).where("status", .equal, "draft")
+            .returning("version").all()
+        guard !updated.isEmpty else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
+        return try await latestVersion(of: chartID)
+    }
+
+    /// Amends a signed chart: a new version row with the reason; the signed version stays as it was.
+    /// Two amendments from the same version: the database lets exactly one in (unique chart + version).
+    func amend(_ chartID: UUID, expectedVersion: Int, reason: String, changes: ChartChanges) async throws -> TreatmentSession {
+        let current = try await latestVersion(of: chartID)
+        guard current.isSigned else { throw Abort(.conflict, reason: "This chart is not signed yet: save the draft instead.") }
+        guard current.version == expectedVersion else { throw Abort(.conflict, reason: "Someone amended this chart since you opened it.") }
+        let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.count < 10 { throw InvalidInput(path: "amendmentReason", problem: "say why the signed chart is amended (at least 10 characters)") }
+        if changes.lotID != current.$lot.id || changes.deviceID != current.$device.id {
+            throw InvalidInput(path: "lot", problem: "the pen and cartridge lot of a signed chart cannot be changed")
+        }
+        let zones = try await checked(ChartChanges(identityConfirmed: current.identityConfirmed, skinCleansed: current.skinCleansed,
+                                                   numbingOverrideReason: current.numbingOverrideReason ?? "charted before this amendment",
+                                                   deviceID: current.$device.id, lotID: current.$lot.id, zones: changes.zones,
+                                                   painScore: changes.painScore, erythemaGrade: changes.erythemaGrade,
+                                                   pinpointBleeding: changes.pinpointBleeding, notes: changes.notes), on: current)
+        let next = current.nextVersion()
+        next.zones = zones
+        next.painScore = changes.painScore
+        next.erythemaGrade = changes.erythemaGrade
+        next.pinpointBleeding = changes.pinpointBleeding
+        next.notes = changes.notes
+        next.amendmentReason = trimmed
+        next.updatedAt = now
+        next.signedAt = now
+        next.signedBy = staff.userID
+        do {
+            try await next.create(on: db)
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            throw Abort(.conflict, reason: "Someone amended this chart since you opened it.")
+        }
+        return next
+    }
+}
