@@ -1,5 +1,6 @@
 import Crypto
 import Fluent
+import FluentSQLiteDriver
 import Foundation
 import SQLKit
 import Vapor
@@ -97,8 +98,6 @@ struct CreateAuditEvent: AsyncMigration {
 
 /// Appends to and verifies the hash chain.
 enum AuditLog {
-    /// One append at a time in this process; PostgreSQL adds an advisory lock so instances queue too.
-    static let appendLock = AsyncLock()
     static let genesis = "genesis"
 
     struct Entry: Sendable {
@@ -112,8 +111,9 @@ enum AuditLog {
         var sourceIP: String
     }
 
+    /// One append at a time: in this process by the write lock, across instances by PostgreSQL's advisory lock.
     static func append(_ entry: Entry, at date: Date, on database: any Database) async throws {
-        try await appendLock.withLock {
+        try await Writes.lock.withLock {
             try await database.transaction { db in
                 if let sql = db as? any SQLDatabase, sql.dialect.name == "postgresql" {
                     try await sql.raw("SELECT pg_advisory_xact_lock(7343001)").run()
@@ -192,6 +192,20 @@ extension Request {
             try? await audit(action, objectType: objectType, objectID: objectID, patientID: patientID, outcome: outcome)
             throw error
         }
+    }
+}
+
+/// Write transactions. SQLite lets one writer in at a time, and a transaction that read before writing fails at once
+/// (SQLITE_BUSY_SNAPSHOT) if another wrote in between — so on SQLite, which serves one instance, write transactions
+/// queue in-process. PostgreSQL needs no queue: row locks, unique indexes and advisory locks do the work.
+enum Writes {
+    static let lock = AsyncLock()
+
+    static func transaction<T: Sendable>(_ db: any Database, _ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
+        if db is any SQLiteDatabase {
+            return try await lock.withLock { try await db.transaction(body) }
+        }
+        return try await db.transaction(body)
     }
 }
 

@@ -113,7 +113,7 @@ struct ScreeningService {
         let result = try Screening.screen(intake, on: today, protocol: req.dermis.clinicalProtocol)
         let now = req.dermis.clock.now()
         let patientID = try patient.requireID()
-        return try await db.transaction { db in
+        return try await Writes.transaction(db) { db in
             let last = try await IntakeRecord.query(on: db).filter(\.$patient.$id == patientID).sort(\.$version, .descending).first()
             let intakeRecord = IntakeRecord()
             intakeRecord.$patient.id = patientID

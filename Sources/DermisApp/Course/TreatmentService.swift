@@ -229,7 +229,7 @@ struct TreatmentService {
         let today = try await req.today(in: req.clinic())
         let clinicID = staff.clinicID
         let sessionID = try session.requireID()
-        try await db.transaction { db in
+        try await Writes.transaction(db) { db in
             if let lotID = changes.lotID, lotID != session.$lot.id {
                 guard session.$lot.id == nil else { throw InvalidInput(path: "lot", problem: "the cartridge lot is already charted") }
                 _ = try await Inventory(db: db, clinicID: clinicID).takeCartridge(from: lotID, today: today)

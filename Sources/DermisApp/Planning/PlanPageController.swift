@@ -11,6 +11,32 @@ struct PlanPageController: RouteCollection {
         patientPlans.get("new", use: newPatientPlan).access(clinical)
         patientPlans.post("preview", use: previewPatientPlan).access(clinical)
         patientPlans.post(use: savePatientPlan).access(clinical)
+        routes.post("api", "v1", "patients", ":patientID", "plans", use: apiSavePlan).access(clinical)
+    }
+
+    struct PlanBody: Decodable {
+        let request: PlanRequest
+        let adjustments: [PlanAdjustment]?
+    }
+
+    struct SavedPlan: Content {
+        let planID: UUID
+        let version: Int
+        let plan: PlanResult
+    }
+
+    /// `POST /api/v1/patients/{id}/plans` with `{"request": <plan request>, "adjustments": [...]}`; the licensed maximum
+    /// is the signed-in practitioner's own when one is set.
+    func apiSavePlan(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await patient(req)
+        let body = try req.decodeJSON(PlanBody.self)
+        var request = body.request
+        if let depth = staff.maxDepthMm { request.practitionerMaxDepthMm = depth }
+        let record = try await req.audited(.create, objectType: "TreatmentPlan", patientID: patient.id) {
+            try await TreatmentService(req: req, patient: patient, staff: staff).savePlan(request, adjustments: body.adjustments ?? [])
+        }
+        return try await SavedPlan(planID: try record.requireID(), version: record.version, plan: try record.plan).encodeResponse(status: .created, for: req)
     }
 
     // MARK: A patient's plan: the same form, the practitioner's own limit, adjustments, saved as a version.
@@ -53,10 +79,9 @@ struct PlanPageController: RouteCollection {
         let p = req.dermis.clinicalProtocol
         do {
             let request = try form.planRequest(protocol: p)
-            let plan = try await req.audited(.create, objectType: "TreatmentPlan", patientID: patient.id) {
+            _ = try await req.audited(.create, objectType: "TreatmentPlan", patientID: patient.id) {
                 try await TreatmentService(req: req, patient: patient, staff: staff).savePlan(request, adjustments: try form.adjustments(fields))
             }
-            _ = plan
             return req.redirect(to: "/patients/\(try patient.requireID())/course", redirectType: .normal)
         } catch let invalid as InvalidInput {
             let result = try? Planning.plan(try form.planRequest(protocol: p), today: req.today(in: try await req.clinic()), protocol: p)
