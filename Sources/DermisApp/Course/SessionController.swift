@@ -102,7 +102,8 @@ struct SessionController: RouteCollection {
         try await render(req, errors: [])
     }
 
-    private func render(_ req: Request, errors: [ErrorLine]) async throws -> View {
+    /// The chart page; after a refusal, `typed` shows what was sent rather than what is stored, so nothing typed is lost.
+    private func render(_ req: Request, errors: [ErrorLine], typed: TreatmentService.ChartChanges? = nil) async throws -> View {
         let service = try await service(req)
         let id = try chartID(req)
         let session = try await req.audited(.read, objectType: "TreatmentSession", objectID: id.uuidString, patientID: service.patient.id) {
@@ -120,21 +121,28 @@ struct SessionController: RouteCollection {
         return try await req.view.render("session", SessionPage(
             page: try await PageHeader(req, title: "Session chart"), patientID: service.patientID.uuidString,
             patientName: "\(service.patient.givenName) \(service.patient.familyName)", chartID: id.uuidString, version: session.version,
-            signed: session.isSigned, identityConfirmed: session.identityConfirmed, skinCleansed: session.skinCleansed,
+            signed: session.isSigned, identityConfirmed: typed?.identityConfirmed ?? session.identityConfirmed,
+            skinCleansed: typed?.skinCleansed ?? session.skinCleansed,
             anaestheticAppliedAt: session.anaestheticAppliedAt.map(AuditLog.isoMilliseconds),
             numbingMinutesSoFar: session.anaestheticAppliedAt.map { Int(now.timeIntervalSince($0) / 60) },
-            numbingMinimum: p.anaesthetic.minimumMinutes, numbingOverrideReason: session.numbingOverrideReason ?? "",
-            devices: try await stock.devices(activeOnly: true).map { Option(id: $0.id!.uuidString, name: "\($0.model) · \($0.serial)", selected: $0.id == session.$device.id) },
-            lots: lots.map { Option(id: $0.id!.uuidString, name: "\($0.lotNumber) · expires \($0.expiry) · \($0.quantityRemaining) left", selected: $0.id == session.$lot.id) },
+            numbingMinimum: p.anaesthetic.minimumMinutes, numbingOverrideReason: typed?.numbingOverrideReason ?? session.numbingOverrideReason ?? "",
+            devices: try await stock.devices(activeOnly: true).map {
+                Option(id: $0.id!.uuidString, name: "\($0.model) · \($0.serial)", selected: $0.id == (typed?.deviceID ?? session.$device.id))
+            },
+            lots: lots.map {
+                Option(id: $0.id!.uuidString, name: "\($0.lotNumber) · expires \($0.expiry) · \($0.quantityRemaining) left",
+                       selected: $0.id == (typed?.lotID ?? session.$lot.id))
+            },
             lotChosen: session.$lot.id?.uuidString,
-            zones: session.zones.map { zone in
+            zones: (typed?.zones ?? session.zones).map { zone in
                 ZoneRow(zone: zone.zone, name: p.zone(zone.zone)?.displayName ?? zone.zone,
                         planned: plan.zones.first { $0.zone == zone.zone }.map { formatMillimetres($0.depthMm) } ?? "—",
                         depth: formatMillimetres(zone.depthMm), passes: zone.passes, pattern: zone.pattern, seconds: zone.secondsInZone,
                         channels: zone.estimatedChannelsPerCm2.map(String.init) ?? "—")
             },
-            painScore: session.painScore.map(String.init) ?? "", erythemaGrade: session.erythemaGrade.map(String.init) ?? "",
-            pinpointBleeding: session.pinpointBleeding ?? false, notes: session.notes,
+            painScore: (typed?.painScore ?? session.painScore).map(String.init) ?? "",
+            erythemaGrade: (typed?.erythemaGrade ?? session.erythemaGrade).map(String.init) ?? "",
+            pinpointBleeding: typed?.pinpointBleeding ?? session.pinpointBleeding ?? false, notes: typed?.notes ?? session.notes,
             history: history.filter(\.isSigned).map {
                 VersionRow(version: $0.version, status: $0.amendmentReason == nil ? "signed" : "amended",
                            signedAt: $0.signedAt.map(AuditLog.isoMilliseconds) ?? "", signedBy: $0.signedBy.flatMap { names[$0] } ?? "",
@@ -202,7 +210,9 @@ struct SessionController: RouteCollection {
             }
             return req.redirect(to: "/patients/\(service.patientID)/sessions/\(id)", redirectType: .normal)
         } catch let invalid as InvalidInput {
-            return try await render(req, errors: ErrorLine.list(invalid)).response(.unprocessableEntity, for: req)
+            let current = try await service.latestVersion(of: id)
+            let typed = try? changes(req, current: current).1
+            return try await render(req, errors: ErrorLine.list(invalid), typed: typed).response(.unprocessableEntity, for: req)
         } catch let abort as any AbortError where abort.status == .conflict || abort.status == .forbidden {
             return try await render(req, errors: [ErrorLine(field: "chart", message: abort.reason)]).response(abort.status, for: req)
         }
