@@ -131,8 +131,8 @@ struct AccountController: RouteCollection {
 
     func revokeToken(req: Request) async throws -> Response {
         let staff = try req.staff()
-        guard let id = (req.parameters.get("tokenID") as String?).flatMap(UUID.init(uuidString:)),
-              let token = try await APIToken.query(on: req.db).filter(\.$id == id).filter(\.$user.$id == staff.userID).first() else {
+        let id = try req.uuidParameter("tokenID")
+        guard let token = try await APIToken.query(on: req.db).filter(\.$id == id).filter(\.$user.$id == staff.userID).first() else {
             throw Abort(.notFound)
         }
         token.revokedAt = req.dermis.clock.now()

@@ -141,8 +141,8 @@ struct StaffAdminController: RouteCollection {
     /// A staff member of the admin's own clinic; anyone else is not found.
     private func member(_ req: Request) async throws -> StaffUser {
         let admin = try req.staff()
-        guard let id = (req.parameters.get("staffID") as String?).flatMap(UUID.init(uuidString:)),
-              let user = try await StaffUser.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == admin.clinicID).first() else {
+        let id = try req.uuidParameter("staffID")
+        guard let user = try await StaffUser.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == admin.clinicID).first() else {
             throw Abort(.notFound)
         }
         return user

@@ -75,15 +75,10 @@ struct ConsentController: RouteCollection {
     // MARK: Signing
 
     private func service(_ req: Request) async throws -> TreatmentService {
-        let staff = try req.staff()
-        let patient = try await PatientRegistry(db: req.db, clinicID: staff.clinicID).find(try req.patientID())
-        return TreatmentService(req: req, patient: patient, staff: staff)
+        TreatmentService(req: req, patient: try await req.patient(), staff: try req.staff())
     }
 
-    private func planID(_ req: Request) throws -> UUID {
-        guard let id = (req.parameters.get("planID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
-        return id
-    }
+    private func planID(_ req: Request) throws -> UUID { try req.uuidParameter("planID", notFound: "No such plan.") }
 
     struct SignPage: Encodable {
         let page: PageHeader
@@ -171,7 +166,7 @@ struct ConsentController: RouteCollection {
     /// The printable copy: the exact text version signed, the plan version, the drawing and its checked digest.
     func show(req: Request) async throws -> View {
         let service = try await service(req)
-        guard let id = (req.parameters.get("consentID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
+        let id = try req.uuidParameter("consentID", notFound: "No such consent.")
         let consent = try await req.audited(.read, objectType: "Consent", objectID: id.uuidString, patientID: service.patient.id) {
             try await service.consent(id)
         }

@@ -19,10 +19,6 @@ struct CourseController: RouteCollection {
         api.get("screenings", "latest", use: apiLatestScreening).access(anyStaff)
     }
 
-    private func patient(_ req: Request) async throws -> Patient {
-        try await PatientRegistry(db: req.db, clinicID: try req.staff().clinicID).find(try req.patientID())
-    }
-
     // MARK: The course page
 
     struct Step: Encodable {
@@ -41,7 +37,7 @@ struct CourseController: RouteCollection {
     }
 
     func course(req: Request) async throws -> View {
-        let patient = try await req.audited(.read, objectType: "Patient") { try await self.patient(req) }
+        let patient = try await req.audited(.read, objectType: "Patient") { try await req.patient() }
         let service = ScreeningService(req: req, patient: patient)
         let id = try patient.requireID()
         let intake = try await service.latestIntake()
@@ -136,7 +132,7 @@ struct CourseController: RouteCollection {
     }
 
     func intakeForm(req: Request) async throws -> View {
-        let patient = try await req.audited(.read, objectType: "Patient") { try await self.patient(req) }
+        let patient = try await req.audited(.read, objectType: "Patient") { try await req.patient() }
         var form = IntakeForm.from(try await ScreeningService(req: req, patient: patient).latestIntake()?.intake)
         if form.one("fitzpatrickType") == nil, let type = patient.fitzpatrickType { form.pairs.append(("fitzpatrickType", String(type))) }
         return try await render(req, patient: patient, form: form, errors: [])
@@ -144,7 +140,7 @@ struct CourseController: RouteCollection {
 
     func saveIntake(req: Request) async throws -> Response {
         let staff = try req.staff()
-        let patient = try await patient(req)
+        let patient = try await req.patient()
         let form = try IntakeForm(req: req)
         do {
             let (_, screening) = try await req.audited(.create, objectType: "Intake", patientID: patient.id) {
@@ -231,9 +227,9 @@ struct CourseController: RouteCollection {
 
     private func renderScreening(_ req: Request, errors: [ErrorLine]) async throws -> View {
         let staff = try req.staff()
-        let patient = try await patient(req)
+        let patient = try await req.patient()
         let service = ScreeningService(req: req, patient: patient)
-        guard let screeningID = (req.parameters.get("screeningID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
+        let screeningID = try req.uuidParameter("screeningID", notFound: "No such screening.")
         let record = try await req.audited(.read, objectType: "Screening", objectID: screeningID.uuidString, patientID: patient.id) {
             try await service.screening(screeningID)
         }
@@ -270,9 +266,9 @@ struct CourseController: RouteCollection {
 
     func overrideRule(req: Request) async throws -> Response {
         let staff = try req.staff()
-        let patient = try await patient(req)
+        let patient = try await req.patient()
         let service = ScreeningService(req: req, patient: patient)
-        guard let screeningID = (req.parameters.get("screeningID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
+        let screeningID = try req.uuidParameter("screeningID", notFound: "No such screening.")
         let form = try req.content.decode(OverrideForm.self)
         do {
             _ = try await req.audited(.update, objectType: "Screening", objectID: screeningID.uuidString, patientID: patient.id) {
@@ -295,7 +291,7 @@ struct CourseController: RouteCollection {
 
     func apiSaveIntake(req: Request) async throws -> Response {
         let staff = try req.staff()
-        let patient = try await patient(req)
+        let patient = try await req.patient()
         let (intake, screening) = try await req.audited(.create, objectType: "Intake", patientID: patient.id) {
             try await ScreeningService(req: req, patient: patient).record(try req.decodeJSON(Intake.self), by: staff)
         }
@@ -313,7 +309,7 @@ struct CourseController: RouteCollection {
     }
 
     func apiLatestScreening(req: Request) async throws -> LatestScreening {
-        let patient = try await patient(req)
+        let patient = try await req.patient()
         let service = ScreeningService(req: req, patient: patient)
         return try await req.audited(.read, objectType: "Screening", patientID: patient.id) {
             guard let record = try await service.latestScreening() else { throw Abort(.notFound, reason: "This patient has no screening yet.") }

@@ -24,15 +24,10 @@ struct SessionController: RouteCollection {
     }
 
     private func service(_ req: Request) async throws -> TreatmentService {
-        let staff = try req.staff()
-        let patient = try await PatientRegistry(db: req.db, clinicID: staff.clinicID).find(try req.patientID())
-        return TreatmentService(req: req, patient: patient, staff: staff)
+        TreatmentService(req: req, patient: try await req.patient(), staff: try req.staff())
     }
 
-    private func chartID(_ req: Request) throws -> UUID {
-        guard let id = (req.parameters.get("chartID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound, reason: "No such session.") }
-        return id
-    }
+    private func chartID(_ req: Request) throws -> UUID { try req.uuidParameter("chartID", notFound: "No such session.") }
 
     // MARK: Pages
 
@@ -323,17 +318,6 @@ struct SessionController: RouteCollection {
         return response
     }
 
-    /// The version an API write starts from: If-Match is required.
-    private func ifMatch(_ req: Request) throws -> Int {
-        guard let header = req.headers.first(name: .ifMatch) else {
-            throw Abort(.preconditionRequired, reason: "Send If-Match with the chart version you read (its ETag).")
-        }
-        guard let version = Int(header.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
-            throw Abort(.badRequest, reason: "If-Match must be a version such as W/\"3\".")
-        }
-        return version
-    }
-
     private func apiOperation(_ req: Request, _ action: AuditAction, status: HTTPStatus = .ok,
                               _ body: (TreatmentService, TreatmentSession) async throws -> TreatmentSession) async throws -> Response {
         let service = try await service(req)
@@ -356,26 +340,26 @@ struct SessionController: RouteCollection {
 
     func apiSave(req: Request) async throws -> Response {
         try await apiOperation(req, .update) { service, current in
-            try await service.saveDraft(current.chartID, expectedVersion: try ifMatch(req), changes: try req.decodeJSON(ChartInput.self).changes(over: current))
+            try await service.saveDraft(current.chartID, expectedVersion: try req.ifMatchVersion(), changes: try req.decodeJSON(ChartInput.self).changes(over: current))
         }
     }
 
     func apiNumbing(req: Request) async throws -> Response {
         try await apiOperation(req, .update) { service, current in
-            try await service.recordNumbing(current.chartID, expectedVersion: try ifMatch(req))
+            try await service.recordNumbing(current.chartID, expectedVersion: try req.ifMatchVersion())
         }
     }
 
     func apiSign(req: Request) async throws -> Response {
         try await apiOperation(req, .update) { service, current in
-            try await service.signChart(current.chartID, expectedVersion: try ifMatch(req))
+            try await service.signChart(current.chartID, expectedVersion: try req.ifMatchVersion())
         }
     }
 
     func apiAmend(req: Request) async throws -> Response {
         try await apiOperation(req, .update, status: .created) { service, current in
             let input = try req.decodeJSON(ChartInput.self)
-            return try await service.amend(current.chartID, expectedVersion: try ifMatch(req), reason: input.reason ?? "", changes: input.changes(over: current))
+            return try await service.amend(current.chartID, expectedVersion: try req.ifMatchVersion(), reason: input.reason ?? "", changes: input.changes(over: current))
         }
     }
 }

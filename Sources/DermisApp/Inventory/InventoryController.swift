@@ -120,7 +120,7 @@ struct InventoryController: RouteCollection {
     }
 
     private func renderLot(_ req: Request, errors: [ErrorLine]) async throws -> View {
-        guard let id = (req.parameters.get("lotID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
+        let id = try req.uuidParameter("lotID", notFound: "No such cartridge lot.")
         let lot = try await inventory(req).lot(id)
         let uses = try await LotRecall.uses(of: id, on: req.db)
         // Listing who was treated with a lot reads patient data: audit it.
@@ -133,7 +133,7 @@ struct InventoryController: RouteCollection {
     struct RecallForm: Content { var reason: String? }
 
     func recallLot(req: Request) async throws -> Response {
-        guard let id = (req.parameters.get("lotID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound) }
+        let id = try req.uuidParameter("lotID", notFound: "No such cartridge lot.")
         do {
             _ = try await inventory(req).recall(id, reason: try req.content.decode(RecallForm.self).reason ?? "", at: req.dermis.clock.now())
             try await req.audit(.update, objectType: "CartridgeLot", objectID: id.uuidString, outcome: .success)

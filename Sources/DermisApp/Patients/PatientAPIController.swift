@@ -80,12 +80,7 @@ struct PatientAPIController: RouteCollection {
         let staff = try req.staff()
         let id = try req.patientID()
         return try await req.audited(.update, objectType: "Patient") {
-            guard let header = req.headers.first(name: .ifMatch) else {
-                throw Abort(.preconditionRequired, reason: "Send If-Match with the version you edited (the ETag of your last read).")
-            }
-            guard let expected = Int(header.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
-                throw Abort(.badRequest, reason: "If-Match must be a version such as W/\"3\".")
-            }
+            let expected = try req.ifMatchVersion()
             let details = try req.decodeJSON(PatientDetails.self).validated(today: req.today(in: try await req.clinic()))
             let patient = try await PatientRegistry(db: req.db, clinicID: staff.clinicID)
                 .update(id, with: details, expectedVersion: expected, by: staff.userID, at: req.dermis.clock.now())
@@ -97,10 +92,29 @@ struct PatientAPIController: RouteCollection {
 }
 
 extension Request {
-    /// The `:patientID` path parameter; a malformed one is simply not found.
-    func patientID() throws -> UUID {
-        guard let id = (parameters.get("patientID") as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound, reason: "No such patient.") }
+    /// A UUID path parameter; a missing or malformed one is simply not found.
+    func uuidParameter(_ name: String, notFound reason: String = "Not found.") throws -> UUID {
+        guard let id = (parameters.get(name) as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound, reason: reason) }
         return id
+    }
+
+    /// The `:patientID` path parameter.
+    func patientID() throws -> UUID { try uuidParameter("patientID", notFound: "No such patient.") }
+
+    /// The patient of the path, in the caller's clinic; another clinic's patient is not found.
+    func patient() async throws -> Patient {
+        try await PatientRegistry(db: db, clinicID: try staff().clinicID).find(try patientID())
+    }
+
+    /// The version an edit starts from, from If-Match (`W/"3"`, `"3"` or `3`); required.
+    func ifMatchVersion() throws -> Int {
+        guard let header = headers.first(name: .ifMatch) else {
+            throw Abort(.preconditionRequired, reason: "Send If-Match with the version you read (its ETag).")
+        }
+        guard let version = Int(header.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
+            throw Abort(.badRequest, reason: "If-Match must be a version such as W/\"3\".")
+        }
+        return version
     }
 
     /// Decodes a JSON body with errors that name the field (JSON path).

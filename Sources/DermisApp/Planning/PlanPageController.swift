@@ -29,7 +29,7 @@ struct PlanPageController: RouteCollection {
     /// is the signed-in practitioner's own when one is set.
     func apiSavePlan(req: Request) async throws -> Response {
         let staff = try req.staff()
-        let patient = try await patient(req)
+        let patient = try await req.patient()
         let body = try req.decodeJSON(PlanBody.self)
         var request = body.request
         if let depth = staff.maxDepthMm { request.practitionerMaxDepthMm = depth }
@@ -41,12 +41,8 @@ struct PlanPageController: RouteCollection {
 
     // MARK: A patient's plan: the same form, the practitioner's own limit, adjustments, saved as a version.
 
-    private func patient(_ req: Request) async throws -> Patient {
-        try await PatientRegistry(db: req.db, clinicID: try req.staff().clinicID).find(try req.patientID())
-    }
-
     func newPatientPlan(req: Request) async throws -> View {
-        let patient = try await req.audited(.read, objectType: "Patient") { try await self.patient(req) }
+        let patient = try await req.audited(.read, objectType: "Patient") { try await req.patient() }
         let clinic = try await req.clinic()
         var form = PlanForm(startDate: req.today(in: clinic).description)
         if let intake = try await ScreeningService(req: req, patient: patient).latestIntake()?.intake {
@@ -60,7 +56,7 @@ struct PlanPageController: RouteCollection {
     }
 
     func previewPatientPlan(req: Request) async throws -> Response {
-        let patient = try await patient(req)
+        let patient = try await req.patient()
         let form = PlanForm(fields: try req.content.decode([String: String].self), principal: req.principal)
         do {
             let result = try Planning.plan(try form.planRequest(protocol: req.dermis.clinicalProtocol), today: req.today(in: try await req.clinic()),
@@ -73,7 +69,7 @@ struct PlanPageController: RouteCollection {
 
     func savePatientPlan(req: Request) async throws -> Response {
         let staff = try req.staff()
-        let patient = try await patient(req)
+        let patient = try await req.patient()
         let fields = try req.content.decode([String: String].self)
         let form = PlanForm(fields: fields, principal: req.principal)
         let p = req.dermis.clinicalProtocol
