@@ -157,6 +157,8 @@ public struct ClinicalProtocol: Codable, Sendable {
 
     public struct ProcedureTiming: Codable, Sendable {
         public var defaultPasses: Int
+        /// The most passes a plan or chart may record.
+        public var maximumPasses: Int
         public var defaultPattern: String
         public var passesConservativeDefault: Bool?
         public var passesSource: String

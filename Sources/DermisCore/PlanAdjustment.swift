@@ -14,12 +14,9 @@ public struct PlanAdjustment: Codable, Sendable, Hashable {
 }
 
 extension Planning {
-    /// The most passes a practitioner may plan: the deepest protocol in the sources used 20 (10 vertical, 10 horizontal).
-    public static let maximumPasses = 20
-
     /// Applies a practitioner's adjustments to the engine's plan. A depth may be changed within every limit —
     /// never above the device's maximum, the practitioner's licensed maximum or the protocol's — and must sit on the
-    /// device's step; passes stay within 1–20. Downtime and aftercare follow the adjusted deepest zone.
+    /// device's step; passes stay within the protocol's 1…maximumPasses. Downtime and aftercare follow the adjusted deepest zone.
     public static func adjust(_ plan: PlanResult, with adjustments: [PlanAdjustment], request: PlanRequest,
                               protocol p: ClinicalProtocol) throws -> PlanResult {
         guard let device = p.device(request.device) else {
@@ -50,10 +47,10 @@ extension Planning {
                 }
             }
             if let passes = change.passes {
-                if (1...maximumPasses).contains(passes) {
+                if (1...p.procedure.maximumPasses).contains(passes) {
                     adjusted.zones[index].passes = passes
                 } else {
-                    issues.add("passes.\(change.zone)", "must be 1 to \(maximumPasses) passes")
+                    issues.add("passes.\(change.zone)", "must be 1 to \(p.procedure.maximumPasses) passes")
                 }
             }
         }

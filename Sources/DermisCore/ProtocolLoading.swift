@@ -78,6 +78,9 @@ extension ClinicalProtocol {
 
         if anaesthetic.minimumMinutes < 0 { issues.add("anaesthetic.minimumMinutes", "must not be negative") }
         if procedure.defaultPasses < 1 { issues.add("procedure.defaultPasses", "must be at least 1") }
+        if procedure.maximumPasses < procedure.defaultPasses {
+            issues.add("procedure.maximumPasses", "must be at least defaultPasses (\(procedure.defaultPasses))")
+        }
         if !(procedure.coverageCm2PerMinute > 0) { issues.add("procedure.coverageCm2PerMinute", "must be above 0") }
         let target = procedure.targetChannelsPerCm2
         if !(target.min > 0 && target.min <= target.max) {

@@ -48,7 +48,7 @@ public enum ChartRules {
             } else if abs(steps - steps.rounded()) > 1e-6 {
                 issues.add("\(path).depthMm", "\(formatMillimetres(depth)) mm is not a setting of \(device.displayName) (steps of \(formatMillimetres(device.depthStepMm)) mm)")
             }
-            if !(1...Planning.maximumPasses).contains(zone.passes) { issues.add("\(path).passes", "must be 1 to \(Planning.maximumPasses) passes") }
+            if !(1...p.procedure.maximumPasses).contains(zone.passes) { issues.add("\(path).passes", "must be 1 to \(p.procedure.maximumPasses) passes") }
             if !(1...3600).contains(zone.secondsInZone) { issues.add("\(path).secondsInZone", "must be 1 to 3600 seconds") }
             var charted = zone
             if let area = p.zone(zone.zone)?.defaultAreaCm2 {
