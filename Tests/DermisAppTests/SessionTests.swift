@@ -270,6 +270,38 @@ extension AppTests {
             }
         }
 
+        @Test func aCodeWorksOnceEvenWithinItsThirtySeconds() async throws {
+            try await withDermis { app, settings in
+                let staff = try await makeStaff(app, role: .practitioner, withTOTP: true)
+                let code = staff.totp!.code(at: settings.clock.now())
+                func attempt() async throws -> HTTPStatus {
+                    var cookie = ""
+                    try await app.testing().test(.POST, "/login", headers: formHeaders,
+                                                 body: form([("email", staff.user.email), ("password", staff.password)])) { cookie = sessionCookie($0) ?? "" }
+                    var headers = formHeaders
+                    headers.add(name: .cookie, value: cookie)
+                    var status = HTTPStatus.ok
+                    try await app.testing().test(.POST, "/login/totp", headers: headers, body: form([("code", code)])) { status = $0.status }
+                    return status
+                }
+                #expect(try await attempt() == .seeOther)
+                #expect(try await attempt() == .unauthorized, "a replayed code was accepted")
+                settings.manualClock.advance(by: 30)
+                let next = staff.totp!.code(at: settings.clock.now())
+                #expect(next != code)
+            }
+        }
+
+        @Test func failuresOlderThanADayArePruned() async throws {
+            try await withDermis { app, settings in
+                try await SignInFailure(email: "old@test.example", address: "x", at: testNow.addingTimeInterval(-2 * 86400)).create(on: app.db)
+                try await app.testing().test(.POST, "/login", headers: formHeaders,
+                                             body: form([("email", "new@test.example"), ("password", "wrong password")])) { #expect($0.status == .unauthorized) }
+                let emails = try await SignInFailure.query(on: app.db).all().map(\.email)
+                #expect(emails == ["new@test.example"])
+            }
+        }
+
         @Test func theFirstRunPageIsOnlyForThisMachine() async throws {
             // In-process requests come from no network address at all: not loopback, so refused.
             try await withDermis(seedDemo: false) { app, _ in

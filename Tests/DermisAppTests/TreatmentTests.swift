@@ -361,6 +361,24 @@ extension AppTests {
             }
         }
 
+        @Test func aPenTakenOutOfServiceIsNoLongerOfferedOrAccepted() async throws {
+            try await withDermis { app, settings in
+                let (course, _) = try await setUp(app, settings)
+                let pen = try await pen(app)
+                var admin = try await signIn(app, try await makeStaff(app, role: .admin), clock: settings.clock)
+                admin.add(name: .contentType, value: "application/x-www-form-urlencoded")
+                try await app.testing().test(.POST, "/admin/inventory/devices/\(pen.id!)/active", headers: admin, body: form([("active", "false")])) {
+                    #expect($0.status == .seeOther)
+                }
+                let (chartID, version) = try await numbedChart(course, app, settings)
+                try await app.testing().test(.GET, "/patients/\(course.patientID)/sessions/\(chartID)", headers: course.session) { res in
+                    #expect(!res.body.string.contains("DEMO-PEN-001"))
+                }
+                let (status, body, _) = try await course.call(.PUT, "/sessions/\(chartID)", try await chartBody(app), ifMatch: version)
+                #expect(status == .unprocessableEntity && ((body["error"] as? [String: Any])?["message"] as? String)?.contains("out of service") == true)
+            }
+        }
+
         // MARK: Recall
 
         @Test func aRecallListsEverySessionThatUsedTheLotAndNoOther() async throws {

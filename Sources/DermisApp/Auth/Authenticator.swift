@@ -28,9 +28,19 @@ struct AuthenticatorApp: Sendable {
 
     /// Whether `code` is right for `date` or one 30-second step either side.
     func verify(_ code: String, at date: Date) -> Bool {
+        matchingStep(code, at: date, after: nil) != nil
+    }
+
+    /// The time step `code` belongs to (`date`'s or one either side), if it is right and later than `after`.
+    func matchingStep(_ code: String, at date: Date, after used: Int?) -> Int? {
         let candidate = code.filter { !$0.isWhitespace }
-        guard candidate.count == 6 else { return false }
-        return totp.generate(time: date, range: 1).contains { constantTimeEqual($0, candidate) }
+        guard candidate.count == 6 else { return nil }
+        let step = Int(date.timeIntervalSince1970 / 30)
+        for drift in -1...1 where step + drift > (used ?? Int.min) {
+            let at = Date(timeIntervalSince1970: Double(step + drift) * 30)
+            if constantTimeEqual(totp.generate(time: at), candidate) { return step + drift }
+        }
+        return nil
     }
 
     /// The otpauth URI an authenticator app reads (pasted, or as a QR code).

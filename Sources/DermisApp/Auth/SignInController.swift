@@ -184,15 +184,21 @@ struct SignInLimiter {
         }
     }
 
+    /// Records a failure, and drops those older than a day: only the last hour counts.
     func recordFailure(email: String) async throws {
-        try await SignInFailure(email: email, address: req.clientAddress, at: req.dermis.clock.now()).create(on: req.db)
+        let now = req.dermis.clock.now()
+        try await SignInFailure(email: email, address: req.clientAddress, at: now).create(on: req.db)
+        try await SignInFailure.query(on: req.db).filter(\.$at < now.addingTimeInterval(-86400)).delete()
     }
 }
 
 /// The second factor: a TOTP code from the authenticator or one unused recovery code.
 enum SecondFactor {
     static func accepts(_ code: String, for user: StaffUser, on req: Request) async throws -> Bool {
-        if let secret = user.totpSecret, let totp = AuthenticatorApp(base32: secret), totp.verify(code, at: req.dermis.clock.now()) {
+        if let secret = user.totpSecret, let totp = AuthenticatorApp(base32: secret),
+           let step = totp.matchingStep(code, at: req.dermis.clock.now(), after: user.totpLastStep) {
+            user.totpLastStep = step
+            try await user.save(on: req.db)
             return true
         }
         let digest = Secrets.digest(code.lowercased())

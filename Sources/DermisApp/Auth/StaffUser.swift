@@ -33,6 +33,8 @@ final class StaffUser: Model, @unchecked Sendable {
     @OptionalField(key: "max_depth_mm") var maxDepthMm: Double?
     @OptionalField(key: "totp_secret") var totpSecret: String?
     @Field(key: "totp_enabled") var totpEnabled: Bool
+    /// The last 30-second step whose code was accepted: a code is good once (RFC 6238 §5.2).
+    @OptionalField(key: "totp_last_step") var totpLastStep: Int?
     @Field(key: "active") var active: Bool
     @Field(key: "created_at") var createdAt: Date
     @OptionalField(key: "created_by") var createdBy: UUID?
@@ -158,6 +160,7 @@ struct CreateStaffAccounts: AsyncMigration {
             .field("max_depth_mm", .double)
             .field("totp_secret", .string)
             .field("totp_enabled", .bool, .required)
+            .field("totp_last_step", .int)
             .field("active", .bool, .required)
             .field("created_at", .datetime, .required)
             .field("created_by", .uuid)

@@ -111,6 +111,14 @@ struct ScreeningService {
     func record(_ intake: Intake, by staff: Principal) async throws -> (IntakeRecord, ScreeningRecord) {
         let today = try await req.today(in: req.clinic())
         let result = try Screening.screen(intake, on: today, protocol: req.dermis.clinicalProtocol)
+        do {
+            return try await record(intake, result: result, today: today, by: staff)
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            throw Abort(.conflict, reason: "Someone saved an intake for this patient at the same moment; reload and try again.")
+        }
+    }
+
+    private func record(_ intake: Intake, result: ScreeningResult, today: CalendarDate, by staff: Principal) async throws -> (IntakeRecord, ScreeningRecord) {
         let now = req.dermis.clock.now()
         let patientID = try patient.requireID()
         return try await Writes.transaction(db) { db in

@@ -196,6 +196,9 @@ struct TreatmentService {
         var device: ClinicalProtocol.DeviceProfile?
         if let deviceID = changes.deviceID {
             let pen = try await Inventory(db: db, clinicID: staff.clinicID).device(deviceID)
+            if !pen.active && deviceID != session.$device.id {
+                issues.append(FieldIssue(path: "device", problem: "pen \(pen.serial) is out of service"))
+            }
             device = p.device(pen.profile)
         } else if !changes.zones.isEmpty {
             issues.append(FieldIssue(path: "device", problem: "choose the pen"))

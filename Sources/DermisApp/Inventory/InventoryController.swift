@@ -9,15 +9,18 @@ struct InventoryController: RouteCollection {
         let inventory = routes.grouped("admin", "inventory")
         inventory.get(use: show).access(admin)
         inventory.post("devices", use: addDevice).access(admin)
+        inventory.post("devices", ":deviceID", "active", use: setDeviceActive).access(admin)
         inventory.post("lots", use: receiveLot).access(admin)
         inventory.get("lots", ":lotID", use: showLot).access(.staff(AccessRule.admins, audits: "CartridgeLot"))
         inventory.post("lots", ":lotID", "recall", use: recallLot).access(admin)
     }
 
     struct DeviceRow: Encodable {
+        let id: String
         let model: String
         let serial: String
         let profile: String
+        let active: Bool
     }
 
     struct LotRow: Encodable {
@@ -52,7 +55,10 @@ struct InventoryController: RouteCollection {
         let p = req.dermis.clinicalProtocol
         return try await req.view.render("inventory", InventoryPage(
             page: try await PageHeader(req, title: "Pens and cartridges"),
-            devices: try await stock.devices().map { DeviceRow(model: $0.model, serial: $0.serial, profile: p.device($0.profile)?.displayName ?? $0.profile) },
+            devices: try await stock.devices().map {
+                DeviceRow(id: $0.id?.uuidString ?? "", model: $0.model, serial: $0.serial, profile: p.device($0.profile)?.displayName ?? $0.profile,
+                          active: $0.active)
+            },
             lots: try await stock.lots().map { Self.row($0, today: today) },
             profiles: p.devices.map { Option(id: $0.id, name: $0.displayName, selected: false) }, errors: errors))
     }
@@ -77,6 +83,16 @@ struct InventoryController: RouteCollection {
         } catch let invalid as InvalidInput {
             return try await render(req, errors: ErrorLine.list(invalid)).response(.unprocessableEntity, for: req)
         }
+    }
+
+    struct ActiveForm: Content { var active: String? }
+
+    /// Takes a pen out of service (it is no longer offered when charting) or back into it; its history stays.
+    func setDeviceActive(req: Request) async throws -> Response {
+        let device = try await inventory(req).device(try req.uuidParameter("deviceID", notFound: "No such pen."))
+        device.active = try req.content.decode(ActiveForm.self).active == "true"
+        try await device.save(on: req.db)
+        return req.redirect(to: "/admin/inventory", redirectType: .normal)
     }
 
     struct LotForm: Content {
