@@ -41,8 +41,8 @@ struct AccountController: RouteCollection {
         let now = req.dermis.clock.now()
         let tokens = try await APIToken.query(on: req.db).filter(\.$user.$id == staff.userID).sort(\.$createdAt, .descending).all()
         let rows = try tokens.map { token in
-            TokenRow(id: try token.requireID(), name: token.name, created: AuditLog.isoMilliseconds(token.createdAt).prefix(10).description,
-                     expires: AuditLog.isoMilliseconds(token.expiresAt).prefix(10).description,
+            TokenRow(id: try token.requireID(), name: token.name, created: AuditLog.isoDay(token.createdAt),
+                     expires: AuditLog.isoDay(token.expiresAt),
                      state: token.revokedAt != nil ? "revoked" : (token.expiresAt <= now ? "expired" : "active"))
         }
         return try await req.view.render("account", AccountPage(

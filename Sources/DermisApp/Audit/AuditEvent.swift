@@ -152,11 +152,14 @@ enum AuditLog {
         return nil
     }
 
+    /// ISO 8601 in UTC with milliseconds (`2026-11-27T10:00:00.000Z`): the audit's timestamps and the pages' instants.
     static func isoMilliseconds(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    /// The UTC day of an instant (`2026-11-27`), for lists.
+    static func isoDay(_ date: Date) -> String {
+        String(isoMilliseconds(date).prefix(10))
     }
 }
 

@@ -50,7 +50,7 @@ struct ConsentController: RouteCollection {
         let all = try await ConsentTemplate.query(on: req.db).filter(\.$clinic.$id == req.staff().clinicID).sort(\.$version, .descending).all()
         return try await req.view.render("consent-templates", TemplatesPage(
             page: try await PageHeader(req, title: "Consent text"), current: all.first.map(Self.text),
-            history: all.map { TemplateRow(version: $0.version, title: $0.title, created: String(AuditLog.isoMilliseconds($0.createdAt).prefix(10))) },
+            history: all.map { TemplateRow(version: $0.version, title: $0.title, created: AuditLog.isoDay($0.createdAt)) },
             errors: errors))
     }
 

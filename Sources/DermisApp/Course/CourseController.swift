@@ -47,7 +47,7 @@ struct CourseController: RouteCollection {
         let clearance = try ScreeningClearance(screening, overrides: overrides, today: try await req.today(in: req.clinic()),
                                                validDays: req.dermis.settings.screeningValidDays)
         var steps = [Step(name: "Intake", state: intake == nil ? "to do" : "done",
-                          detail: intake.map { "version \($0.version), \(AuditLog.isoMilliseconds($0.createdAt).prefix(10))" } ?? "No intake yet.",
+                          detail: intake.map { "version \($0.version), \(AuditLog.isoDay($0.createdAt))" } ?? "No intake yet.",
                           link: "/patients/\(id)/intake/new")]
         if let screening {
             let outcome = ScreeningOutcome(rawValue: screening.outcome)?.words ?? screening.outcome
@@ -62,7 +62,7 @@ struct CourseController: RouteCollection {
         let treatment = TreatmentService(req: req, patient: patient, staff: try req.staff())
         let plan = try await treatment.latestPlan()
         steps.append(Step(name: "Plan", state: plan == nil ? "to do" : "done",
-                          detail: plan.map { "version \($0.version), \(AuditLog.isoMilliseconds($0.createdAt).prefix(10))" } ?? "Plan zones and depths on the face map.",
+                          detail: plan.map { "version \($0.version), \(AuditLog.isoDay($0.createdAt))" } ?? "Plan zones and depths on the face map.",
                           link: "/patients/\(id)/plans/new"))
         if let plan {
             if let consent = try await treatment.consent(for: plan) {

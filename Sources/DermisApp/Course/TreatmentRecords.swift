@@ -208,7 +208,7 @@ enum LotRecall {
             let practitioner = try await StaffUser.find(session.practitionerID, on: db)
             rows.append(.init(patientID: session.$patient.id.uuidString, patientName: patient.map { "\($0.givenName) \($0.familyName)" } ?? "?",
                               mrn: patient?.mrn ?? "", sessionID: session.chartID.uuidString,
-                              date: String(AuditLog.isoMilliseconds(session.createdAt).prefix(10)), practitioner: practitioner?.name ?? "?"))
+                              date: AuditLog.isoDay(session.createdAt), practitioner: practitioner?.name ?? "?"))
         }
         return rows
     }
