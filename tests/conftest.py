@@ -167,3 +167,14 @@ def wait_for_url(browser, fragment, seconds=10):
 
     WebDriverWait(browser, seconds).until(expected_conditions.url_contains(fragment))
     return browser.current_url
+
+
+def submit_and_wait(browser, element_id, seconds=10):
+    """Clicks a submit button and waits until the next page has replaced this one (same URL or not)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, element_id).click()
+    WebDriverWait(browser, seconds).until(expected_conditions.staleness_of(page))

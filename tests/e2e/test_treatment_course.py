@@ -3,7 +3,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from conftest import sign_in, wait_for_url
+from conftest import sign_in, submit_and_wait, wait_for_url
 
 DOCTOR = "ines.doctor@demo.dermis.test"
 
@@ -38,7 +38,7 @@ def test_intake_screening_plan_consent_and_signed_chart(server, browser):
     assert "selected" in browser.find_element(By.CSS_SELECTOR, ".face-map [data-zone='cheeks']").get_attribute("class")
     Select(browser.find_element(By.ID, "indication_cheeks")).select_by_value("acne-scars")
     Select(browser.find_element(By.ID, "skin")).select_by_value("thick")
-    browser.find_element(By.ID, "make-plan").click()
+    submit_and_wait(browser, "make-plan")
     depth = browser.find_element(By.ID, "depth_cheeks")
     assert depth.get_attribute("value") == "2.0"
     depth.clear()
@@ -62,14 +62,14 @@ def test_intake_screening_plan_consent_and_signed_chart(server, browser):
     browser.find_element(By.LINK_TEXT, "Back to the course").click()
     browser.find_element(By.ID, "start-session").click()
     wait_for_url(browser, "/sessions/")
-    browser.find_element(By.ID, "numbing-now").click()
+    submit_and_wait(browser, "numbing-now")
     browser.find_element(By.ID, "anaesthetic-at")
     browser.find_element(By.ID, "identityConfirmed").click()
     browser.find_element(By.ID, "skinCleansed").click()
     Select(browser.find_element(By.ID, "device")).select_by_index(1)
     Select(browser.find_element(By.ID, "lot")).select_by_index(1)
     # Saving before the numbing minimum is refused, with the reason; what was typed stays on the page.
-    browser.find_element(By.ID, "save-chart").click()
+    submit_and_wait(browser, "save-chart")
     assert "minutes the protocol requires" in browser.find_element(By.ID, "errors").text
     assert browser.find_element(By.ID, "identityConfirmed").is_selected() and browser.find_element(By.ID, "skinCleansed").is_selected()
     browser.find_element(By.ID, "numbingOverrideReason").send_keys("Numbed for 45 minutes in the waiting room before check-in")
@@ -77,17 +77,17 @@ def test_intake_screening_plan_consent_and_signed_chart(server, browser):
     cheeks = browser.find_element(By.ID, "depth_cheeks")
     cheeks.clear()
     cheeks.send_keys("2.0")
-    browser.find_element(By.ID, "save-chart").click()
+    submit_and_wait(browser, "save-chart")
     assert "deeper than the plan" in browser.find_element(By.ID, "errors").text
     assert browser.find_element(By.ID, "numbingOverrideReason").get_attribute("value").startswith("Numbed for 45")
     for element_id, value in (("depth_cheeks", "1.5"), ("painScore", "3"), ("erythemaGrade", "2")):
         field = browser.find_element(By.ID, element_id)
         field.clear()
         field.send_keys(value)
-    browser.find_element(By.ID, "save-chart").click()
+    submit_and_wait(browser, "save-chart")
     assert not browser.find_elements(By.ID, "errors")
     assert browser.find_element(By.CSS_SELECTOR, "#chart-zones tr[data-zone='cheeks'] .channels").text == "280"
-    browser.find_element(By.ID, "sign-chart").click()
+    submit_and_wait(browser, "sign-chart")
     assert browser.find_element(By.ID, "chart-signed").text == "signed"
     assert "signed" in browser.find_element(By.ID, "chart-history").text
 
