@@ -42,10 +42,7 @@ struct CourseController: RouteCollection {
         let id = try patient.requireID()
         let intake = try await service.latestIntake()
         let screening = try await service.latestScreening()
-        var overrides: [ScreeningOverride] = []
-        if let screening { overrides = try await service.overrides(of: screening) }
-        let clearance = try ScreeningClearance(screening, overrides: overrides, today: try await req.today(in: req.clinic()),
-                                               validDays: req.dermis.settings.screeningValidDays)
+        let (clearance, _) = try await service.clearance(of: screening)
         var steps = [Step(name: "Intake", state: intake == nil ? "to do" : "done",
                           detail: intake.map { "version \($0.version), \(AuditLog.isoDay($0.createdAt))" } ?? "No intake yet.",
                           link: "/patients/\(id)/intake/new")]
@@ -88,17 +85,11 @@ struct CourseController: RouteCollection {
 
     // MARK: Intake
 
-    struct Check: Encodable {
-        let id: String
-        let name: String
-        let checked: Bool
-    }
-
     struct ConditionRow: Encodable {
         let code: String
         let name: String
-        let checked: Bool
-        let zones: [Check]
+        let selected: Bool
+        let zones: [Option]
     }
 
     struct MedicationRow: Encodable {
@@ -110,9 +101,9 @@ struct CourseController: RouteCollection {
 
     struct ProcedureRow: Encodable {
         let row: Int
-        let kinds: [Check]
+        let kinds: [Option]
         let date: String
-        let zones: [Check]
+        let zones: [Option]
     }
 
     struct IntakePage: Encodable {
@@ -122,11 +113,11 @@ struct CourseController: RouteCollection {
         let dateOfBirth: String
         let pregnant: String
         let nursing: String
-        let fitzpatrick: [Check]
-        let zones: [Check]
+        let fitzpatrick: [Option]
+        let zones: [Option]
         let conditions: [ConditionRow]
         let medications: [MedicationRow]
-        let allergies: [Check]
+        let allergies: [Option]
         let procedures: [ProcedureRow]
         let errors: [ErrorLine]
     }
@@ -156,24 +147,24 @@ struct CourseController: RouteCollection {
 
     private func render(_ req: Request, patient: Patient, form: IntakeForm, errors: [ErrorLine]) async throws -> View {
         let p = req.dermis.clinicalProtocol
-        let zoneChecks = { (chosen: [String]) in p.zones.map { Check(id: $0.id, name: $0.displayName, checked: chosen.contains($0.id)) } }
+        let zoneChecks = { (chosen: [String]) in p.zones.map { Option(id: $0.id, name: $0.displayName, selected: chosen.contains($0.id)) } }
         let page = IntakePage(
             page: try await PageHeader(req, title: "Intake"), patientID: try patient.requireID().uuidString,
             patientName: "\(patient.givenName) \(patient.familyName)", dateOfBirth: patient.dateOfBirth,
             pregnant: form.one("pregnant") ?? "", nursing: form.one("nursing") ?? "",
-            fitzpatrick: (1...6).map { Check(id: String($0), name: ["I", "II", "III", "IV", "V", "VI"][$0 - 1], checked: form.one("fitzpatrickType") == String($0)) },
+            fitzpatrick: (1...6).map { Option(id: String($0), name: ["I", "II", "III", "IV", "V", "VI"][$0 - 1], selected: form.one("fitzpatrickType") == String($0)) },
             zones: zoneChecks(form.all("zone")),
             conditions: Vocabulary.conditions.map { code in
-                ConditionRow(code: code, name: Self.words(code), checked: form.all("condition").contains(code),
+                ConditionRow(code: code, name: Self.words(code), selected: form.all("condition").contains(code),
                              zones: zoneChecks(form.all("conditionZones.\(code)")))
             },
             medications: Vocabulary.medications.map { code in
                 MedicationRow(code: code, name: Self.words(code), status: form.one("medication.\(code)") ?? "none",
                               lastDose: form.one("lastDose.\(code)") ?? "")
             },
-            allergies: Vocabulary.allergies.map { Check(id: $0, name: Self.words($0), checked: form.all("allergy").contains($0)) },
+            allergies: Vocabulary.allergies.map { Option(id: $0, name: Self.words($0), selected: form.all("allergy").contains($0)) },
             procedures: (0..<IntakeForm.procedureRows).map { row in
-                ProcedureRow(row: row, kinds: Vocabulary.procedures.map { Check(id: $0, name: Self.words($0), checked: form.one("procedureKind.\(row)") == $0) },
+                ProcedureRow(row: row, kinds: Vocabulary.procedures.map { Option(id: $0, name: Self.words($0), selected: form.one("procedureKind.\(row)") == $0) },
                              date: form.one("procedureDate.\(row)") ?? "", zones: zoneChecks(form.all("procedureZones.\(row)")))
             },
             errors: errors)
@@ -234,7 +225,7 @@ struct CourseController: RouteCollection {
             try await service.screening(screeningID)
         }
         let result = try record.screening
-        let overrides = try await service.overrides(of: record)
+        let (clearance, overrides) = try await service.clearance(of: record)
         let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$id ~~ overrides.map(\.by)).all().map { ($0.id!, $0.name) },
                                uniquingKeysWith: { a, _ in a })
         let user = try await StaffUser.find(staff.userID, on: req.db)
@@ -248,8 +239,6 @@ struct CourseController: RouteCollection {
                                overridden: done.map { OverrideView(reason: $0.reason, by: names[$0.by] ?? "?", at: AuditLog.isoMilliseconds($0.at)) },
                                mayOverride: done == nil && clinical && (finding.kind != "not-eligible" || physician))
         }
-        let clearance = try ScreeningClearance(record, overrides: overrides, today: try await req.today(in: req.clinic()),
-                                               validDays: req.dermis.settings.screeningValidDays)
         return try await req.view.render("screening", ScreeningPage(
             page: try await PageHeader(req, title: "Screening"), patientID: try patient.requireID().uuidString,
             screeningID: screeningID.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
@@ -313,8 +302,7 @@ struct CourseController: RouteCollection {
         let service = ScreeningService(req: req, patient: patient)
         return try await req.audited(.read, objectType: "Screening", patientID: patient.id) {
             guard let record = try await service.latestScreening() else { throw Abort(.notFound, reason: "This patient has no screening yet.") }
-            let clearance = try ScreeningClearance(record, overrides: try await service.overrides(of: record), today: try await req.today(in: req.clinic()),
-                                                   validDays: req.dermis.settings.screeningValidDays)
+            let (clearance, _) = try await service.clearance(of: record)
             return LatestScreening(screeningID: try record.requireID(), screening: try record.screening, current: clearance.current,
                                    cleared: clearance.cleared, blocking: clearance.blocking)
         }

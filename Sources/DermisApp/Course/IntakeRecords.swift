@@ -160,6 +160,15 @@ struct ScreeningService {
         return record
     }
 
+    /// Whether `screening` (the latest when nil) lets a session start today, with the overrides it has.
+    func clearance(of screening: ScreeningRecord?) async throws -> (ScreeningClearance, [ScreeningOverride]) {
+        var overrides: [ScreeningOverride] = []
+        if let screening { overrides = try await self.overrides(of: screening) }
+        let clearance = try ScreeningClearance(screening, overrides: overrides, today: try await req.today(in: req.clinic()),
+                                               validDays: req.dermis.settings.screeningValidDays)
+        return (clearance, overrides)
+    }
+
     func overrides(of screening: ScreeningRecord) async throws -> [ScreeningOverride] {
         try await ScreeningOverride.query(on: db).filter(\.$screening.$id == screening.requireID()).sort(\.$at).all()
     }

@@ -115,10 +115,7 @@ struct TreatmentService {
         var problems: [String] = []
         let screening = ScreeningService(req: req, patient: patient)
         let latestScreening = try await screening.latestScreening()
-        var overrides: [ScreeningOverride] = []
-        if let latestScreening { overrides = try await screening.overrides(of: latestScreening) }
-        let clearance = try ScreeningClearance(latestScreening, overrides: overrides, today: try await req.today(in: req.clinic()),
-                                               validDays: req.dermis.settings.screeningValidDays)
+        let (clearance, _) = try await screening.clearance(of: latestScreening)
         if latestScreening == nil { problems.append("There is no screening: take the intake first.") }
         else if !clearance.current { problems.append("The screening expired on \(clearance.expiresOn?.description ?? "?"): take a new intake.") }
         else if !clearance.cleared { problems.append("The screening does not clear treatment (\(clearance.blocking.joined(separator: ", "))); a practitioner may record an override.") }
