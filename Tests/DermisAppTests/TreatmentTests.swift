@@ -379,6 +379,18 @@ extension AppTests {
             }
         }
 
+        @Test func overlongFreeTextIsRefusedNotCut() async throws {
+            try await withDermis { app, settings in
+                let (course, _) = try await setUp(app, settings)
+                let (chartID, version) = try await numbedChart(course, app, settings)
+                let (status, body, _) = try await course.call(.PUT, "/sessions/\(chartID)",
+                                                              try await chartBody(app, extra: ["notes": String(repeating: "n", count: 5001)]), ifMatch: version)
+                #expect(status == .unprocessableEntity && (body["error"] as? [String: Any])?["field"] as? String == "notes")
+                let stored = try await TreatmentSession.query(on: app.db).first()
+                #expect(stored?.notes == "" && stored?.version == version)
+            }
+        }
+
         // MARK: Recall
 
         @Test func aRecallListsEverySessionThatUsedTheLotAndNoOther() async throws {

@@ -97,6 +97,7 @@ struct StaffAdminController: RouteCollection {
                 throw InvalidInput(path: "role", problem: "you cannot remove your own admin role")
             }
             user.role = role.rawValue
+            if let issue = TextLimits.issue(form.credential, "credential", max: TextLimits.short) { throw InvalidInput([issue]) }
             user.credential = Self.blankToNil(form.credential)
             user.maxDepthMm = try Self.depth(form.maxDepthMm)
             try await user.save(on: req.db)

@@ -40,6 +40,7 @@ enum StaffAccounts {
         let name = new.name.trimmingCharacters(in: .whitespaces)
         if name.isEmpty || name.count > 100 { issues.append(FieldIssue(path: "name", problem: "is required (at most 100 characters)")) }
         if let problem = PasswordPolicy.problem(with: new.password) { issues.append(FieldIssue(path: "password", problem: problem)) }
+        if let issue = TextLimits.issue(new.credential, "credential", max: TextLimits.short) { issues.append(issue) }
         if let problem = maxDepthProblem(new.maxDepthMm) { issues.append(FieldIssue(path: "maxDepthMm", problem: problem)) }
         if !issues.isEmpty { throw InvalidInput(issues) }
         let digest = try await hash(new.password, cost: app.dermis.settings.passwordCost, on: app)

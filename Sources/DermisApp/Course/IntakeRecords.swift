@@ -181,6 +181,7 @@ struct ScreeningService {
         }
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.count < 10 { throw InvalidInput(path: "reason", problem: "give the clinical reason (at least 10 characters)") }
+        if let issue = TextLimits.issue(trimmed, "reason", max: TextLimits.reason) { throw InvalidInput([issue]) }
         let user = try await StaffUser.find(staff.userID, on: db)
         if finding.kind == ClinicalProtocol.RuleKind.notEligible.rawValue, user?.credential?.lowercased() != "physician" {
             throw Abort(.forbidden, reason: "Only a physician may override a not-eligible finding ('\(rule)'); refer the patient.")

@@ -189,7 +189,7 @@ struct SessionController: RouteCollection {
             deviceID: form.device.flatMap(UUID.init(uuidString:)) ?? (current.isSigned ? current.$device.id : nil),
             lotID: form.lot.flatMap(UUID.init(uuidString:)), zones: zones,
             painScore: number("painScore"), erythemaGrade: number("erythemaGrade"), pinpointBleeding: form.pinpointBleeding == "on",
-            notes: String((form.notes ?? "").prefix(5000)))
+            notes: form.notes ?? "")
         if !issues.isEmpty { throw InvalidInput(issues) }
         return (version, changes, form.amendmentReason ?? "")
     }

@@ -200,6 +200,12 @@ struct TreatmentService {
         } else if !changes.zones.isEmpty {
             issues.append(FieldIssue(path: "device", problem: "choose the pen"))
         }
+        issues += [TextLimits.issue(changes.notes, "notes", max: TextLimits.notes),
+                   TextLimits.issue(changes.numbingOverrideReason, "numbingOverrideReason", max: TextLimits.reason)].compactMap { $0 }
+        for (i, zone) in changes.zones.enumerated() {
+            if zone.pattern.trimmingCharacters(in: .whitespaces).isEmpty { issues.append(FieldIssue(path: "zones[\(i)].pattern", problem: "is required")) }
+            if let issue = TextLimits.issue(zone.pattern, "zones[\(i)].pattern", max: TextLimits.short) { issues.append(issue) }
+        }
         if let pain = changes.painScore, !(0...10).contains(pain) { issues.append(FieldIssue(path: "painScore", problem: "must be 0 to 10")) }
         if let grade = changes.erythemaGrade, !(0...3).contains(grade) { issues.append(FieldIssue(path: "erythemaGrade", problem: "must be 0 to 3")) }
         var zones = changes.zones
@@ -303,6 +309,7 @@ struct TreatmentService {
         guard current.version == expectedVersion else { throw Abort(.conflict, reason: "Someone amended this chart since you opened it.") }
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.count < 10 { throw InvalidInput(path: "amendmentReason", problem: "say why the signed chart is amended (at least 10 characters)") }
+        if let issue = TextLimits.issue(trimmed, "amendmentReason", max: TextLimits.reason) { throw InvalidInput([issue]) }
         if changes.lotID != current.$lot.id || changes.deviceID != current.$device.id {
             throw InvalidInput(path: "lot", problem: "the pen and cartridge lot of a signed chart cannot be changed")
         }

@@ -112,6 +112,7 @@ struct Inventory {
         let model = model.trimmingCharacters(in: .whitespaces), serial = serial.trimmingCharacters(in: .whitespaces)
         if model.isEmpty { issues.append(FieldIssue(path: "model", problem: "is required")) }
         if serial.isEmpty { issues.append(FieldIssue(path: "serial", problem: "is required")) }
+        issues += [TextLimits.issue(model, "model", max: TextLimits.short), TextLimits.issue(serial, "serial", max: TextLimits.short)].compactMap { $0 }
         if p.device(profile) == nil {
             issues.append(FieldIssue(path: "profile", problem: "unknown device profile '\(profile)'; valid: \(p.devices.map(\.id).joined(separator: ", "))"))
         }
@@ -179,6 +180,7 @@ struct Inventory {
         let lot = try await lot(id)
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { throw InvalidInput(path: "reason", problem: "say why the lot is recalled") }
+        if let issue = TextLimits.issue(trimmed, "reason", max: TextLimits.reason) { throw InvalidInput([issue]) }
         guard lot.recalledAt == nil else { throw Abort(.conflict, reason: "Lot \(lot.lotNumber) is already recalled.") }
         lot.recalledAt = now
         lot.recallReason = trimmed

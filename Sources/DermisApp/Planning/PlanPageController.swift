@@ -235,6 +235,19 @@ struct ZoneGroup: Encodable {
     let zones: [ZoneOption]
 }
 
+/// How long free text may be, so nothing unbounded reaches the database.
+enum TextLimits {
+    static let short = 100
+    static let reason = 1000
+    static let notes = 5000
+
+    /// The problem with `text` in `field`, if it is longer than `limit` characters.
+    static func issue(_ text: String?, _ field: String, max limit: Int) -> FieldIssue? {
+        guard let text, text.count > limit else { return nil }
+        return FieldIssue(path: field, problem: "must be at most \(limit) characters (it has \(text.count))")
+    }
+}
+
 struct ErrorLine: Encodable {
     let field: String
     let message: String
