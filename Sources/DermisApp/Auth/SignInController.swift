@@ -45,7 +45,11 @@ struct SignInController: RouteCollection {
         let user = try await StaffUser.query(on: req.db).filter(\.$email == email).first()
         let password = credentials.password ?? ""
         // Verify against a dummy hash for unknown accounts so the reply takes as long either way.
-        let digest = user?.passwordHash ?? SignInLimiter.dummyHash
+        var digest = user?.passwordHash ?? ""
+        if user == nil {
+            // The first use computes the cost-12 dummy hash: do it on the thread pool, never on the event loop.
+            digest = try await req.application.threadPool.runIfActive { SignInLimiter.dummyHash }
+        }
         let acceptable = password.utf8.count <= PasswordPolicy.maximumBytes && !password.contains("\u{0}")
         let verified = try await StaffAccounts.verify(password, against: digest, on: req.application)
         let matches = acceptable && verified
