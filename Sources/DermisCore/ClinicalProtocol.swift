@@ -19,6 +19,8 @@ public struct ClinicalProtocol: Codable, Sendable {
     public var aftercare: [AftercareRule]
     public var devices: [DeviceProfile]
     public var deviceNotes: [ZoneNote]
+    public var followUp: FollowUp
+    public var outcomeScales: [OutcomeScale]
 
     public struct Coding: Codable, Sendable, Hashable {
         public var system: String
@@ -210,6 +212,75 @@ public struct ClinicalProtocol: Codable, Sendable {
         public var source: String
     }
 
+    /// After the session: how long the patient's link lasts, and the check-in rules that flag an adverse event.
+    public struct FollowUp: Codable, Sendable {
+        public var linkValidDays: Int
+        public var linkConservativeDefault: Bool?
+        public var linkSource: String
+        public var checkInsPerLinkPerDay: Int
+        /// The outcome scales a check-in's redness and pain are reported on.
+        public var rednessScale: String
+        public var painScale: String
+        public var flags: [CheckInFlagRule]
+        /// The kinds of adverse event a practitioner records (a flag names the one it opens).
+        public var eventTypes: [EventType]
+        public var infectionSigns: [InfectionSign]
+    }
+
+    public struct EventType: Codable, Sendable, Hashable {
+        public var id: String
+        public var label: String
+    }
+
+    /// A check-in rule; `kind` names the logic (`redness-beyond-downtime`, `infection-sign`, `pain-rising`), the rest is data.
+    public struct CheckInFlagRule: Codable, Sendable {
+        public var id: String
+        public var kind: String
+        /// The adverse-event type a flag opens.
+        public var eventType: String
+        /// Redness at or above this grade counts (redness rule).
+        public var minimumGrade: Int?
+        /// Only from the day after this one (pain rule).
+        public var afterDay: Int?
+        /// `mild`, `moderate` or `severe`: the adverse event it opens starts at this severity.
+        public var severity: String
+        public var conservativeDefault: Bool?
+        /// `{grade}`, `{day}`, `{maxDays}`, `{depth}`, `{signs}`, `{pain}`, `{previous}` are filled in.
+        public var message: String
+        public var source: String
+    }
+
+    public struct InfectionSign: Codable, Sendable, Hashable {
+        public var id: String
+        public var label: String
+    }
+
+    /// A standard outcome scale; its definition is data so a clinic can add or reword one.
+    public struct OutcomeScale: Codable, Sendable {
+        public var id: String
+        public var name: String
+        public var min: Int
+        public var max: Int
+        /// `lower` or `higher`: which way is better.
+        public var better: String
+        /// `practitioner` and/or `patient`.
+        public var raters: [String]
+        /// The indications it suits; absent means every indication.
+        public var indications: [String]?
+        public var coding: Coding?
+        public var levels: [Level]
+        public var conservativeDefault: Bool?
+        public var source: String
+
+        public struct Level: Codable, Sendable, Hashable {
+            public var value: Int
+            public var label: String
+            public var description: String?
+        }
+
+        public func label(for value: Int) -> String? { levels.first { $0.value == value }?.label }
+    }
+
     public struct ZoneNote: Codable, Sendable {
         public var id: String
         public var zones: [String]
@@ -225,4 +296,5 @@ extension ClinicalProtocol {
     public func zone(_ id: String) -> Zone? { zones.first { $0.id == id } }
     public func indication(_ id: String) -> Indication? { indications.first { $0.id == id } }
     public func device(_ id: String) -> DeviceProfile? { devices.first { $0.id == id } }
+    public func outcomeScale(_ id: String) -> OutcomeScale? { outcomeScales.first { $0.id == id } }
 }

@@ -93,6 +93,8 @@ extension ClinicalProtocol {
 
         checkDowntime(into: &issues)
         checkAftercare(into: &issues)
+        checkOutcomeScales(indicationIDs: indications.map(\.id), into: &issues)
+        checkFollowUp(into: &issues)
 
         checkUnique(devices.map(\.id), at: "devices", into: &issues)
         if devices.isEmpty { issues.add("devices", "must list at least one device") }
@@ -207,6 +209,51 @@ extension ClinicalProtocol {
             if let to = item.toHour, to <= item.fromHour { issues.add("\(path).toHour", "must be after fromHour") }
             if item.toHour != nil && item.downtimeEnd == true { issues.add("\(path).toHour", "give toHour or downtimeEnd, not both") }
             if item.instruction.isEmpty { issues.add("\(path).instruction", "must not be empty") }
+        }
+    }
+
+    private func checkOutcomeScales(indicationIDs: [String], into issues: inout IssueCollector) {
+        checkUnique(outcomeScales.map(\.id), at: "outcomeScales", into: &issues)
+        for (i, scale) in outcomeScales.enumerated() {
+            let path = "outcomeScales[\(i)]"
+            if scale.min >= scale.max { issues.add("\(path).max", "must be above min (\(scale.min))") }
+            if !["lower", "higher"].contains(scale.better) { issues.add("\(path).better", "must be 'lower' or 'higher'") }
+            if scale.raters.isEmpty { issues.add("\(path).raters", "must name at least one rater") }
+            for (j, rater) in scale.raters.enumerated() where !OutcomeRater.allValues.contains(rater) {
+                issues.add("\(path).raters[\(j)]", "must be one of \(OutcomeRater.allValues.joined(separator: ", "))")
+            }
+            for (j, indication) in (scale.indications ?? []).enumerated() {
+                issues.requireKnown(indication, in: indicationIDs, kind: "indication", at: "\(path).indications[\(j)]")
+            }
+            if scale.levels.isEmpty { issues.add("\(path).levels", "must define at least one level") }
+            var seen = Set<Int>()
+            for (j, level) in scale.levels.enumerated() {
+                if !(scale.min...max(scale.min, scale.max)).contains(level.value) {
+                    issues.add("\(path).levels[\(j)].value", "\(level.value) is outside \(scale.min)–\(scale.max)")
+                }
+                if !seen.insert(level.value).inserted { issues.add("\(path).levels[\(j)].value", "\(level.value) appears more than once") }
+                if level.label.isEmpty { issues.add("\(path).levels[\(j)].label", "must not be empty") }
+            }
+        }
+    }
+
+    private func checkFollowUp(into issues: inout IssueCollector) {
+        if followUp.linkValidDays < 1 { issues.add("followUp.linkValidDays", "must be at least 1") }
+        if followUp.checkInsPerLinkPerDay < 1 { issues.add("followUp.checkInsPerLinkPerDay", "must be at least 1") }
+        let scaleIDs = outcomeScales.map(\.id)
+        issues.requireKnown(followUp.rednessScale, in: scaleIDs, kind: "outcome scale", at: "followUp.rednessScale")
+        issues.requireKnown(followUp.painScale, in: scaleIDs, kind: "outcome scale", at: "followUp.painScale")
+        checkUnique(followUp.flags.map(\.id), at: "followUp.flags", into: &issues)
+        checkUnique(followUp.infectionSigns.map(\.id), at: "followUp.infectionSigns", into: &issues)
+        checkUnique(followUp.eventTypes.map(\.id), at: "followUp.eventTypes", into: &issues)
+        for (i, flag) in followUp.flags.enumerated() {
+            let path = "followUp.flags[\(i)]"
+            issues.requireKnown(flag.kind, in: CheckInRules.kinds, kind: "flag kind", at: "\(path).kind")
+            issues.requireKnown(flag.severity, in: AdverseSeverity.allValues, kind: "severity", at: "\(path).severity")
+            issues.requireKnown(flag.eventType, in: followUp.eventTypes.map(\.id), kind: "event type", at: "\(path).eventType")
+            if flag.kind == "pain-rising", (flag.afterDay ?? -1) < 0 { issues.add("\(path).afterDay", "the pain rule needs afterDay ≥ 0") }
+            if flag.kind == "redness-beyond-downtime", (flag.minimumGrade ?? -1) < 0 { issues.add("\(path).minimumGrade", "the redness rule needs minimumGrade ≥ 0") }
+            if flag.message.isEmpty { issues.add("\(path).message", "must not be empty") }
         }
     }
 }

@@ -206,8 +206,11 @@ struct TreatmentService {
             if zone.pattern.trimmingCharacters(in: .whitespaces).isEmpty { issues.append(FieldIssue(path: "zones[\(i)].pattern", problem: "is required")) }
             if let issue = TextLimits.issue(zone.pattern, "zones[\(i)].pattern", max: TextLimits.short) { issues.append(issue) }
         }
-        if let pain = changes.painScore, !(0...10).contains(pain) { issues.append(FieldIssue(path: "painScore", problem: "must be 0 to 10")) }
-        if let grade = changes.erythemaGrade, !(0...3).contains(grade) { issues.append(FieldIssue(path: "erythemaGrade", problem: "must be 0 to 3")) }
+        for (field, scaleID, value) in [("painScore", p.followUp.painScale, changes.painScore), ("erythemaGrade", p.followUp.rednessScale, changes.erythemaGrade)] {
+            if let value, let scale = p.outcomeScale(scaleID), !(scale.min...scale.max).contains(value) {
+                issues.append(FieldIssue(path: field, problem: "must be \(scale.min) to \(scale.max)"))
+            }
+        }
         var zones = changes.zones
         if let device, !zones.isEmpty {
             let practitioner = try await StaffUser.find(session.practitionerID, on: db)
