@@ -24,11 +24,17 @@ let package = Package(
             name: "DermisCore",
             resources: [.copy("Resources/protocol.json")]
         ),
+        // Photo decoding and re-encoding on Debian's libjpeg-turbo and libpng (libjpeg62-turbo-dev, libpng-dev).
+        .target(
+            name: "CDermisImaging",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+        ),
         // The Vapor application: configure(), features, storage.
         .target(
             name: "DermisApp",
             dependencies: [
                 "DermisCore",
+                "CDermisImaging",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "Fluent", package: "fluent"),
                 .product(name: "FluentSQLiteDriver", package: "fluent-sqlite-driver"),

@@ -30,6 +30,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CreateIntakeAndScreening())
     app.migrations.add(CreateInventory())
     app.migrations.add(CreateTreatmentRecords())
+    app.migrations.add(CreateFollowUp())
     try await app.autoMigrate()
 
     app.views.use(.leaf)
@@ -52,6 +53,10 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: InventoryController())
     try app.register(collection: ConsentController())
     try app.register(collection: SessionController())
+    try app.register(collection: FollowUpController())
+    try app.register(collection: CareController())
+    try app.register(collection: AdverseEventController())
+    try app.register(collection: PhotoController())
 }
 
 /// A folder of the app's bundled resources, with a trailing slash.

@@ -168,7 +168,8 @@ extension Request {
     func audit(_ action: AuditAction, objectType: String, objectID: String? = nil, patientID: UUID? = nil,
                outcome: AuditOutcome) async throws {
         let entry = AuditLog.Entry(
-            actorID: principal?.userID, actorEmail: principal?.email, action: action, objectType: objectType,
+            actorID: principal?.userID, actorEmail: principal?.email ?? patientLink.map { "patient-link \($0.id?.uuidString.prefix(8) ?? "")" },
+            action: action, objectType: objectType,
             objectID: objectID ?? (parameters.get("patientID") as String?), patientID: patientID ?? (parameters.get("patientID") as String?).flatMap(UUID.init(uuidString:)),
             outcome: outcome, sourceIP: clientAddress)
         try await AuditLog.append(entry, at: dermis.clock.now(), on: db)

@@ -12,6 +12,8 @@ enum AccessRule: Sendable {
     /// Signed-in staff of these roles. `audits` names the patient-data object the route touches, so that refused
     /// attempts are audited too.
     case staff(Set<StaffRole>, audits: String? = nil)
+    /// A patient holding a valid personal aftercare link (`:token`): no account, rate-limited; the route audits.
+    case patientLink
 
     static let anyStaff: Set<StaffRole> = Set(StaffRole.allCases)
     static let clinical: Set<StaffRole> = [.admin, .practitioner]

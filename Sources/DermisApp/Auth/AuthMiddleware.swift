@@ -53,6 +53,8 @@ struct AccessMiddleware: AsyncMiddleware {
             break
         case .firstRun:
             guard Loopback.contains(request.clientAddress), try await FirstRun.isOpen(on: request.db) else { throw Abort(.notFound) }
+        case .patientLink:
+            if let refusal = try await PatientLinks.authorize(request) { return refusal }
         case .signingIn:
             guard request.principal?.sessionID != nil else {
                 if request.method != .GET { throw Abort(.unauthorized) }

@@ -301,7 +301,9 @@ struct TreatmentService {
             .where("id", .equal, try session.requireID()).where("version", .equal, expectedVersion).where("status", .equal, "draft")
             .returning("version").all()
         guard !updated.isEmpty else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
-        return try await latestVersion(of: chartID)
+        let signed = try await latestVersion(of: chartID)
+        try await FollowUpService(req: req).issueAftercare(for: signed, by: staff.userID)
+        return signed
     }
 
     /// Amends a signed chart: a new version row with the reason; the signed version stays as it was.
@@ -336,6 +338,7 @@ struct TreatmentService {
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw Abort(.conflict, reason: "Someone amended this chart since you opened it.")
         }
+        try await FollowUpService(req: req).issueAftercare(for: next, by: staff.userID)
         return next
     }
 }

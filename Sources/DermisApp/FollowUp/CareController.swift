@@ -1,0 +1,167 @@
+import DermisCore
+import Fluent
+import Foundation
+import Vapor
+
+/// The patient's side, reached by their personal link with no account: today's aftercare first, the whole
+/// timeline, and a check-in form (with an optional photo). Every open and every report is audited.
+struct CareController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let care = routes.grouped("care", ":token")
+        care.get(use: show).access(.patientLink)
+        care.on(.POST, "check-ins", body: .collect(maxSize: PhotoService.maxBody), use: checkIn).access(.patientLink)
+    }
+
+    struct TimelineRow: Encodable {
+        let id: String
+        let when: String
+        let from: String
+        let until: String
+        let instruction: String
+        let source: String
+        let today: Bool
+    }
+
+    struct PastCheckIn: Encodable {
+        let day: Int
+        let when: String
+        let redness: Int
+        let pain: Int
+        let flagged: Bool
+    }
+
+    struct CarePage: Encodable {
+        let clinicName: String
+        let token: String
+        let givenName: String
+        let treatedOn: String
+        let day: Int
+        let depth: String
+        let downtime: String
+        let today: [TimelineRow]
+        let timeline: [TimelineRow]
+        let redness: [Option]
+        let pain: [Option]
+        let signs: [Option]
+        let zones: [Option]
+        let views: [Option]
+        let checkIns: [PastCheckIn]
+        let expires: String
+        let errors: [ErrorLine]
+        let thanks: Bool
+        let flags: [String]
+    }
+
+    func show(req: Request) async throws -> Response {
+        try await render(req, status: .ok, errors: [], thanks: false, flags: [])
+    }
+
+    private func render(_ req: Request, status: HTTPResponseStatus, errors: [ErrorLine], thanks: Bool, flags: [String]) async throws -> Response {
+        guard let link = req.patientLink, let token = req.parameters.get("token") else { throw Abort(.notFound) }
+        let service = FollowUpService(req: req)
+        let (aftercare, patient) = try await req.audited(.read, objectType: "AftercarePlan", objectID: link.chartID.uuidString,
+                                                         patientID: link.$patient.id) {
+            guard let aftercare = try await service.latestAftercare(of: link.chartID),
+                  let patient = try await Patient.find(link.$patient.id, on: req.db) else { throw Abort(.notFound) }
+            return (aftercare, patient)
+        }
+        let schedule = try aftercare.schedule
+        let clinic = try await req.clinic()
+        let zone = clinic?.zone ?? .current
+        let now = req.dermis.clock.now()
+        let todays = Set(schedule.items(onDayOf: now, in: zone).map(\.id))
+        let rows = schedule.items.map { item in
+            TimelineRow(id: item.id, when: AftercareWindow(fromHour: item.fromHour, toHour: item.toHour).words,
+                        from: LocalTime.words(item.starts, in: zone), until: item.ends.map { LocalTime.words($0, in: zone) } ?? "",
+                        instruction: item.instruction, source: item.source, today: todays.contains(item.id))
+        }
+        let p = req.dermis.clinicalProtocol
+        func options(_ scaleID: String) -> [Option] {
+            guard let scale = p.outcomeScale(scaleID) else { return [] }
+            return (scale.min...scale.max).map { Option(id: String($0), name: scale.label(for: $0) ?? String($0), selected: false) }
+        }
+        let session = try await TreatmentSession.query(on: req.db).filter(\.$chartID == link.chartID).sort(\.$version, .descending).first()
+        let zones = (session?.zones ?? []).map { Option(id: $0.zone, name: p.zone($0.zone)?.displayName ?? $0.zone, selected: false) }
+        let past = try await CheckIn.query(on: req.db).filter(\.$chartID == link.chartID).sort(\.$submittedAt, .descending).all()
+        let page = CarePage(
+            clinicName: clinic?.name ?? "Your clinic", token: token, givenName: patient.givenName,
+            treatedOn: LocalTime.words(schedule.sessionEnd, in: zone), day: schedule.day(of: now, in: zone),
+            depth: formatMillimetres(schedule.deepestDepthMm),
+            downtime: "\(schedule.downtime.min)–\(schedule.downtime.max) days",
+            today: rows.filter(\.today), timeline: rows,
+            redness: options(p.followUp.rednessScale), pain: options(p.followUp.painScale),
+            signs: p.followUp.infectionSigns.map { Option(id: $0.id, name: $0.label, selected: false) },
+            zones: zones, views: Photo.views.map { Option(id: $0.id, name: $0.label, selected: $0.id == "front") },
+            checkIns: past.map { PastCheckIn(day: $0.day, when: LocalTime.words($0.submittedAt, in: zone), redness: $0.redness, pain: $0.pain, flagged: !$0.flags.isEmpty) },
+            expires: LocalTime.words(link.expiresAt, in: zone), errors: errors, thanks: thanks, flags: flags)
+        return try await req.view.render("care", page).response(status, for: req)
+    }
+
+    struct CheckInForm: Content {
+        var redness: String?
+        var pain: String?
+        var swelling: String?
+        var itching: String?
+        var signs: [String]?
+        var notes: String?
+        var photo: File?
+        var zone: String?
+        var view: String?
+    }
+
+    func checkIn(req: Request) async throws -> Response {
+        guard let link = req.patientLink else { throw Abort(.notFound) }
+        let p = req.dermis.clinicalProtocol
+        let now = req.dermis.clock.now()
+        if try await RateLimits.exceeded("check-in:\(try link.requireID())", limit: p.followUp.checkInsPerLinkPerDay,
+                                         window: 86_400, now: now, on: req.db) {
+            throw Abort(.tooManyRequests, reason: "This link has sent \(p.followUp.checkInsPerLinkPerDay) check-ins today; please call the clinic instead.")
+        }
+        let form: CheckInForm
+        do {
+            form = try req.content.decode(CheckInForm.self)
+        } catch {
+            return try await render(req, status: .unprocessableEntity, errors: [ErrorLine(field: "form", message: "The form could not be read; please fill it in again.")], thanks: false, flags: [])
+        }
+        var issues: [FieldIssue] = []
+        func score(_ text: String?, _ field: String) -> Int {
+            guard let text, let value = Int(text) else { issues.append(FieldIssue(path: field, problem: "choose a value")); return -1 }
+            return value
+        }
+        let report = CheckInReport(redness: score(form.redness, "redness"), pain: score(form.pain, "pain"),
+                                   swelling: form.swelling != nil, itching: form.itching != nil,
+                                   infectionSigns: form.signs ?? [], notes: (form.notes ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
+        if issues.isEmpty { issues = report.issues(protocol: p) }
+        do {
+            if !issues.isEmpty { throw InvalidInput(issues) }
+            let service = FollowUpService(req: req)
+            let outcome = try await req.audited(.create, objectType: "CheckIn", patientID: link.$patient.id, subject: { (o: FollowUpService.CheckInOutcome) in o.checkIn.$patient.id }) {
+                var photoID: UUID?
+                if let file = form.photo, file.data.readableBytes > 0 {
+                    let clinic = try await req.clinic()
+                    let photo = try await PhotoService(req: req).save(.init(
+                        data: Data(buffer: file.data), patientID: link.$patient.id, chartID: link.chartID,
+                        zone: form.zone ?? "", view: form.view ?? "front",
+                        takenOn: CalendarDate(now, in: clinic?.zone ?? .current), source: "patient-link", uploadedBy: nil))
+                    photoID = photo.id
+                }
+                return try await service.checkIn(report, through: link, photoID: photoID)
+            }
+            for event in outcome.openedEvents {
+                try await req.audit(.create, objectType: "AdverseEvent", objectID: event.id?.uuidString, patientID: link.$patient.id, outcome: .success)
+            }
+            return try await render(req, status: .created, errors: [], thanks: true, flags: outcome.flags.map(\.message))
+        } catch let invalid as InvalidInput {
+            return try await render(req, status: .unprocessableEntity, errors: ErrorLine.list(invalid), thanks: false, flags: [])
+        }
+    }
+}
+
+/// Times as a patient reads them, in the clinic's zone: "Fri 27 Nov, 15:00".
+enum LocalTime {
+    static func words(_ instant: Date, in zone: TimeZone) -> String {
+        var style = Date.FormatStyle(date: .omitted, time: .omitted, locale: Locale(identifier: "en_GB"), calendar: Calendar(identifier: .gregorian), timeZone: zone)
+        style = style.weekday(.abbreviated).day(.defaultDigits).month(.abbreviated).hour(.twoDigits(amPM: .omitted)).minute(.twoDigits)
+        return instant.formatted(style)
+    }
+}

@@ -1,0 +1,207 @@
+import Crypto
+import DermisCore
+import Fluent
+import Foundation
+import Vapor
+
+/// After the session: the aftercare a signed chart issues, the patient's personal link, check-ins and the adverse
+/// events their flags open. Shared by the staff pages, the patient's link and the API.
+struct FollowUpService {
+    let req: Request
+
+    var db: any Database { req.db }
+    var p: ClinicalProtocol { req.dermis.clinicalProtocol }
+    var now: Date { req.dermis.clock.now() }
+
+    // MARK: Aftercare
+
+    /// The aftercare of a signed chart version from what was charted: issued at signing, and again after an amendment
+    /// that changes the deepest depth. The first signing stays the clock's origin.
+    @discardableResult
+    func issueAftercare(for session: TreatmentSession, by staffID: UUID) async throws -> AftercarePlan? {
+        guard session.isSigned, let deepest = session.zones.map(\.depthMm).max() else { return nil }
+        let latest = try await latestAftercare(of: session.chartID)
+        let origin = try latest?.schedule.sessionEnd ?? session.signedAt ?? now
+        let schedule = AftercareSchedule.issue(sessionEnd: origin, deepestDepthMm: deepest, protocol: p)
+        if let latest, try latest.schedule == schedule { return latest }
+        let plan = AftercarePlan()
+        plan.chartID = session.chartID
+        plan.version = (latest?.version ?? 0) + 1
+        plan.$patient.id = session.$patient.id
+        plan.scheduleJSON = String(decoding: try JSONEncoder().encode(schedule), as: UTF8.self)
+        plan.issuedAt = now
+        plan.issuedBy = staffID
+        do {
+            try await plan.create(on: db)
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            return try await latestAftercare(of: session.chartID)
+        }
+        return plan
+    }
+
+    func latestAftercare(of chartID: UUID) async throws -> AftercarePlan? {
+        try await AftercarePlan.query(on: db).filter(\.$chartID == chartID).sort(\.$version, .descending).first()
+    }
+
+    // MARK: Links
+
+    static func hash(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// A new personal link for a signed session (256 random bits, base64url); any earlier link for it is revoked.
+    /// It lasts the protocol's follow-up window from the session's end. The token is returned once and never stored.
+    func createLink(chartID: UUID, patientID: UUID, by staffID: UUID) async throws -> (link: PatientLink, token: String) {
+        guard let aftercare = try await latestAftercare(of: chartID) else {
+            throw Abort(.conflict, reason: "Sign the chart first: the link shows the aftercare a signed session issues.")
+        }
+        let expires = try aftercare.schedule.sessionEnd.addingTimeInterval(Double(p.followUp.linkValidDays) * 86_400)
+        guard expires > now else {
+            throw Abort(.conflict, reason: "The \(p.followUp.linkValidDays)-day follow-up window of this session has ended; no new link can be issued.")
+        }
+        try await revokeLinks(chartID: chartID, by: staffID)
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        let token = Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let link = PatientLink()
+        link.tokenHash = Self.hash(token)
+        link.chartID = chartID
+        link.$patient.id = patientID
+        link.createdAt = now
+        link.createdBy = staffID
+        link.expiresAt = expires
+        try await link.create(on: db)
+        return (link, token)
+    }
+
+    func revokeLinks(chartID: UUID, by staffID: UUID) async throws {
+        try await PatientLink.query(on: db).filter(\.$chartID == chartID).filter(\.$revokedAt == nil)
+            .set(\.$revokedAt, to: now).set(\.$revokedBy, to: staffID).update()
+    }
+
+    func activeLink(chartID: UUID) async throws -> PatientLink? {
+        try await PatientLink.query(on: db).filter(\.$chartID == chartID).filter(\.$revokedAt == nil)
+            .filter(\.$expiresAt > now).sort(\.$createdAt, .descending).first()
+    }
+
+    // MARK: Check-ins
+
+    struct CheckInOutcome {
+        let checkIn: CheckIn
+        let flags: [CheckInFlag]
+        let openedEvents: [AdverseEvent]
+    }
+
+    /// Stores a patient's report with the flags the rules raise, and opens an adverse event for each flag
+    /// (unless one of that type is already open for the session, which the check-in then joins).
+    func checkIn(_ report: CheckInReport, through link: PatientLink, photoID: UUID?) async throws -> CheckInOutcome {
+        let issues = report.issues(protocol: p)
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        guard let aftercare = try await latestAftercare(of: link.chartID) else { throw Abort(.notFound) }
+        let schedule = try aftercare.schedule
+        let clinic = try await req.clinic()
+        let zone = clinic?.zone ?? .current
+        let at = now
+        let earlier = try await CheckIn.query(on: db).filter(\.$chartID == link.chartID).all().map { (pain: $0.pain, at: $0.submittedAt) }
+        let flags = CheckInRules.flags(for: report, at: at, schedule: schedule, previous: earlier, zone: zone, protocol: p)
+        let checkIn = CheckIn()
+        checkIn.$link.id = try link.requireID()
+        checkIn.chartID = link.chartID
+        checkIn.$patient.id = link.$patient.id
+        checkIn.submittedAt = at
+        checkIn.day = schedule.day(of: at, in: zone)
+        checkIn.redness = report.redness
+        checkIn.pain = report.pain
+        checkIn.swelling = report.swelling
+        checkIn.itching = report.itching
+        checkIn.infectionSigns = report.infectionSigns.joined(separator: ",")
+        checkIn.notes = report.notes
+        checkIn.photoID = photoID
+        checkIn.flagsJSON = String(decoding: try JSONEncoder().encode(flags), as: UTF8.self)
+        guard let clinicID = try await Patient.find(link.$patient.id, on: db)?.$clinic.id else { throw Abort(.notFound) }
+        let opened = try await Writes.transaction(db) { tx -> [AdverseEvent] in
+            var opened: [AdverseEvent] = []
+            try await checkIn.create(on: tx)
+            for flag in flags {
+                let alreadyOpen = try await AdverseEvent.query(on: tx).filter(\.$chartID == link.chartID)
+                    .filter(\.$type == flag.eventType).filter(\.$resolvedOn == nil).first()
+                if alreadyOpen != nil { continue }
+                let event = AdverseEvent()
+                event.$clinic.id = clinicID
+                event.$patient.id = link.$patient.id
+                event.chartID = link.chartID
+                event.$checkIn.id = try checkIn.requireID()
+                event.type = flag.eventType
+                event.severity = flag.severity
+                event.onset = CalendarDate(at, in: zone).description
+                event.details = "\(flag.message) Rule: \(flag.rule) — \(flag.source)"
+                event.actions = ""
+                event.outcome = "ongoing"
+                event.openedByKind = "check-in-rule"
+                event.openedAt = at
+                event.version = 1
+                event.updatedAt = at
+                try await event.create(on: tx)
+                opened.append(event)
+            }
+            return opened
+        }
+        return CheckInOutcome(checkIn: checkIn, flags: flags, openedEvents: opened)
+    }
+}
+
+/// The gate of every `.patientLink` route: rate limits, then the token. Unknown tokens count against the address.
+enum PatientLinks {
+    /// Wrong links an address may try in an hour before it is refused for the rest of it.
+    static let missesPerAddressPerHour = 20
+    /// Requests one link may make in an hour.
+    static let requestsPerLinkPerHour = 300
+
+    /// Nil when the request may go on (the link is then `req.patientLink`), else the refusal to send.
+    static func authorize(_ req: Request) async throws -> Response? {
+        let now = req.dermis.clock.now()
+        let missBucket = "link-miss:\(req.clientAddress)"
+        if try await RateLimits.count(missBucket, window: 3600, now: now, on: req.db) >= missesPerAddressPerHour {
+            req.logger.warning("Patient-link lookups refused: too many unknown links from one address")
+            return try await refusal(req, .tooManyRequests, "Too many links that do not work were tried from here. Please wait an hour, or contact the clinic.")
+        }
+        let token = req.parameters.get("token") ?? ""
+        guard (20...100).contains(token.count),
+              let link = try await PatientLink.query(on: req.db).filter(\.$tokenHash == FollowUpService.hash(token)).first() else {
+            try await RateLimits.record(missBucket, now: now, on: req.db)
+            return try await refusal(req, .notFound, "This link is not known. Check that it was copied whole, or ask the clinic for a new one.")
+        }
+        if link.revokedAt != nil {
+            return try await refusal(req, .gone, "The clinic has replaced or withdrawn this link. Ask the clinic for the new one.")
+        }
+        if now >= link.expiresAt {
+            return try await refusal(req, .gone, "This link has expired: the follow-up period for this treatment is over. If anything worries you, contact the clinic.")
+        }
+        if try await RateLimits.exceeded("link:\(try link.requireID())", limit: requestsPerLinkPerHour, window: 3600, now: now, on: req.db) {
+            return try await refusal(req, .tooManyRequests, "Too many requests from this link. Please wait a little and try again.")
+        }
+        req.patientLink = link
+        return nil
+    }
+
+    private static func refusal(_ req: Request, _ status: HTTPResponseStatus, _ message: String) async throws -> Response {
+        struct Refusal: Encodable {
+            let clinicName: String
+            let message: String
+        }
+        let clinic = try await req.clinic()
+        return try await req.view.render("care-refused", Refusal(clinicName: clinic?.name ?? "The clinic", message: message))
+            .response(status, for: req)
+    }
+}
+
+extension Request {
+    private struct LinkKey: StorageKey { typealias Value = PatientLink }
+
+    /// The patient link a `.patientLink` route was opened with.
+    var patientLink: PatientLink? {
+        get { storage[LinkKey.self] }
+        set { storage[LinkKey.self] = newValue }
+    }
+}

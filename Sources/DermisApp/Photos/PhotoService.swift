@@ -1,0 +1,88 @@
+import DermisCore
+import Fluent
+import Foundation
+import Vapor
+
+/// Keeps photos: cleaned by `PhotoSanitizer`, written to the store, recorded with their SHA-256; read back only
+/// after the digest is checked.
+struct PhotoService {
+    let req: Request
+
+    /// The most an upload may be, and the most pixels a photo may have (a 48-megapixel phone photo fits).
+    static let maxBytes = 15 * 1_048_576
+    static let maxPixels = 50_000_000
+    /// What a request carrying one photo may be, with its form fields.
+    static let maxBody: ByteCount = "16mb"
+
+    var store: PhotoStore { PhotoStore(dataDirectory: req.dermis.settings.dataDirectory) }
+    var sanitizer: PhotoSanitizer { PhotoSanitizer(maxBytes: Self.maxBytes, maxPixels: Self.maxPixels) }
+
+    struct Upload {
+        var data: Data
+        var patientID: UUID
+        var chartID: UUID?
+        var zone: String
+        var view: String
+        var takenOn: CalendarDate
+        var source: String
+        var uploadedBy: UUID?
+    }
+
+    /// Checks the zone and view, cleans the image, stores it, and records it. Nothing is kept when any step fails.
+    func save(_ upload: Upload, field: String = "photo") async throws -> Photo {
+        let p = req.dermis.clinicalProtocol
+        var issues: [FieldIssue] = []
+        if p.zone(upload.zone) == nil { issues.append(FieldIssue(path: "zone", problem: "unknown zone '\(upload.zone)'")) }
+        if !Photo.views.map(\.id).contains(upload.view) {
+            issues.append(FieldIssue(path: "view", problem: "must be one of \(Photo.views.map(\.id).joined(separator: ", "))"))
+        }
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        let data = upload.data
+        let sanitizer = sanitizer
+        let clean = try await req.application.threadPool.runIfActive { try sanitizer.clean(data, field: field) }
+        let name = try store.write(clean.data, fileExtension: clean.kind.fileExtension)
+        let photo = Photo()
+        photo.$patient.id = upload.patientID
+        photo.chartID = upload.chartID
+        photo.zone = upload.zone
+        photo.view = upload.view
+        photo.takenOn = upload.takenOn.description
+        photo.uploadedAt = req.dermis.clock.now()
+        photo.uploadedBy = upload.uploadedBy
+        photo.source = upload.source
+        photo.contentType = clean.kind.contentType
+        photo.width = clean.width
+        photo.height = clean.height
+        photo.byteCount = clean.data.count
+        photo.sha256 = PhotoStore.sha256(clean.data)
+        photo.storedName = name
+        do {
+            try await photo.create(on: req.db)
+        } catch {
+            store.remove(name)
+            throw error
+        }
+        return photo
+    }
+
+    /// The photo's bytes as a response, after its digest is checked; a mismatch is logged and refused, never served.
+    func response(for photo: Photo) throws -> Response {
+        do {
+            let data = try store.read(photo.storedName, sha256: photo.sha256)
+            let response = Response(status: .ok, body: .init(data: data))
+            response.headers.contentType = photo.contentType == "image/png" ? .png : .jpeg
+            response.headers.replaceOrAdd(name: .cacheControl, value: "private, no-store")
+            response.headers.replaceOrAdd(name: .contentDisposition, value: "inline")
+            return response
+        } catch let failure as PhotoStore.IntegrityFailure {
+            req.logger.error("Photo \(photo.id?.uuidString ?? "?") failed its integrity check: \(failure.reason)")
+            throw PhotoIntegrityError()
+        }
+    }
+}
+
+/// A stored photo that no longer matches its SHA-256: reported to the user as such (not a generic 500).
+struct PhotoIntegrityError: AbortError {
+    var status: HTTPResponseStatus { .unprocessableEntity }
+    var reason: String { "This photo failed its integrity check (its file no longer matches the SHA-256 recorded at upload) and is not shown. The clinic's administrator has been told in the server log." }
+}
