@@ -34,6 +34,8 @@ struct CourseController: RouteCollection {
         let patientName: String
         let steps: [Step]
         let canStart: Bool
+        let charts: [OutcomeChartView]
+        let sessionLinks: [Option]
     }
 
     func course(req: Request) async throws -> View {
@@ -78,9 +80,13 @@ struct CourseController: RouteCollection {
             : "\(sessions.count) session(s); the latest is \(sessions.last!.status)."
         steps.append(Step(name: "Session", state: sessions.contains { $0.isSigned } ? "done" : (problems.isEmpty ? "to do" : "not yet"),
                           detail: sessionDetail, link: sessions.last.map { "/patients/\(id)/sessions/\($0.chartID)" }))
+        let signed = sessions.filter(\.isSigned)
+        let scores = try await OutcomeScore.query(on: req.db).filter(\.$patient.$id == id).all()
         return try await req.view.render("course", CoursePage(page: try await PageHeader(req, title: "Treatment course"),
                                                               patientID: id.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
-                                                              steps: steps, canStart: problems.isEmpty))
+                                                              steps: steps, canStart: problems.isEmpty,
+                                                              charts: OutcomeChartView.charts(signed, scores: scores, protocol: req.dermis.clinicalProtocol),
+                                                              sessionLinks: signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) }))
     }
 
     // MARK: Intake

@@ -118,6 +118,16 @@ struct PhotoSanitizer: Sendable {
         return nil
     }
 
+    /// Encodes 8-bit RGB pixels as a JPEG (test images; thumbnails later).
+    static func encodeJPEG(rgb: [UInt8], width: Int, height: Int, quality: Int32 = 90) -> Data? {
+        precondition(rgb.count == width * height * 3)
+        var result = dermis_image_result()
+        let status = rgb.withUnsafeBufferPointer { dermis_encode_jpeg_rgb($0.baseAddress!, Int32(width), Int32(height), quality, &result) }
+        defer { dermis_image_free(&result) }
+        guard status == DERMIS_IMAGE_OK else { return nil }
+        return Data(bytes: result.data, count: result.size)
+    }
+
     static func megabytes(_ bytes: Int) -> String {
         String(format: "%.1f MB", Double(bytes) / 1_048_576)
     }

@@ -25,7 +25,7 @@ struct PhotoStore: Sendable {
                                                 attributes: [.posixPermissions: 0o700])
         let name = "\(UUID().uuidString.lowercased()).\(fileExtension)"
         let url = directory.appendingPathComponent(name)
-        try data.write(to: url, options: [.atomic, .withoutOverwriting])
+        try data.write(to: url, options: [.atomic])
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: url.path)
         return name
     }
