@@ -1,4 +1,6 @@
-"""Issue 4's done-when, in a real browser: a practitioner takes a demo patient from intake to a signed session chart."""
+"""Issues 4 and 5 in a real browser: a practitioner takes a demo patient from intake to a signed session chart; the
+patient opens her aftercare link with no account, checks in with a sign of infection, and the practitioner sees the
+adverse event it opened."""
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -94,3 +96,31 @@ def test_intake_screening_plan_consent_and_signed_chart(server, browser):
     # The course shows the session done.
     browser.find_element(By.LINK_TEXT, "Back to the course").click()
     assert "done" in browser.find_element(By.CSS_SELECTOR, "li[data-step='Session']").text
+
+    # Follow-up: the signed chart issued aftercare; the practitioner issues the patient's link.
+    browser.find_element(By.CSS_SELECTOR, "#follow-ups a").click()
+    assert "Put nothing on the treated skin" in browser.find_element(By.ID, "aftercare-items").text
+    submit_and_wait(browser, "issue-link")
+    link = browser.find_element(By.ID, "new-link").text
+    assert "/care/" in link and len(link.rsplit("/", 1)[1]) >= 43
+
+    # The patient, with no account: today's instructions first, then a check-in with pus.
+    browser.delete_all_cookies()
+    browser.get(link)
+    assert "Today — day 1" in browser.find_element(By.ID, "today").text
+    assert "Put nothing on the treated skin" in browser.find_element(By.ID, "today").text
+    browser.find_element(By.CSS_SELECTOR, "input[name='redness'][value='2']").click()
+    browser.find_element(By.CSS_SELECTOR, "input[name='pain'][value='5']").click()
+    browser.find_element(By.ID, "sign-pus").click()
+    browser.find_element(By.ID, "notes").send_keys("Yellow crust on the left cheek this morning")
+    submit_and_wait(browser, "send-check-in")
+    thanks = browser.find_element(By.ID, "check-in-thanks").text
+    assert "reached the clinic" in thanks and "pus" in browser.find_element(By.ID, "check-in-flags").text.lower()
+
+    # The practitioner sees the adverse event the flag opened, with its reason and source.
+    sign_in(browser, server, DOCTOR, server.demo_logins()[DOCTOR])
+    browser.get(server.base + "/adverse-events")
+    row = browser.find_element(By.CSS_SELECTOR, "#adverse-events tr[data-type='infection']")
+    assert "Zoë Lefèvre" in row.text and "severe" in row.text and "check-in rule" in row.text
+    row.find_element(By.TAG_NAME, "a").click()
+    assert "PROTOCOL.md" in browser.find_element(By.NAME, "description").get_attribute("value")
