@@ -229,6 +229,7 @@ extension AppTests {
                 #expect(status == .ok)
                 #expect(page.contains("Your aftercare, Zoë") && page.contains("Today — day 1"))
                 #expect(page.contains("Put nothing on the treated skin"))
+                #expect(!TestLog.text.contains(token), "the token is a credential: never logged")
                 let audit = try await AuditEvent.query(on: app.db).filter(\.$objectType == "AftercarePlan").filter(\.$actorEmail != nil).all()
                 #expect(audit.contains { $0.actorEmail?.hasPrefix("patient-link") == true && $0.patientID != nil && $0.actorID == nil })
                 // Day 8: the first-day instructions are gone from "today".
@@ -289,6 +290,13 @@ extension AppTests {
                 #expect(event.details.contains("pus") && event.details.contains("PROTOCOL.md"))
                 let (listStatus, list) = try await get(app, "/adverse-events", headers: try await again(app, signed, settings))
                 #expect(listStatus == .ok && list.contains("Zoë") && list.contains("severe"))
+                // A photo sent with a check-in is kept like any other, marked as the patient's.
+                let (withPhoto, _) = try await checkIn(app, path, [("redness", "2"), ("pain", "3"), ("zone", "cheeks"), ("view", "left-45")],
+                                                      file: TestImage.jpegWithEXIF())
+                #expect(withPhoto == .created)
+                let sent = try #require(try await Photo.query(on: app.db).first())
+                #expect(sent.source == "patient-link" && sent.view == "left-45" && sent.uploadedBy == nil)
+                #expect(try await CheckIn.query(on: app.db).filter(\.$photoID == sent.id).count() == 1)
                 // A second infection report joins the open event instead of opening another.
                 #expect(try await checkIn(app, path, [("redness", "2"), ("pain", "4"), ("signs[]", "pus")]).0 == .created)
                 #expect(try await AdverseEvent.query(on: app.db).count() == 1)

@@ -31,6 +31,13 @@ public struct PatientSafeLogHandler: LogHandler {
             for key in metadata.keys where Self.redactedKeys.contains(key) { metadata[key] = "[redacted]" }
             safe.metadata = metadata
         }
+        let message = "\(event.message)"
+        if message.contains("/care/") { safe.message = "\(Self.redactingLinks(message))" }
         wrapped.log(event: safe)
+    }
+
+    /// A patient's link is a credential: its token never reaches the log (`/care/[token]`).
+    static func redactingLinks(_ text: String) -> String {
+        text.replacing(/\/care\/[^\/\s?#]+/, with: "/care/[token]")
     }
 }
