@@ -241,6 +241,11 @@ extension AppTests {
             }
         }
 
+        @Test func aLinkInALogLineLosesItsToken() {
+            #expect(PatientSafeLogHandler.redactingLinks("GET /care/abcDEF_-123?x=1 done") == "GET /care/[token]?x=1 done")
+            #expect(PatientSafeLogHandler.redactingLinks("POST /care/tok/check-ins") == "POST /care/[token]/check-ins")
+        }
+
         @Test func aWithdrawnExpiredOrUnknownLinkIsRefused() async throws {
             try await withDermis { app, settings in
                 let signed = try await signedSession(app, settings)
