@@ -333,6 +333,12 @@ extension AppTests {
             try await withDermis { app, settings in
                 let signed = try await signedSession(app, settings)
                 let path = try await link(signed)
+                #expect(try await checkIn(app, path, [("redness", "0"), ("pain", "0"), ("gais", "9")]).0 == .unprocessableEntity)
+                #expect(try await checkIn(app, path, [("redness", "0"), ("pain", "0"), ("gais", "2")]).0 == .created)
+                let rating = try await OutcomeScore.query(on: app.db).filter(\.$rater == "patient").all()
+                #expect(rating.map(\.value) == [2] && rating.first?.recordedBy == nil, "the patient rates GAIS from the link")
+                try await CheckIn.query(on: app.db).delete()
+                try await RateEvent.query(on: app.db).delete()
                 let limit = app.dermis.clinicalProtocol.followUp.checkInsPerLinkPerDay
                 for _ in 0..<limit { #expect(try await checkIn(app, path, [("redness", "1"), ("pain", "1")]).0 == .created) }
                 #expect(try await checkIn(app, path, [("redness", "1"), ("pain", "1")]).0 == .tooManyRequests)
@@ -446,6 +452,10 @@ extension AppTests {
                 let views = try await AuditEvent.query(on: app.db).filter(\.$objectType == "Photo").filter(\.$action == "read").count()
                 #expect(views == 1)
                 #expect(try await get(app, "/patients/\(signed.course.patientID)/photos/\(photo.id!)").0 != .ok, "never served without sign-in")
+                let desk = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+                #expect(try await get(app, "/patients/\(signed.course.patientID)/photos/\(photo.id!)", headers: desk).0 == .forbidden)
+                let denied = try await AuditEvent.query(on: app.db).filter(\.$objectType == "Photo").filter(\.$outcome == "denied").count()
+                #expect(denied == 1, "the refused view is audited too")
             }
         }
 

@@ -45,6 +45,7 @@ struct CareController: RouteCollection {
         let signs: [Option]
         let zones: [Option]
         let views: [Option]
+        let gais: [Option]
         let checkIns: [PastCheckIn]
         let expires: String
         let errors: [ErrorLine]
@@ -92,6 +93,7 @@ struct CareController: RouteCollection {
             redness: options(p.followUp.rednessScale), pain: options(p.followUp.painScale),
             signs: p.followUp.infectionSigns.map { Option(id: $0.id, name: $0.label, selected: false) },
             zones: zones, views: Photo.views.map { Option(id: $0.id, name: $0.label, selected: $0.id == "front") },
+            gais: p.outcomeScales.contains { $0.id == "gais" && $0.raters.contains("patient") } ? options("gais") : [],
             checkIns: past.map { PastCheckIn(day: $0.day, when: LocalTime.words($0.submittedAt, in: zone), redness: $0.redness, pain: $0.pain, flagged: !$0.flags.isEmpty) },
             expires: LocalTime.words(link.expiresAt, in: zone), errors: errors, thanks: thanks, flags: flags)
         return try await req.view.render("care", page).response(status, for: req)
@@ -107,6 +109,7 @@ struct CareController: RouteCollection {
         var photo: File?
         var zone: String?
         var view: String?
+        var gais: String?
     }
 
     func checkIn(req: Request) async throws -> Response {
@@ -132,6 +135,9 @@ struct CareController: RouteCollection {
                                    swelling: form.swelling != nil, itching: form.itching != nil,
                                    infectionSigns: form.signs ?? [], notes: (form.notes ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
         if issues.isEmpty { issues = report.issues(protocol: p) }
+        if let rating = form.gais, !rating.isEmpty, p.outcomeScale("gais").map({ scale in Int(rating).map { (scale.min...scale.max).contains($0) } ?? false }) != true {
+            issues.append(FieldIssue(path: "gais", problem: "choose one of the listed ratings"))
+        }
         do {
             if !issues.isEmpty { throw InvalidInput(issues) }
             let service = FollowUpService(req: req)
@@ -145,7 +151,11 @@ struct CareController: RouteCollection {
                         takenOn: CalendarDate(now, in: clinic?.zone ?? .current), source: "patient-link", uploadedBy: nil))
                     photoID = photo.id
                 }
-                return try await service.checkIn(report, through: link, photoID: photoID)
+                let outcome = try await service.checkIn(report, through: link, photoID: photoID)
+                if let rating = form.gais, !rating.isEmpty {
+                    try await service.ratePatientGAIS(rating, through: link)
+                }
+                return outcome
             }
             for event in outcome.openedEvents {
                 try await req.audit(.create, objectType: "AdverseEvent", objectID: event.id?.uuidString, patientID: link.$patient.id, outcome: .success)

@@ -149,6 +149,26 @@ struct FollowUpService {
         }
         return CheckInOutcome(checkIn: checkIn, flags: flags, openedEvents: opened)
     }
+
+    /// The patient's own GAIS rating of the session, from their link (replaces an earlier one).
+    func ratePatientGAIS(_ text: String, through link: PatientLink) async throws {
+        guard let value = Int(text), let scale = p.outcomeScale("gais"), (scale.min...scale.max).contains(value) else {
+            throw InvalidInput(path: "gais", problem: "choose one of the listed ratings")
+        }
+        let score = OutcomeScore()
+        score.$patient.id = link.$patient.id
+        score.chartID = link.chartID
+        score.scale = scale.id
+        score.rater = "patient"
+        score.value = value
+        score.recordedAt = now
+        score.recordedBy = nil
+        let chartID = link.chartID
+        try await Writes.transaction(db) { tx in
+            try await OutcomeScore.query(on: tx).filter(\.$chartID == chartID).filter(\.$scale == "gais").filter(\.$rater == "patient").delete()
+            try await score.create(on: tx)
+        }
+    }
 }
 
 /// The gate of every `.patientLink` route: rate limits, then the token. Unknown tokens count against the address.

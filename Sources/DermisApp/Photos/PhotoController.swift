@@ -7,7 +7,8 @@ import Vapor
 /// of one zone and view across sessions, and the image itself — served only to staff, every view audited.
 struct PhotoController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
-        let read = AccessRule.staff(AccessRule.anyStaff, audits: "Photo")
+        // Clinical photos are for the people treating the patient: the front desk books, it does not see them.
+        let read = AccessRule.staff(AccessRule.clinical, audits: "Photo")
         let clinical = AccessRule.staff(AccessRule.clinical, audits: "Photo")
         let photos = routes.grouped("patients", ":patientID", "photos")
         photos.get(use: gallery).access(read)
