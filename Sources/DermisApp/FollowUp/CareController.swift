@@ -20,6 +20,16 @@ struct CareController: RouteCollection {
         let instruction: String
         let source: String
         let today: Bool
+
+        /// The schedule's items with their times in the clinic's zone; `today` marks those in force on `now`'s day.
+        static func rows(_ schedule: AftercareSchedule, in zone: TimeZone, now: Date? = nil) -> [TimelineRow] {
+            let todays = now.map { Set(schedule.items(onDayOf: $0, in: zone).map(\.id)) } ?? []
+            return schedule.items.map { item in
+                TimelineRow(id: item.id, when: AftercareWindow(fromHour: item.fromHour, toHour: item.toHour).words,
+                            from: LocalTime.words(item.starts, in: zone), until: item.ends.map { LocalTime.words($0, in: zone) } ?? "",
+                            instruction: item.instruction, source: item.source, today: todays.contains(item.id))
+            }
+        }
     }
 
     struct PastCheckIn: Encodable {
@@ -70,12 +80,7 @@ struct CareController: RouteCollection {
         let clinic = try await req.clinic()
         let zone = clinic?.zone ?? .current
         let now = req.dermis.clock.now()
-        let todays = Set(schedule.items(onDayOf: now, in: zone).map(\.id))
-        let rows = schedule.items.map { item in
-            TimelineRow(id: item.id, when: AftercareWindow(fromHour: item.fromHour, toHour: item.toHour).words,
-                        from: LocalTime.words(item.starts, in: zone), until: item.ends.map { LocalTime.words($0, in: zone) } ?? "",
-                        instruction: item.instruction, source: item.source, today: todays.contains(item.id))
-        }
+        let rows = TimelineRow.rows(schedule, in: zone, now: now)
         let p = req.dermis.clinicalProtocol
         func options(_ scaleID: String) -> [Option] {
             guard let scale = p.outcomeScale(scaleID) else { return [] }

@@ -30,14 +30,6 @@ struct FollowUpController: RouteCollection {
 
     // MARK: The follow-up page
 
-    struct ItemRow: Encodable {
-        let window: String
-        let from: String
-        let until: String
-        let instruction: String
-        let source: String
-    }
-
     struct CheckInRow: Encodable {
         let when: String
         let day: Int
@@ -66,7 +58,7 @@ struct FollowUpController: RouteCollection {
         let canEdit: Bool
         let sessionEnd: String?
         let downtime: String?
-        let items: [ItemRow]
+        let items: [CareController.TimelineRow]
         let linkActive: Bool
         let linkExpires: String?
         let newLink: String?
@@ -99,10 +91,7 @@ struct FollowUpController: RouteCollection {
             canEdit: AccessRule.clinical.contains(staff.role),
             sessionEnd: schedule.map { LocalTime.words($0.sessionEnd, in: zone) },
             downtime: schedule.map { "\($0.downtime.min)–\($0.downtime.max) days at \(formatMillimetres($0.deepestDepthMm)) mm (\($0.downtime.source))" },
-            items: (schedule?.items ?? []).map {
-                ItemRow(window: AftercareWindow(fromHour: $0.fromHour, toHour: $0.toHour).words, from: LocalTime.words($0.starts, in: zone),
-                        until: $0.ends.map { LocalTime.words($0, in: zone) } ?? "", instruction: $0.instruction, source: $0.source)
-            },
+            items: schedule.map { CareController.TimelineRow.rows($0, in: zone) } ?? [],
             linkActive: link != nil, linkExpires: link.map { LocalTime.words($0.expiresAt, in: zone) }, newLink: newLink,
             checkIns: checkIns.map { c in
                 CheckInRow(when: LocalTime.words(c.submittedAt, in: zone), day: c.day, redness: c.redness, pain: c.pain,
@@ -179,26 +168,7 @@ struct FollowUpController: RouteCollection {
             parsed.append((scale.id, parts[1], value))
         }
         if !issues.isEmpty { throw InvalidInput(issues) }
-        let now = req.dermis.clock.now()
-        let staffID = try req.staff().userID
-        let chartID = session.chartID
-        let patientID = session.$patient.id
-        let scores = parsed
-        try await Writes.transaction(req.db) { tx in
-            for score in scores {
-                try await OutcomeScore.query(on: tx).filter(\.$chartID == chartID).filter(\.$scale == score.scale)
-                    .filter(\.$rater == score.rater).delete()
-                let row = OutcomeScore()
-                row.$patient.id = patientID
-                row.chartID = chartID
-                row.scale = score.scale
-                row.rater = score.rater
-                row.value = score.value
-                row.recordedAt = now
-                row.recordedBy = staffID
-                try await row.create(on: tx)
-            }
-        }
+        try await FollowUpService(req: req).replaceScores(parsed, chartID: session.chartID, patientID: session.$patient.id, by: try req.staff().userID)
     }
 
     func saveOutcomes(req: Request) async throws -> Response {

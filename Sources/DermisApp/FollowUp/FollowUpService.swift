@@ -155,18 +155,29 @@ struct FollowUpService {
         guard let value = Int(text), let scale = p.outcomeScale("gais"), (scale.min...scale.max).contains(value) else {
             throw InvalidInput(path: "gais", problem: "choose one of the listed ratings")
         }
-        let score = OutcomeScore()
-        score.$patient.id = link.$patient.id
-        score.chartID = link.chartID
-        score.scale = scale.id
-        score.rater = "patient"
-        score.value = value
-        score.recordedAt = now
-        score.recordedBy = nil
-        let chartID = link.chartID
+        try await replaceScores([(scale.id, "patient", value)], chartID: link.chartID, patientID: link.$patient.id, by: nil)
+    }
+
+    /// Stores scores for a session, each replacing that scale and rater's earlier score, in one transaction.
+    func replaceScores(_ scores: [(scale: String, rater: String, value: Int)], chartID: UUID, patientID: UUID, by staffID: UUID?) async throws {
+        let at = now
+        let rows = scores.map { score in
+            let row = OutcomeScore()
+            row.$patient.id = patientID
+            row.chartID = chartID
+            row.scale = score.scale
+            row.rater = score.rater
+            row.value = score.value
+            row.recordedAt = at
+            row.recordedBy = staffID
+            return row
+        }
         try await Writes.transaction(db) { tx in
-            try await OutcomeScore.query(on: tx).filter(\.$chartID == chartID).filter(\.$scale == "gais").filter(\.$rater == "patient").delete()
-            try await score.create(on: tx)
+            for row in rows {
+                try await OutcomeScore.query(on: tx).filter(\.$chartID == chartID).filter(\.$scale == row.scale)
+                    .filter(\.$rater == row.rater).delete()
+                try await row.create(on: tx)
+            }
         }
     }
 }
