@@ -293,8 +293,11 @@ extension AppTests {
                 let event = try #require(try await AdverseEvent.query(on: app.db).first())
                 #expect(event.type == "infection" && event.severity == "severe" && event.openedByKind == "check-in-rule" && event.isOpen)
                 #expect(event.details.contains("pus") && event.details.contains("PROTOCOL.md"))
-                let (listStatus, list) = try await get(app, "/adverse-events", headers: try await again(app, signed, settings))
+                let staff = try await again(app, signed, settings)
+                let (listStatus, list) = try await get(app, "/adverse-events", headers: staff)
                 #expect(listStatus == .ok && list.contains("Zoë") && list.contains("severe"))
+                let (_, course) = try await get(app, "/patients/\(signed.course.patientID)/course", headers: staff)
+                #expect(course.contains("id=\"open-events\"") && course.contains("Infection, severe"), "the course shows the open event")
                 // A photo sent with a check-in is kept like any other, marked as the patient's.
                 let (withPhoto, _) = try await checkIn(app, path, [("redness", "2"), ("pain", "3"), ("zone", "cheeks"), ("view", "left-45")],
                                                       file: TestImage.jpegWithEXIF())

@@ -36,6 +36,7 @@ struct CourseController: RouteCollection {
         let canStart: Bool
         let charts: [OutcomeChartView]
         let sessionLinks: [Option]
+        let openEvents: [Option]
     }
 
     func course(req: Request) async throws -> View {
@@ -82,11 +83,15 @@ struct CourseController: RouteCollection {
                           detail: sessionDetail, link: sessions.last.map { "/patients/\(id)/sessions/\($0.chartID)" }))
         let signed = sessions.filter(\.isSigned)
         let scores = try await OutcomeScore.query(on: req.db).filter(\.$patient.$id == id).all()
+        let eventTypes = Dictionary(uniqueKeysWithValues: req.dermis.clinicalProtocol.followUp.eventTypes.map { ($0.id, $0.label) })
+        let openEvents = try await AdverseEvent.query(on: req.db).filter(\.$patient.$id == id).filter(\.$resolvedOn == nil).sort(\.$openedAt).all()
+            .map { Option(id: $0.id!.uuidString, name: "\(eventTypes[$0.type] ?? $0.type), \($0.severity), since \($0.onset)", selected: false) }
         return try await req.view.render("course", CoursePage(page: try await PageHeader(req, title: "Treatment course"),
                                                               patientID: id.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
                                                               steps: steps, canStart: problems.isEmpty,
                                                               charts: OutcomeChartView.charts(signed, scores: scores, protocol: req.dermis.clinicalProtocol),
-                                                              sessionLinks: signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) }))
+                                                              sessionLinks: signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) },
+                                                              openEvents: openEvents))
     }
 
     // MARK: Intake

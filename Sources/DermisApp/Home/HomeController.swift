@@ -36,6 +36,7 @@ struct PageHeader: Encodable {
     let protocolVersion: String
     let userName: String?
     let isAdmin: Bool
+    let isClinical: Bool
     let signedIn: Bool
     let inSession: Bool
 
@@ -49,6 +50,7 @@ struct PageHeader: Encodable {
         self.userName = principal?.name
         self.signedIn = principal?.isFullySignedIn ?? false
         self.isAdmin = signedIn && principal?.role == .admin
+        self.isClinical = signedIn && principal.map { AccessRule.clinical.contains($0.role) } == true
         self.inSession = principal?.sessionID != nil
     }
 }
