@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "dermis", targets: ["dermis"]),
+        .executable(name: "dermis-bench", targets: ["DermisBench"]),
         .library(name: "DermisCore", targets: ["DermisCore"]),
         .library(name: "DermisApp", targets: ["DermisApp"]),
     ],
@@ -53,6 +54,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The availability benchmark: `swift run -c release dermis-bench`.
+        .executableTarget(name: "DermisBench", dependencies: ["DermisCore"]),
         .testTarget(name: "DermisCoreTests", dependencies: ["DermisCore"]),
         .testTarget(
             name: "DermisAppTests",

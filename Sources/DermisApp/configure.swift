@@ -31,6 +31,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CreateInventory())
     app.migrations.add(CreateTreatmentRecords())
     app.migrations.add(CreateFollowUp())
+    app.migrations.add(CreateScheduling())
     try await app.autoMigrate()
 
     app.views.use(.leaf)
@@ -57,6 +58,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: CareController())
     try app.register(collection: AdverseEventController())
     try app.register(collection: PhotoController())
+    try app.register(collection: ScheduleSetupController())
+    try app.register(collection: AppointmentAPIController())
 }
 
 /// A folder of the app's bundled resources, with a trailing slash.

@@ -104,10 +104,7 @@ public enum Planning {
             planned.append(planZone(item, skin: skin, device: device, request: request, protocol: p))
         }
 
-        let timing = p.procedure
-        let procedureMinutes = timing.preparationMinutes + planned.map(\.procedureMinutes).reduce(0, +)
-        let numbingMinutes = p.anaesthetic.minimumMinutes
-        let appointmentMinutes = timing.checkInMinutes + numbingMinutes + procedureMinutes + timing.closingMinutes
+        let (numbingMinutes, procedureMinutes, appointmentMinutes) = timing(zoneMinutes: planned.map(\.procedureMinutes), protocol: p)
 
         let deepest = planned.map(\.depthMm).max()!
         let band = downtimeBand(for: deepest, protocol: p)
@@ -237,7 +234,7 @@ public enum Planning {
         let secondsInZone = Int((target * zone.defaultAreaCm2 / channelsPerSecond).rounded(.up))
         let channels = channelsPerCm2(needles: device.needles, stampsPerSecond: device.stampsPerSecond,
                                       seconds: Double(secondsInZone), areaCm2: zone.defaultAreaCm2)
-        let minutes = Int((zone.defaultAreaCm2 * Double(passes) / timing.coverageCm2PerMinute).rounded(.up))
+        let minutes = zoneMinutes(zone, protocol: p)
 
         return PlanResult.PlannedZone(
             zone: zone.id, indication: indication.id, depthMm: depth, recommendedDepthMm: recommended,
@@ -267,6 +264,36 @@ public enum Planning {
         }
         let dates = (0..<sessions).map { start.adding(days: $0 * interval) }
         return PlanResult.Series(sessions: sessions, minIntervalDays: interval, proposedDates: dates, sources: sources)
+    }
+
+    /// One zone's pen time at the default passes: its area times passes over the coverage rate.
+    static func zoneMinutes(_ zone: ClinicalProtocol.Zone, protocol p: ClinicalProtocol) -> Int {
+        Int((zone.defaultAreaCm2 * Double(p.procedure.defaultPasses) / p.procedure.coverageCm2PerMinute).rounded(.up))
+    }
+
+    /// Numbing, procedure and whole-appointment minutes from each zone's pen time: what a booking must hold.
+    static func timing(zoneMinutes: [Int], protocol p: ClinicalProtocol) -> (numbing: Int, procedure: Int, appointment: Int) {
+        let timing = p.procedure
+        let procedure = timing.preparationMinutes + zoneMinutes.reduce(0, +)
+        let numbing = p.anaesthetic.minimumMinutes
+        return (numbing, procedure, timing.checkInMinutes + numbing + procedure + timing.closingMinutes)
+    }
+
+    /// The appointment a treatment of these zones needs, as `plan` computes it (the indication does not change the
+    /// time): check-in, numbing, preparation, each zone's passes over its area, closing. Unknown zones are refused.
+    public static func appointmentMinutes(zones: [String], protocol p: ClinicalProtocol) throws -> Int {
+        guard !zones.isEmpty else { throw InvalidInput(path: "zones", problem: "choose at least one zone") }
+        var issues = IssueCollector()
+        var minutes: [Int] = []
+        for (i, id) in zones.enumerated() {
+            guard let zone = p.zone(id) else {
+                issues.requireKnown(id, in: p.zones.map(\.id), kind: "zone", at: "zones[\(i)]")
+                continue
+            }
+            minutes.append(zoneMinutes(zone, protocol: p))
+        }
+        try issues.throwIfAny()
+        return timing(zoneMinutes: minutes, protocol: p).appointment
     }
 
     /// The aftercare timeline, with the expected-redness item ending when the downtime does.

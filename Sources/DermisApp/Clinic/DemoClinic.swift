@@ -27,22 +27,25 @@ public enum DemoClinic {
         ]
         var logins: [Login] = []
         var creator: UUID?
+        var practitioners: [UUID] = []
         for (email, personName, role, credential, depth) in staff {
             let password = app.dermis.settings.randomPassword()
             let user = try await StaffAccounts.create(
                 .init(email: email, name: personName, password: password, role: role, credential: credential, maxDepthMm: depth),
                 clinicID: clinicID, createdBy: creator, on: app, db: db)
             creator = creator ?? user.id
+            if role == .practitioner, let id = user.id { practitioners.append(id) }
             logins.append(Login(role: role.displayName, email: email, password: password))
         }
         _ = try await ConsentTexts.publish(title: ConsentTexts.demoTitle, body: ConsentTexts.demoBody, clinicID: clinicID, by: creator!,
                                            at: app.dermis.clock.now(), on: db)
         let stock = Inventory(db: db, clinicID: clinicID)
         let today = CalendarDate(app.dermis.clock.now(), in: clinic.zone)
-        _ = try await stock.register(model: "SkinPen-type pen (demo)", serial: "DEMO-PEN-001", profile: "skinpen",
-                                     protocol: app.dermis.clinicalProtocol, at: app.dermis.clock.now())
+        let pen = try await stock.register(model: "SkinPen-type pen (demo)", serial: "DEMO-PEN-001", profile: "skinpen",
+                                           protocol: app.dermis.clinicalProtocol, at: app.dermis.clock.now())
         _ = try await stock.receive(lotNumber: "DEMO-LOT-A", expiry: today.adding(months: 12).description, needleCount: "14", quantity: "50",
                                     today: today, at: app.dermis.clock.now())
+        try await seedSchedule(clinicID: clinicID, practitioners: practitioners, pen: pen, on: db)
         let registry = PatientRegistry(db: db, clinicID: clinicID)
         let now = app.dermis.clock.now()
         for (given, family, birth, phone, type) in [
@@ -54,6 +57,32 @@ public enum DemoClinic {
             _ = try await registry.create(details, by: creator!, at: now)
         }
         return logins
+    }
+
+    /// One location on London time with three rooms and the pen; the physician works Monday–Friday 09:00–17:30, the
+    /// nurse Tuesday–Saturday 10:00–18:00, each with a half-hour lunch; consultations, treatments and reviews.
+    static func seedSchedule(clinicID: UUID, practitioners: [UUID], pen: Device, on db: any Database) async throws {
+        let location = try await ScheduleSetup.createLocation(name: "Harbourside", timeZone: "Europe/London", address: "1 Quay Street (fictional)",
+                                                              phone: "+44 20 7946 0000", clinicID: clinicID, on: db)
+        for name in ["Room 1", "Room 2", "Room 3"] { _ = try await ScheduleSetup.createRoom(name: name, at: location, on: db) }
+        pen.$location.id = try location.requireID()
+        try await pen.save(on: db)
+        func week(_ days: ClosedRange<Int>, _ open: String, _ close: String, lunch: String, _ back: String) -> [ScheduleSetup.WeeklyRow] {
+            days.flatMap { day in
+                [ScheduleSetup.WeeklyRow(weekday: day, start: ClockTime(open)!, end: ClockTime(close)!, kind: "hours"),
+                 ScheduleSetup.WeeklyRow(weekday: day, start: ClockTime(lunch)!, end: ClockTime(back)!, kind: "break")]
+            }
+        }
+        let hours = [week(1...5, "09:00", "17:30", lunch: "12:30", "13:00"), week(2...6, "10:00", "18:00", lunch: "13:00", "13:30")]
+        for (staffID, rows) in zip(practitioners, hours) {
+            try await ScheduleSetup.replaceHours(rows, staffID: staffID, locationID: try location.requireID(), on: db)
+        }
+        _ = try await ScheduleSetup.createService(code: "consultation", name: "Consultation", kind: "consultation", minutes: 30, bufferMinutes: 0,
+                                                  needsPen: false, isPublic: true, practitioners: practitioners, clinicID: clinicID, on: db)
+        _ = try await ScheduleSetup.createService(code: "treatment", name: "Microneedling treatment", kind: "treatment", minutes: nil, bufferMinutes: 15,
+                                                  needsPen: true, isPublic: true, practitioners: practitioners, clinicID: clinicID, on: db)
+        _ = try await ScheduleSetup.createService(code: "review", name: "Follow-up review", kind: "review", minutes: 20, bufferMinutes: 0,
+                                                  needsPen: false, isPublic: false, practitioners: practitioners, clinicID: clinicID, on: db)
     }
 
     /// The sign-ins as printed once on the terminal.

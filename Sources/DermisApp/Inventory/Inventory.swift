@@ -15,6 +15,8 @@ final class Device: Model, @unchecked Sendable {
     @Field(key: "profile") var profile: String
     @Field(key: "active") var active: Bool
     @Field(key: "created_at") var createdAt: Date
+    /// Where the pen is kept and booked (absent: not bookable yet).
+    @OptionalParent(key: "location_id") var location: Location?
 
     init() {}
 }

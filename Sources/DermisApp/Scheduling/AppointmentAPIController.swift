@@ -1,0 +1,307 @@
+import DermisCore
+import Fluent
+import Foundation
+import Vapor
+
+/// The scheduling JSON API of CONTRACT.md: availability, appointments (409 with the next free times on a conflict),
+/// and booking a patient's whole series.
+struct AppointmentAPIController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let anyStaff = AccessRule.staff(AccessRule.anyStaff, audits: "Appointment")
+        let api = routes.grouped("api", "v1")
+        api.get("availability", use: availability).access(.staff(AccessRule.anyStaff))
+        api.get("appointments", use: list).access(anyStaff)
+        api.post("appointments", use: create).access(anyStaff)
+        api.get("appointments", ":appointmentID", use: read).access(anyStaff)
+        api.patch("appointments", ":appointmentID", use: update).access(anyStaff)
+        api.post("patients", ":patientID", "series", use: bookSeries).access(anyStaff)
+    }
+
+    struct SlotJSON: Content {
+        let start: Date
+        let end: Date
+        let practitionerID: String
+        let roomID: String
+        let penID: String?
+
+        init(_ slot: FreeSlot) {
+            start = slot.start
+            end = slot.end
+            practitionerID = slot.practitionerID
+            roomID = slot.roomID
+            penID = slot.penID
+        }
+    }
+
+    struct IntervalJSON: Content {
+        let earliest: CalendarDate?
+        let intervalDays: Int
+        let reason: String
+    }
+
+    struct AvailabilityJSON: Content {
+        let location: UUID
+        let service: String
+        let minutes: Int
+        let timeZone: String
+        let slots: [SlotJSON]
+        let seriesInterval: IntervalJSON?
+    }
+
+    static func service(_ req: Request) throws -> SchedulingService {
+        SchedulingService(req: req, clinicID: try req.staff().clinicID)
+    }
+
+    static func date(_ text: String?, _ field: String) throws -> CalendarDate {
+        guard let text, let date = CalendarDate(iso: text) else { throw InvalidInput(path: field, problem: "must be a date YYYY-MM-DD") }
+        return date
+    }
+
+    static func zones(_ text: String?) -> [String] {
+        (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    func availability(req: Request) async throws -> AvailabilityJSON {
+        let scheduling = try Self.service(req)
+        let location = try await scheduling.location((try? req.query.get(String.self, at: "location")).flatMap(UUID.init(uuidString:)))
+        let service = try await scheduling.service(try? req.query.get(String.self, at: "service"))
+        let from = try Self.date(try? req.query.get(String.self, at: "from"), "from")
+        let to = try Self.date((try? req.query.get(String.self, at: "to")) ?? from.description, "to")
+        let practitioner = try? req.query.get(String.self, at: "practitioner")
+        let patient = try? req.query.get(String.self, at: "patient")
+        if practitioner != nil && practitioner.flatMap(UUID.init(uuidString:)) == nil { throw InvalidInput(path: "practitioner", problem: "must be a staff id") }
+        var patientID: UUID?
+        if let patient {
+            guard let id = UUID(uuidString: patient) else { throw InvalidInput(path: "patient", problem: "must be a patient id") }
+            patientID = try await PatientRegistry(db: req.db, clinicID: try req.staff().clinicID).find(id).requireID()
+        }
+        let grid = (try? req.query.get(Int.self, at: "grid")) ?? 15
+        guard [5, 10, 15, 20, 30, 60].contains(grid) else { throw InvalidInput(path: "grid", problem: "must be 5, 10, 15, 20, 30 or 60 minutes") }
+        let found = try await scheduling.availability(.init(
+            location: location, service: service, zones: Self.zones(try? req.query.get(String.self, at: "zones")), from: from, to: to,
+            practitionerID: practitioner.flatMap(UUID.init(uuidString:)), patientID: patientID, gridMinutes: grid))
+        if let patientID { try await req.audit(.read, objectType: "Availability", patientID: patientID, outcome: .success) }
+        return AvailabilityJSON(location: try location.requireID(), service: service.code, minutes: found.minutes, timeZone: location.timeZone,
+                                slots: found.slots.map(SlotJSON.init),
+                                seriesInterval: found.interval.map { IntervalJSON(earliest: $0.earliest, intervalDays: $0.intervalDays, reason: $0.reason) })
+    }
+
+    struct AppointmentJSON: Content {
+        let id: UUID
+        let location: UUID
+        let service: UUID
+        let zones: [String]
+        let patient: UUID?
+        let contactName: String
+        let practitioner: UUID
+        let room: UUID
+        let pen: UUID?
+        let start: Date
+        let end: Date
+        let holdsUntil: Date
+        let status: String
+        let source: String
+        let version: Int
+        let seriesID: UUID?
+
+        init(_ a: Appointment) {
+            id = a.id!
+            location = a.$location.id
+            service = a.$service.id
+            zones = a.zoneList
+            patient = a.$patient.id
+            contactName = a.contactName
+            practitioner = a.practitionerID
+            room = a.roomID
+            pen = a.penID
+            start = a.startsAt
+            end = a.endsAt
+            holdsUntil = a.holdsUntil
+            status = a.status
+            source = a.source
+            version = a.version
+            seriesID = a.seriesID
+        }
+    }
+
+    func list(req: Request) async throws -> [AppointmentJSON] {
+        let scheduling = try Self.service(req)
+        let location = try await scheduling.location((try? req.query.get(String.self, at: "location")).flatMap(UUID.init(uuidString:)))
+        let from = try Self.date(try? req.query.get(String.self, at: "from"), "from")
+        let to = try Self.date((try? req.query.get(String.self, at: "to")) ?? from.description, "to")
+        let (start, _) = AftercareSchedule.bounds(of: from, in: location.zone)
+        let (_, end) = AftercareSchedule.bounds(of: to, in: location.zone)
+        return try await req.audited(.search, objectType: "Appointment") {
+            try await Appointment.query(on: req.db).filter(\.$location.$id == location.requireID())
+                .filter(\.$startsAt < end).filter(\.$endsAt > start).sort(\.$startsAt).all().map(AppointmentJSON.init)
+        }
+    }
+
+    struct CreateInput: Content {
+        var location: UUID?
+        var service: String?
+        var zones: [String]?
+        var start: Date?
+        var practitioner: UUID?
+        var patient: UUID?
+        var notes: String?
+        var overrideReason: String?
+    }
+
+    /// The booking a staff member asks for, checked: patient in the clinic, contact from the patient record.
+    static func booking(_ input: CreateInput, _ req: Request, _ scheduling: SchedulingService) async throws -> SchedulingService.Booking {
+        let location = try await scheduling.location(input.location)
+        let service = try await scheduling.service(input.service)
+        guard let start = input.start else { throw InvalidInput(path: "start", problem: "give the start time (ISO 8601)") }
+        var patient: Patient?
+        if let id = input.patient { patient = try await PatientRegistry(db: req.db, clinicID: scheduling.clinicID).find(id) }
+        if service.isTreatment && patient == nil { throw InvalidInput(path: "patient", problem: "a treatment is booked for a registered patient") }
+        let reason = input.overrideReason?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let reason, !reason.isEmpty, reason.count < 10 {
+            throw InvalidInput(path: "overrideReason", problem: "say why the series interval is overridden (at least 10 characters)")
+        }
+        if let issue = TextLimits.issue(input.notes ?? "", "notes", max: TextLimits.notes) { throw InvalidInput([issue]) }
+        return SchedulingService.Booking(
+            location: location, service: service, zones: service.isTreatment ? (input.zones ?? []) : [], start: start,
+            practitionerID: input.practitioner, patientID: try patient?.requireID(),
+            contactName: patient.map { "\($0.givenName) \($0.familyName)" } ?? "", contactEmail: patient?.email ?? "", contactPhone: patient?.phoneE164 ?? "",
+            notes: input.notes ?? "", source: "staff", status: .booked, overrideReason: (reason?.isEmpty ?? true) ? nil : reason, seriesID: nil)
+    }
+
+    /// A 409 body: the error and the next free times.
+    static func conflictResponse(_ conflict: SchedulingService.Conflict, _ req: Request) async throws -> Response {
+        struct Body: Content {
+            struct ErrorBody: Content {
+                let code: String
+                let message: String
+            }
+            let error: ErrorBody
+            let alternatives: [SlotJSON]
+        }
+        return try await Body(error: .init(code: "conflict", message: conflict.message), alternatives: conflict.alternatives.map(SlotJSON.init))
+            .encodeResponse(status: .conflict, for: req)
+    }
+
+    func create(req: Request) async throws -> Response {
+        let scheduling = try Self.service(req)
+        let input = try req.decodeJSON(CreateInput.self)
+        let booking = try await Self.booking(input, req, scheduling)
+        do {
+            let appointment = try await req.audited(.create, objectType: "Appointment", patientID: booking.patientID,
+                                                    subject: { (a: Appointment) in a.$patient.id }) {
+                try await scheduling.book(booking, by: try req.staff().userID)
+            }
+            let response = try await AppointmentJSON(appointment).encodeResponse(status: .created, for: req)
+            response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(appointment.version)\"")
+            return response
+        } catch let conflict as SchedulingService.Conflict {
+            return try await Self.conflictResponse(conflict, req)
+        }
+    }
+
+    static func find(_ req: Request) async throws -> Appointment {
+        let id = try req.uuidParameter("appointmentID", notFound: "No such appointment.")
+        guard let appointment = try await Appointment.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == req.staff().clinicID).first() else {
+            throw Abort(.notFound, reason: "No such appointment.")
+        }
+        return appointment
+    }
+
+    func read(req: Request) async throws -> Response {
+        let appointment = try await req.audited(.read, objectType: "Appointment", objectID: req.parameters.get("appointmentID")) { try await Self.find(req) }
+        let response = try await AppointmentJSON(appointment).encodeResponse(for: req)
+        response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(appointment.version)\"")
+        return response
+    }
+
+    struct UpdateInput: Content {
+        var start: Date?
+        var practitioner: UUID?
+        var status: String?
+    }
+
+    func update(req: Request) async throws -> Response {
+        let scheduling = try Self.service(req)
+        let appointment = try await Self.find(req)
+        let version = try req.ifMatchVersion()
+        let input = try req.decodeJSON(UpdateInput.self)
+        do {
+            let updated = try await req.audited(.update, objectType: "Appointment", objectID: appointment.id?.uuidString, patientID: appointment.$patient.id) {
+                if let start = input.start {
+                    return try await scheduling.move(appointment, to: start, practitionerID: input.practitioner, expectedVersion: version)
+                }
+                guard let text = input.status, let status = AppointmentStatus(rawValue: text) else {
+                    throw InvalidInput(path: "status", problem: "give a new start, or a status: booked, checked-in, completed, no-show or cancelled")
+                }
+                return try await scheduling.setStatus(appointment, to: status, expectedVersion: version)
+            }
+            let response = try await AppointmentJSON(updated).encodeResponse(for: req)
+            response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(updated.version)\"")
+            return response
+        } catch let conflict as SchedulingService.Conflict {
+            return try await Self.conflictResponse(conflict, req)
+        }
+    }
+
+    struct SeriesInput: Content {
+        var location: UUID?
+        var service: String?
+        var first: Date?
+        var practitioner: UUID?
+    }
+
+    struct SeriesJSON: Content {
+        let seriesID: UUID
+        let intervalDays: Int
+        let appointments: [AppointmentJSON]
+    }
+
+    /// Books the latest plan's whole series: the first at `first`, each next on the first free slot on or after the
+    /// previous booking plus the interval (never earlier: the interval is never shortened).
+    func bookSeries(req: Request) async throws -> Response {
+        let scheduling = try Self.service(req)
+        let patient = try await req.patient()
+        let input = try req.decodeJSON(SeriesInput.self)
+        guard let plan = try await TreatmentPlanRecord.query(on: req.db).filter(\.$patient.$id == patient.requireID())
+            .sort(\.$version, .descending).first()?.plan else {
+            throw InvalidInput(path: "plan", problem: "the patient has no treatment plan: its series sets the number of sessions and the interval")
+        }
+        let location = try await scheduling.location(input.location)
+        let service = try await scheduling.service(input.service ?? "treatment")
+        guard service.isTreatment else { throw InvalidInput(path: "service", problem: "a series is booked for a treatment service") }
+        guard let first = input.first else { throw InvalidInput(path: "first", problem: "give the first session's start time (ISO 8601)") }
+        let seriesID = UUID()
+        let zones = plan.zones.map(\.zone)
+        let staffID = try req.staff().userID
+        var booked: [Appointment] = []
+        var start = first
+        do {
+            for index in 0..<plan.series.sessions {
+                if index > 0 {
+                    let earliest = CalendarDate(booked[index - 1].startsAt, in: location.zone).adding(days: plan.series.minIntervalDays)
+                    let found = try await scheduling.availability(.init(location: location, service: service, zones: zones, from: earliest,
+                                                                        to: earliest.adding(days: 28), practitionerID: input.practitioner,
+                                                                        patientID: try patient.requireID()))
+                    guard let slot = found.slots.first else {
+                        throw SchedulingService.Conflict(message: "No free time for session \(index + 1) within 4 weeks of \(earliest).", alternatives: [])
+                    }
+                    start = slot.start
+                }
+                let booking = SchedulingService.Booking(
+                    location: location, service: service, zones: zones, start: start, practitionerID: input.practitioner,
+                    patientID: try patient.requireID(), contactName: "\(patient.givenName) \(patient.familyName)", contactEmail: patient.email ?? "",
+                    contactPhone: patient.phoneE164 ?? "", notes: "Session \(index + 1) of \(plan.series.sessions)", source: "staff", status: .booked,
+                    overrideReason: nil, seriesID: seriesID)
+                booked.append(try await req.audited(.create, objectType: "Appointment", patientID: try patient.requireID()) {
+                    try await scheduling.book(booking, by: staffID)
+                })
+            }
+        } catch let conflict as SchedulingService.Conflict {
+            // All or nothing: a series that cannot be booked whole leaves nothing behind.
+            for appointment in booked { try? await appointment.delete(on: req.db) }
+            return try await Self.conflictResponse(conflict, req)
+        }
+        return try await SeriesJSON(seriesID: seriesID, intervalDays: plan.series.minIntervalDays, appointments: booked.map(AppointmentJSON.init))
+            .encodeResponse(status: .created, for: req)
+    }
+}

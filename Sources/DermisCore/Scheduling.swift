@@ -1,0 +1,314 @@
+import Foundation
+
+/// A time of day on a location's wall clock, in minutes from midnight (`09:30` is 570).
+public struct ClockTime: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public let minutes: Int
+
+    public init?(minutes: Int) {
+        guard (0...1440).contains(minutes) else { return nil }
+        self.minutes = minutes
+    }
+
+    /// Exactly `HH:MM`, 00:00 to 24:00.
+    public init?(_ text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].count == 2, parts[1].count == 2, let h = Int(parts[0]), let m = Int(parts[1]),
+              (0...24).contains(h), (0...59).contains(m), h < 24 || m == 0 else { return nil }
+        self.init(minutes: h * 60 + m)
+    }
+
+    public var description: String { String(format: "%02d:%02d", minutes / 60, minutes % 60) }
+    public static func < (lhs: ClockTime, rhs: ClockTime) -> Bool { lhs.minutes < rhs.minutes }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let time = ClockTime(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "expected a time HH:MM, got '\(text)'"))
+        }
+        self = time
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// A weekly window on the wall clock: ISO weekday 1 (Monday) … 7 (Sunday), from `start` until `end`.
+public struct WeeklyWindow: Hashable, Sendable, Codable {
+    public var weekday: Int
+    public var start: ClockTime
+    public var end: ClockTime
+
+    public init(weekday: Int, start: ClockTime, end: ClockTime) {
+        self.weekday = weekday
+        self.start = start
+        self.end = end
+    }
+}
+
+/// A half-open stretch of real time [start, end): back-to-back ranges do not overlap.
+public struct TimeRange: Hashable, Sendable, Codable {
+    public var start: Date
+    public var end: Date
+
+    public init(_ start: Date, _ end: Date) {
+        self.start = start
+        self.end = end
+    }
+
+    public func overlaps(_ other: TimeRange) -> Bool { start < other.end && other.start < end }
+}
+
+/// Everything availability needs at one location, loaded for the range searched.
+public struct ScheduleInput: Sendable {
+    public struct Practitioner: Sendable {
+        public var id: String
+        public var hours: [WeeklyWindow]
+        public var breaks: [WeeklyWindow]
+        public var leave: [TimeRange]
+        /// The services this practitioner is qualified for.
+        public var services: Set<String>
+
+        public init(id: String, hours: [WeeklyWindow], breaks: [WeeklyWindow] = [], leave: [TimeRange] = [], services: Set<String>) {
+            self.id = id
+            self.hours = hours
+            self.breaks = breaks
+            self.leave = leave
+            self.services = services
+        }
+    }
+
+    /// A room or a pen, with times it cannot be used beyond its bookings (maintenance, out of service).
+    public struct Resource: Sendable {
+        public var id: String
+        public var blocked: [TimeRange]
+
+        public init(id: String, blocked: [TimeRange] = []) {
+            self.id = id
+            self.blocked = blocked
+        }
+    }
+
+    public var timeZone: TimeZone
+    /// Whole days the location is closed.
+    public var closures: Set<CalendarDate>
+    public var practitioners: [Practitioner]
+    public var rooms: [Resource]
+    public var pens: [Resource]
+    /// What existing bookings hold, by resource id (practitioner, room or pen): start to end plus buffer.
+    public var busy: [String: [TimeRange]]
+
+    public init(timeZone: TimeZone, closures: Set<CalendarDate> = [], practitioners: [Practitioner], rooms: [Resource],
+                pens: [Resource] = [], busy: [String: [TimeRange]] = [:]) {
+        self.timeZone = timeZone
+        self.closures = closures
+        self.practitioners = practitioners
+        self.rooms = rooms
+        self.pens = pens
+        self.busy = busy
+    }
+}
+
+/// What is being booked and where to look.
+public struct AvailabilityQuery: Sendable {
+    public var service: String
+    /// The appointment's own length; the buffer follows it (cleaning, notes) and is held too.
+    public var minutes: Int
+    public var bufferMinutes: Int
+    public var needsPen: Bool
+    /// First and last calendar day searched, in the location's zone.
+    public var from: CalendarDate
+    public var to: CalendarDate
+    public var practitionerID: String?
+    /// Start times step by this many minutes from the start of each working window.
+    public var gridMinutes: Int
+    /// No start before this instant (now; or the series interval).
+    public var notBefore: Date?
+
+    public init(service: String, minutes: Int, bufferMinutes: Int = 0, needsPen: Bool = false, from: CalendarDate, to: CalendarDate,
+                practitionerID: String? = nil, gridMinutes: Int = 15, notBefore: Date? = nil) {
+        self.service = service
+        self.minutes = minutes
+        self.bufferMinutes = bufferMinutes
+        self.needsPen = needsPen
+        self.from = from
+        self.to = to
+        self.practitionerID = practitionerID
+        self.gridMinutes = gridMinutes
+        self.notBefore = notBefore
+    }
+}
+
+/// A start time with a practitioner, a room and (for treatments) a pen that are all free for the whole appointment.
+public struct FreeSlot: Hashable, Sendable, Codable {
+    public var start: Date
+    public var end: Date
+    public var practitionerID: String
+    public var roomID: String
+    public var penID: String?
+}
+
+/// Free start times: pure computation over what was loaded, so it is tested in milliseconds and benchmarked.
+public enum Availability {
+    /// Every free start, ordered by time then practitioner (in input order), each with the first free room and pen.
+    public static func search(_ query: AvailabilityQuery, in input: ScheduleInput) -> [FreeSlot] {
+        guard query.minutes > 0, query.gridMinutes > 0, query.bufferMinutes >= 0, query.from <= query.to else { return [] }
+        let busy = input.busy.mapValues(merged)
+        let rooms = input.rooms.map { ($0.id, merged((busy[$0.id] ?? []) + $0.blocked)) }
+        let pens = input.pens.map { ($0.id, merged((busy[$0.id] ?? []) + $0.blocked)) }
+        let length = Double(query.minutes * 60)
+        let hold = Double((query.minutes + query.bufferMinutes) * 60)
+        let step = Double(query.gridMinutes * 60)
+        var slots: [FreeSlot] = []
+        for practitioner in eligible(query, input) {
+            let own = busy[practitioner.id] ?? []
+            for window in workIntervals(practitioner, query: query, input: input) {
+                var t = window.start
+                if let notBefore = query.notBefore, t < notBefore {
+                    t = t.addingTimeInterval((notBefore.timeIntervalSince(t) / step).rounded(.up) * step)
+                }
+                while t.addingTimeInterval(length) <= window.end {
+                    let range = TimeRange(t, t.addingTimeInterval(hold))
+                    if isFree(range, own), let room = rooms.first(where: { isFree(range, $0.1) }) {
+                        if !query.needsPen {
+                            slots.append(FreeSlot(start: t, end: t.addingTimeInterval(length), practitionerID: practitioner.id, roomID: room.0, penID: nil))
+                        } else if let pen = pens.first(where: { isFree(range, $0.1) }) {
+                            slots.append(FreeSlot(start: t, end: t.addingTimeInterval(length), practitionerID: practitioner.id, roomID: room.0, penID: pen.0))
+                        }
+                    }
+                    t = t.addingTimeInterval(step)
+                }
+            }
+        }
+        let order = Dictionary(input.practitioners.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
+        return slots.sorted { ($0.start, order[$0.practitionerID] ?? 0) < ($1.start, order[$1.practitionerID] ?? 0) }
+    }
+
+    /// The baseline: a minute-by-minute occupancy map of every resource, and every minute of every candidate checked.
+    /// Same answers as `search`; kept for the benchmark and to check `search` against.
+    public static func naiveSearch(_ query: AvailabilityQuery, in input: ScheduleInput) -> [FreeSlot] {
+        guard query.minutes > 0, query.gridMinutes > 0, query.bufferMinutes >= 0, query.from <= query.to else { return [] }
+        let (origin, _) = AftercareSchedule.bounds(of: query.from, in: input.timeZone)
+        let (_, last) = AftercareSchedule.bounds(of: query.to, in: input.timeZone)
+        let total = Int(last.timeIntervalSince(origin) / 60) + query.minutes + query.bufferMinutes + 1
+        func minute(_ date: Date) -> Int { Int((date.timeIntervalSince(origin) / 60).rounded(.down)) }
+        func occupancy(_ ranges: [TimeRange]) -> [Bool] {
+            var map = [Bool](repeating: false, count: total)
+            for range in ranges {
+                let a = max(0, minute(range.start)), b = min(total, Int((range.end.timeIntervalSince(origin) / 60).rounded(.up)))
+                if a < b { for m in a..<b { map[m] = true } }
+            }
+            return map
+        }
+        let rooms = input.rooms.map { ($0.id, occupancy((input.busy[$0.id] ?? []) + $0.blocked)) }
+        let pens = input.pens.map { ($0.id, occupancy((input.busy[$0.id] ?? []) + $0.blocked)) }
+        let hold = query.minutes + query.bufferMinutes
+        func free(_ map: [Bool], from m: Int) -> Bool {
+            for i in m..<(m + hold) where i < 0 || map[i] { return false }
+            return true
+        }
+        var slots: [FreeSlot] = []
+        for practitioner in eligible(query, input) {
+            let own = occupancy(input.busy[practitioner.id] ?? [])
+            for window in workIntervals(practitioner, query: query, input: input) {
+                var t = window.start
+                while t.addingTimeInterval(Double(query.minutes * 60)) <= window.end {
+                    let offset = Int(t.timeIntervalSince(window.start) / 60)
+                    let m = minute(t)
+                    if offset % query.gridMinutes == 0, query.notBefore.map({ t >= $0 }) ?? true, free(own, from: m),
+                       let room = rooms.first(where: { free($0.1, from: m) }) {
+                        let pen = pens.first { free($0.1, from: m) }
+                        if !query.needsPen || pen != nil {
+                            slots.append(FreeSlot(start: t, end: t.addingTimeInterval(Double(query.minutes * 60)), practitionerID: practitioner.id,
+                                                  roomID: room.0, penID: query.needsPen ? pen!.0 : nil))
+                        }
+                    }
+                    t = t.addingTimeInterval(60)
+                }
+            }
+        }
+        let order = Dictionary(input.practitioners.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
+        return slots.sorted { ($0.start, order[$0.practitionerID] ?? 0) < ($1.start, order[$1.practitionerID] ?? 0) }
+    }
+
+    /// The first free slot at or after `day` (searching `horizonDays` ahead), for series booking.
+    public static func firstFree(_ query: AvailabilityQuery, on day: CalendarDate, horizonDays: Int, in input: ScheduleInput) -> FreeSlot? {
+        var q = query
+        q.from = day
+        q.to = day.adding(days: horizonDays)
+        return search(q, in: input).first
+    }
+
+    static func eligible(_ query: AvailabilityQuery, _ input: ScheduleInput) -> [ScheduleInput.Practitioner] {
+        input.practitioners.filter { $0.services.contains(query.service) && (query.practitionerID == nil || $0.id == query.practitionerID) }
+    }
+
+    /// A practitioner's working time on each day searched, in real time: weekly hours on the wall clock of the
+    /// location's zone (so 09:00 stays 09:00 across a daylight-saving change), minus breaks, leave and closures.
+    static func workIntervals(_ practitioner: ScheduleInput.Practitioner, query: AvailabilityQuery, input: ScheduleInput) -> [TimeRange] {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = input.timeZone
+        let leave = merged(practitioner.leave)
+        var result: [TimeRange] = []
+        var day = query.from
+        while day <= query.to {
+            defer { day = day.adding(days: 1) }
+            if input.closures.contains(day) { continue }
+            let weekday = day.isoWeekday
+            func instant(_ time: ClockTime) -> Date {
+                let (midnight, nextMidnight) = AftercareSchedule.bounds(of: day, in: input.timeZone)
+                if time.minutes == 1440 { return nextMidnight }
+                return calendar.date(from: DateComponents(year: day.year, month: day.month, day: day.day,
+                                                          hour: time.minutes / 60, minute: time.minutes % 60)) ?? midnight
+            }
+            let breaks = practitioner.breaks.filter { $0.weekday == weekday }.map { TimeRange(instant($0.start), instant($0.end)) }
+            for window in practitioner.hours where window.weekday == weekday && window.start < window.end {
+                var pieces = [TimeRange(instant(window.start), instant(window.end))]
+                for cut in merged(breaks + leave) { pieces = pieces.flatMap { subtract(cut, from: $0) } }
+                result += pieces.filter { $0.start < $0.end }
+            }
+        }
+        return result.sorted { $0.start < $1.start }
+    }
+
+    static func subtract(_ cut: TimeRange, from piece: TimeRange) -> [TimeRange] {
+        guard cut.overlaps(piece) else { return [piece] }
+        var out: [TimeRange] = []
+        if piece.start < cut.start { out.append(TimeRange(piece.start, cut.start)) }
+        if cut.end < piece.end { out.append(TimeRange(cut.end, piece.end)) }
+        return out
+    }
+
+    /// Sorted, with overlapping and touching ranges joined: what a binary search can answer over.
+    static func merged(_ ranges: [TimeRange]) -> [TimeRange] {
+        var out: [TimeRange] = []
+        for range in ranges.sorted(by: { $0.start < $1.start }) where range.start < range.end {
+            if let last = out.last, range.start <= last.end {
+                out[out.count - 1].end = max(last.end, range.end)
+            } else {
+                out.append(range)
+            }
+        }
+        return out
+    }
+
+    /// Whether `range` misses every range of a merged list: the first held range ending after its start must begin
+    /// at or after its end.
+    static func isFree(_ range: TimeRange, _ held: [TimeRange]) -> Bool {
+        var low = 0, high = held.count
+        while low < high {
+            let mid = (low + high) / 2
+            if held[mid].end <= range.start { low = mid + 1 } else { high = mid }
+        }
+        return low == held.count || held[low].start >= range.end
+    }
+}
+
+extension CalendarDate {
+    /// ISO weekday: 1 Monday … 7 Sunday.
+    public var isoWeekday: Int {
+        let weekday = CalendarDate.calendar.component(.weekday, from: CalendarDate.calendar.date(from: DateComponents(year: year, month: month, day: day))!)
+        return (weekday + 5) % 7 + 1
+    }
+}
