@@ -51,8 +51,9 @@ struct Generator: RandomNumberGenerator {
 let zones = ["Europe/London", "Europe/Paris", "America/New_York", "America/Los_Angeles", "Australia/Sydney"].map { TimeZone(identifier: $0)! }
 let firstDay = CalendarDate(iso: "2027-03-01")!  // spans the spring daylight-saving change in every zone but Sydney's
 
-/// One location: practitioners Monday–Friday 09:00–17:30 (some Saturdays 10:00–14:00) with a lunch break, 8 rooms,
-/// 5 pens, a closure, some leave, and days about 65% booked with 30–90-minute appointments.
+/// One location: practitioners Monday–Friday 09:00–17:30 (some Saturdays 10:00–14:00) with a lunch break, 12 rooms,
+/// 12 pens, a closure, some leave, and days about 65% booked with 30–90-minute appointments (an hour or more is a
+/// treatment, which takes a pen).
 func location(_ index: Int, _ options: Options, _ rng: inout Generator) -> ScheduleInput {
     let zone = zones[index % zones.count]
     var calendar = Calendar(identifier: .gregorian)
@@ -69,8 +70,8 @@ func location(_ index: Int, _ options: Options, _ rng: inout Generator) -> Sched
             leave: p % 7 == 3 ? [TimeRange(instant(firstDay.adding(days: 20 + p), 0), instant(firstDay.adding(days: 25 + p), 0))] : [],
             services: ["treatment", "consultation"])
     }
-    let rooms = (0..<8).map { "L\(index)-R\($0)" }
-    let pens = (0..<5).map { "L\(index)-PEN\($0)" }
+    let rooms = (0..<12).map { "L\(index)-R\($0)" }
+    let pens = (0..<12).map { "L\(index)-PEN\($0)" }
     var busy: [String: [TimeRange]] = [:]
     // Book each practitioner's working days: walk the day, place an appointment in a free room (and pen for
     // treatments) or leave a gap; about 65% of the time ends up booked.
@@ -110,7 +111,7 @@ var rng = Generator(state: 2026_11_27)
 let setupStart = ContinuousClock.now
 let chain = (0..<options.locations).map { location($0, options, &rng) }
 let bookings = chain.reduce(0) { total, input in total + input.practitioners.reduce(0) { $0 + (input.busy[$1.id]?.count ?? 0) } }
-print("Chain: \(options.locations) locations × \(options.practitioners) practitioners, 8 rooms and 5 pens each; \(bookings) bookings over \(options.days) days (built in \(ContinuousClock.now - setupStart)).")
+print("Chain: \(options.locations) locations × \(options.practitioners) practitioners, 12 rooms and 12 pens each; \(bookings) bookings over \(options.days) days (built in \(ContinuousClock.now - setupStart)).")
 
 let query = AvailabilityQuery(service: "treatment", minutes: 75, bufferMinutes: 15, needsPen: true,
                               from: firstDay, to: firstDay.adding(days: options.days - 1), gridMinutes: 15)

@@ -55,12 +55,38 @@ public struct CalendarDate: Hashable, Comparable, Sendable, CustomStringConverti
     }
 
     public func adding(days: Int) -> CalendarDate {
-        CalendarDate(Self.calendar.date(byAdding: .day, value: days, to: midnightUTC)!, in: Self.calendar.timeZone)
+        Self(civilDay: dayNumber + days)
     }
 
     /// Whole days from `self` to `other` (negative when `other` is earlier).
     public func days(until other: CalendarDate) -> Int {
-        Self.calendar.dateComponents([.day], from: midnightUTC, to: other.midnightUTC).day!
+        other.dayNumber - dayNumber
+    }
+
+    /// Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's days_from_civil): day arithmetic
+    /// without a Calendar, which availability does for every practitioner and day it searches.
+    var dayNumber: Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
+    /// The date `number` days after 1970-01-01 (civil_from_days).
+    init(civilDay number: Int) {
+        let z = number + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let mp = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        self.year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        self.month = month
+        self.day = day
     }
 
     public static func < (lhs: CalendarDate, rhs: CalendarDate) -> Bool {

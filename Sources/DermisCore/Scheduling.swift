@@ -154,35 +154,82 @@ public enum Availability {
     /// Every free start, ordered by time then practitioner (in input order), each with the first free room and pen.
     public static func search(_ query: AvailabilityQuery, in input: ScheduleInput) -> [FreeSlot] {
         guard query.minutes > 0, query.gridMinutes > 0, query.bufferMinutes >= 0, query.from <= query.to else { return [] }
-        let busy = input.busy.mapValues(merged)
-        let rooms = input.rooms.map { ($0.id, merged((busy[$0.id] ?? []) + $0.blocked)) }
-        let pens = input.pens.map { ($0.id, merged((busy[$0.id] ?? []) + $0.blocked)) }
+        var rooms = input.rooms.map { Track(merged((input.busy[$0.id] ?? []) + $0.blocked)) }
+        var pens = query.needsPen ? input.pens.map { Track(merged((input.busy[$0.id] ?? []) + $0.blocked)) } : []
         let length = Double(query.minutes * 60)
         let hold = Double((query.minutes + query.bufferMinutes) * 60)
         let step = Double(query.gridMinutes * 60)
-        var slots: [FreeSlot] = []
-        for practitioner in eligible(query, input) {
-            let own = busy[practitioner.id] ?? []
-            for window in workIntervals(practitioner, query: query, input: input) {
-                var t = window.start
-                if let notBefore = query.notBefore, t < notBefore {
-                    t = t.addingTimeInterval((notBefore.timeIntervalSince(t) / step).rounded(.up) * step)
-                }
-                while t.addingTimeInterval(length) <= window.end {
-                    let range = TimeRange(t, t.addingTimeInterval(hold))
-                    if isFree(range, own), let room = rooms.first(where: { isFree(range, $0.1) }) {
-                        if !query.needsPen {
-                            slots.append(FreeSlot(start: t, end: t.addingTimeInterval(length), practitionerID: practitioner.id, roomID: room.0, penID: nil))
-                        } else if let pen = pens.first(where: { isFree(range, $0.1) }) {
-                            slots.append(FreeSlot(start: t, end: t.addingTimeInterval(length), practitionerID: practitioner.id, roomID: room.0, penID: pen.0))
+        let notBefore = query.notBefore?.timeIntervalSince1970 ?? -.infinity
+        var slots: [(FreeSlot, Int)] = []
+        let clock = WallClock(input.timeZone, from: query.from, to: query.to)
+        for (index, practitioner) in eligible(query, input) {
+            var own = Track(merged(input.busy[practitioner.id] ?? []))
+            for r in rooms.indices { rooms[r].cursor = 0 }
+            for p in pens.indices { pens[p].cursor = 0 }
+            for window in workIntervals(practitioner, query: query, input: input, clock: clock) {
+                let open = window.start.timeIntervalSince1970, close = window.end.timeIntervalSince1970
+                // The next start on this window's grid at or after an instant.
+                func onGrid(_ instant: Double) -> Double { instant <= open ? open : open + ((instant - open) / step).rounded(.up) * step }
+                var t = onGrid(notBefore)
+                // Each step either finds a slot or jumps past what blocks it: no start before a blocking hold's end can
+                // be free for that resource, so the search skips bookings instead of testing every grid start.
+                search: while t + length <= close {
+                    if let end = own.blockingEnd(t, t + hold) {
+                        t = onGrid(end)
+                        continue
+                    }
+                    guard let room = Track.firstFree(&rooms, t, t + hold) else {
+                        t = onGrid(Track.earliestRelease(&rooms, t, t + hold))
+                        continue
+                    }
+                    var pen: Int?
+                    if query.needsPen {
+                        pen = Track.firstFree(&pens, t, t + hold)
+                        if pen == nil {
+                            t = onGrid(Track.earliestRelease(&pens, t, t + hold))
+                            continue search
                         }
                     }
-                    t = t.addingTimeInterval(step)
+                    let start = Date(timeIntervalSince1970: t)
+                    slots.append((FreeSlot(start: start, end: start.addingTimeInterval(length), practitionerID: practitioner.id,
+                                           roomID: input.rooms[room].id, penID: pen.map { input.pens[$0].id }), index))
+                    t += step
                 }
             }
         }
-        let order = Dictionary(input.practitioners.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
-        return slots.sorted { ($0.start, order[$0.practitionerID] ?? 0) < ($1.start, order[$1.practitionerID] ?? 0) }
+        return ordered(slots)
+    }
+
+    /// One resource's merged holds in seconds, with a cursor that only moves forward while one practitioner's
+    /// windows are searched (their starts only grow), so each hold is passed once.
+    struct Track {
+        let starts: [Double]
+        let ends: [Double]
+        var cursor = 0
+
+        init(_ ranges: [TimeRange]) {
+            starts = ranges.map(\.start.timeIntervalSince1970)
+            ends = ranges.map(\.end.timeIntervalSince1970)
+        }
+
+        /// The end of the hold overlapping [a, b), if one does.
+        mutating func blockingEnd(_ a: Double, _ b: Double) -> Double? {
+            while cursor < ends.count && ends[cursor] <= a { cursor += 1 }
+            return cursor < ends.count && starts[cursor] < b ? ends[cursor] : nil
+        }
+
+        /// The first track free for all of [a, b).
+        static func firstFree(_ tracks: inout [Track], _ a: Double, _ b: Double) -> Int? {
+            for i in tracks.indices where tracks[i].blockingEnd(a, b) == nil { return i }
+            return nil
+        }
+
+        /// When none is free: the soonest one is released (no start before it can find one free).
+        static func earliestRelease(_ tracks: inout [Track], _ a: Double, _ b: Double) -> Double {
+            var soonest = Double.infinity
+            for i in tracks.indices { if let end = tracks[i].blockingEnd(a, b) { soonest = min(soonest, end) } }
+            return soonest
+        }
     }
 
     /// The baseline: a minute-by-minute occupancy map of every resource, and every minute of every candidate checked.
@@ -208,10 +255,11 @@ public enum Availability {
             for i in m..<(m + hold) where i < 0 || map[i] { return false }
             return true
         }
-        var slots: [FreeSlot] = []
-        for practitioner in eligible(query, input) {
+        var slots: [(FreeSlot, Int)] = []
+        let clock = WallClock(input.timeZone, from: query.from, to: query.to)
+        for (index, practitioner) in eligible(query, input) {
             let own = occupancy(input.busy[practitioner.id] ?? [])
-            for window in workIntervals(practitioner, query: query, input: input) {
+            for window in workIntervals(practitioner, query: query, input: input, clock: clock) {
                 var t = window.start
                 while t.addingTimeInterval(Double(query.minutes * 60)) <= window.end {
                     let offset = Int(t.timeIntervalSince(window.start) / 60)
@@ -220,16 +268,15 @@ public enum Availability {
                        let room = rooms.first(where: { free($0.1, from: m) }) {
                         let pen = pens.first { free($0.1, from: m) }
                         if !query.needsPen || pen != nil {
-                            slots.append(FreeSlot(start: t, end: t.addingTimeInterval(Double(query.minutes * 60)), practitionerID: practitioner.id,
-                                                  roomID: room.0, penID: query.needsPen ? pen!.0 : nil))
+                            slots.append((FreeSlot(start: t, end: t.addingTimeInterval(Double(query.minutes * 60)), practitionerID: practitioner.id,
+                                                   roomID: room.0, penID: query.needsPen ? pen!.0 : nil), index))
                         }
                     }
                     t = t.addingTimeInterval(60)
                 }
             }
         }
-        let order = Dictionary(input.practitioners.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
-        return slots.sorted { ($0.start, order[$0.practitionerID] ?? 0) < ($1.start, order[$1.practitionerID] ?? 0) }
+        return ordered(slots)
     }
 
     /// The first free slot at or after `day` (searching `horizonDays` ahead), for series booking.
@@ -240,32 +287,79 @@ public enum Availability {
         return search(q, in: input).first
     }
 
-    static func eligible(_ query: AvailabilityQuery, _ input: ScheduleInput) -> [ScheduleInput.Practitioner] {
-        input.practitioners.filter { $0.services.contains(query.service) && (query.practitionerID == nil || $0.id == query.practitionerID) }
+    /// The practitioners who may do the service (or the one asked for), with their place in the input's order.
+    static func eligible(_ query: AvailabilityQuery, _ input: ScheduleInput) -> [(Int, ScheduleInput.Practitioner)] {
+        input.practitioners.enumerated().filter { $1.services.contains(query.service) && (query.practitionerID == nil || $1.id == query.practitionerID) }
+            .map { ($0, $1) }
+    }
+
+    /// By time, then by the practitioners' order.
+    static func ordered(_ slots: [(FreeSlot, Int)]) -> [FreeSlot] {
+        slots.sorted { ($0.0.start, $0.1) < ($1.0.start, $1.1) }.map(\.0)
+    }
+
+    /// Wall-clock times of a location's days as instants, without a Calendar in the loop: the zone's offset is looked
+    /// up once per daylight-saving change in the range (Foundation's Calendar costs tens of microseconds a call).
+    struct WallClock {
+        struct Change {
+            let at: Date
+            let before: Int
+            let after: Int
+        }
+
+        let initialOffset: Int
+        let changes: [Change]
+
+        init(_ zone: TimeZone, from: CalendarDate, to: CalendarDate) {
+            let start = Date(timeIntervalSince1970: Double(from.adding(days: -2).dayNumber) * 86_400)
+            let end = Date(timeIntervalSince1970: Double(to.adding(days: 2).dayNumber) * 86_400)
+            initialOffset = zone.secondsFromGMT(for: start)
+            var changes: [Change] = []
+            var cursor = start
+            while let next = zone.nextDaylightSavingTimeTransition(after: cursor), next < end {
+                changes.append(Change(at: next, before: zone.secondsFromGMT(for: next.addingTimeInterval(-1)), after: zone.secondsFromGMT(for: next)))
+                cursor = next
+            }
+            self.changes = changes
+        }
+
+        /// The instant the wall clock shows `time` on `day`. A time skipped by a change moves on by the change, as
+        /// the clocks do (01:30 on a spring-forward night is 02:30 summer time); a repeated time is its first occurrence.
+        func instant(_ day: CalendarDate, _ time: ClockTime) -> Date {
+            let local = Double(day.dayNumber * 86_400 + time.minutes * 60)
+            var offset = initialOffset
+            for change in changes {
+                let before = Date(timeIntervalSince1970: local - Double(offset))
+                if before < change.at { return before }
+                if Date(timeIntervalSince1970: local - Double(change.after)) < change.at { return before }  // skipped
+                offset = change.after
+            }
+            return Date(timeIntervalSince1970: local - Double(offset))
+        }
     }
 
     /// A practitioner's working time on each day searched, in real time: weekly hours on the wall clock of the
     /// location's zone (so 09:00 stays 09:00 across a daylight-saving change), minus breaks, leave and closures.
-    static func workIntervals(_ practitioner: ScheduleInput.Practitioner, query: AvailabilityQuery, input: ScheduleInput) -> [TimeRange] {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = input.timeZone
+    static func workIntervals(_ practitioner: ScheduleInput.Practitioner, query: AvailabilityQuery, input: ScheduleInput,
+                              clock: WallClock) -> [TimeRange] {
         let leave = merged(practitioner.leave)
+        let hours = (1...7).map { w in practitioner.hours.filter { $0.weekday == w && $0.start < $0.end } }
+        let breaks = (1...7).map { w in practitioner.breaks.filter { $0.weekday == w && $0.start < $0.end } }
         var result: [TimeRange] = []
         var day = query.from
         while day <= query.to {
             defer { day = day.adding(days: 1) }
-            if input.closures.contains(day) { continue }
             let weekday = day.isoWeekday
-            func instant(_ time: ClockTime) -> Date {
-                let (midnight, nextMidnight) = AftercareSchedule.bounds(of: day, in: input.timeZone)
-                if time.minutes == 1440 { return nextMidnight }
-                return calendar.date(from: DateComponents(year: day.year, month: day.month, day: day.day,
-                                                          hour: time.minutes / 60, minute: time.minutes % 60)) ?? midnight
+            if hours[weekday - 1].isEmpty || input.closures.contains(day) { continue }
+            var cuts = breaks[weekday - 1].map { TimeRange(clock.instant(day, $0.start), clock.instant(day, $0.end)) }
+            if !leave.isEmpty {
+                let whole = TimeRange(clock.instant(day, ClockTime(minutes: 0)!), clock.instant(day, ClockTime(minutes: 1440)!))
+                cuts += leave.filter { $0.overlaps(whole) }
             }
-            let breaks = practitioner.breaks.filter { $0.weekday == weekday }.map { TimeRange(instant($0.start), instant($0.end)) }
-            for window in practitioner.hours where window.weekday == weekday && window.start < window.end {
-                var pieces = [TimeRange(instant(window.start), instant(window.end))]
-                for cut in merged(breaks + leave) { pieces = pieces.flatMap { subtract(cut, from: $0) } }
+            for window in hours[weekday - 1] {
+                let whole = TimeRange(clock.instant(day, window.start), clock.instant(day, window.end))
+                var pieces = [whole]
+                for cut in cuts where cut.overlaps(whole) { pieces = pieces.flatMap { subtract(cut, from: $0) } }
                 result += pieces.filter { $0.start < $0.end }
             }
         }
@@ -293,22 +387,23 @@ public enum Availability {
         return out
     }
 
-    /// Whether `range` misses every range of a merged list: the first held range ending after its start must begin
-    /// at or after its end.
-    static func isFree(_ range: TimeRange, _ held: [TimeRange]) -> Bool {
+    /// The held range of a merged list that overlaps `range`, if any (the first one ending after its start).
+    static func firstBlocking(_ range: TimeRange, _ held: [TimeRange]) -> TimeRange? {
         var low = 0, high = held.count
         while low < high {
             let mid = (low + high) / 2
             if held[mid].end <= range.start { low = mid + 1 } else { high = mid }
         }
-        return low == held.count || held[low].start >= range.end
+        return low < held.count && held[low].start < range.end ? held[low] : nil
     }
+
+    /// Whether `range` misses every range of a merged list.
+    static func isFree(_ range: TimeRange, _ held: [TimeRange]) -> Bool { firstBlocking(range, held) == nil }
 }
 
 extension CalendarDate {
-    /// ISO weekday: 1 Monday … 7 Sunday.
+    /// ISO weekday: 1 Monday … 7 Sunday (1970-01-01 was a Thursday).
     public var isoWeekday: Int {
-        let weekday = CalendarDate.calendar.component(.weekday, from: CalendarDate.calendar.date(from: DateComponents(year: year, month: month, day: day))!)
-        return (weekday + 5) % 7 + 1
+        ((dayNumber % 7 + 7) % 7 + 3) % 7 + 1
     }
 }

@@ -180,3 +180,24 @@ struct SeededGenerator: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+extension SchedulingTests {
+    /// Day arithmetic without a Calendar agrees with Foundation's over four centuries of days, leap rules included.
+    @Test func dayArithmeticMatchesTheGregorianCalendar() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let start = CalendarDate(iso: "1899-12-25")!
+        var date = calendar.date(from: DateComponents(year: 1899, month: 12, day: 25))!
+        for offset in stride(from: 0, to: 146_097 + 400, by: 7) {
+            let c = calendar.dateComponents([.year, .month, .day, .weekday], from: date)
+            let computed = start.adding(days: offset)
+            #expect(computed == CalendarDate(year: c.year!, month: c.month!, day: c.day!), "offset \(offset)")
+            #expect(computed.isoWeekday == (c.weekday! + 5) % 7 + 1)
+            #expect(start.days(until: computed) == offset)
+            date = calendar.date(byAdding: .day, value: 7, to: date)!
+        }
+        #expect(CalendarDate(iso: "2028-02-28")!.adding(days: 1).description == "2028-02-29")
+        #expect(CalendarDate(iso: "2100-02-28")!.adding(days: 1).description == "2100-03-01")
+        #expect(CalendarDate(iso: "2026-01-01")!.adding(days: -1).description == "2025-12-31")
+    }
+}
