@@ -52,7 +52,17 @@ struct IssueCollector {
 /// Decodes JSON into `T`, turning decoding errors into field issues with JSON paths.
 public func decodeInput<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
     do {
-        return try JSONDecoder().decode(type, from: data)
+        let decoder = JSONDecoder()
+        // Times are ISO 8601 with a zone (2026-12-01T10:00:00Z, 2026-12-01T10:00:00.250+01:00), as the API returns them.
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            if let date = (try? Date(text, strategy: .iso8601)) ?? (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true))) {
+                return date
+            }
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "expected a time in ISO 8601 with its zone, such as 2026-12-01T10:00:00Z, not '\(text)'"))
+        }
+        return try decoder.decode(type, from: data)
     } catch let error as DecodingError {
         throw InvalidInput([error.fieldIssue])
     }

@@ -2,6 +2,7 @@ import DermisCore
 import Fluent
 import FluentSQLiteDriver
 import Foundation
+import PostgresNIO
 import SQLKit
 import Vapor
 
@@ -347,7 +348,8 @@ struct SchedulingService {
                     try await Self.expireHolds(tx as! any SQLDatabase, at: at)
                     try await write(tx)
                 }
-            } catch let error as any DatabaseError where "\(error)".contains("23P01") || "\(error)".contains("no_overlap") {
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23P01" {
+                // exclusion_violation: one of the no-overlap constraints refused the write.
                 throw OverlapRefused()
             }
         }

@@ -1,0 +1,194 @@
+import DermisCore
+import Fluent
+import Foundation
+import SQLKit
+import Testing
+import VaporTesting
+@testable import DermisApp
+
+extension AppTests {
+    /// Booking on the demo clinic's Harbourside location: availability, the no-overlap guard (R14), moves, statuses,
+    /// the series rule and series booking.
+    @Suite struct Scheduling {
+        struct Desk {
+            let app: Application
+            let headers: HTTPHeaders
+            let location: UUID
+            let ines: UUID
+            let sam: UUID
+
+            func call(_ method: HTTPMethod, _ path: String, _ body: [String: Any]? = nil, ifMatch: Int? = nil) async throws -> (HTTPStatus, Any?, String) {
+                var headers = json(self.headers)
+                if let ifMatch { headers.add(name: .ifMatch, value: "W/\"\(ifMatch)\"") }
+                var result: (HTTPStatus, Any?, String) = (.ok, nil, "")
+                try await app.testing().test(method, path, headers: headers, body: body.map(jsonBody)) { res in
+                    result = (res.status, try? JSONSerialization.jsonObject(with: Data(buffer: res.body)), res.body.string)
+                }
+                return result
+            }
+
+            func slots(_ service: String = "consultation", on day: String, zones: String = "", patient: UUID? = nil,
+                       practitioner: UUID? = nil) async throws -> [[String: Any]] {
+                var path = "/api/v1/availability?location=\(location)&service=\(service)&from=\(day)&to=\(day)&zones=\(zones)"
+                if let patient { path += "&patient=\(patient)" }
+                if let practitioner { path += "&practitioner=\(practitioner)" }
+                let (status, body, text) = try await call(.GET, path)
+                #expect(status == .ok, "\(text)")
+                return (body as? [String: Any])?["slots"] as? [[String: Any]] ?? []
+            }
+
+            func book(_ start: String, service: String = "consultation", practitioner: UUID? = nil, patient: UUID? = nil,
+                      zones: [String] = [], extra: [String: Any] = [:]) async throws -> (HTTPStatus, [String: Any], String) {
+                var body: [String: Any] = ["location": location.uuidString, "service": service, "start": start, "zones": zones]
+                if let practitioner { body["practitioner"] = practitioner.uuidString }
+                if let patient { body["patient"] = patient.uuidString }
+                body.merge(extra) { $1 }
+                let (status, json, text) = try await call(.POST, "/api/v1/appointments", body)
+                return (status, json as? [String: Any] ?? [:], text)
+            }
+        }
+
+        func desk(_ app: Application, _ settings: DermisSettings, role: StaffRole = .frontDesk) async throws -> Desk {
+            let staff = try await makeStaff(app, role: role)
+            let headers = try await signIn(app, staff, clock: settings.clock)
+            let location = try await Location.query(on: app.db).first()!
+            let ines = try await StaffUser.query(on: app.db).filter(\.$email == "ines.doctor@demo.dermis.test").first()!
+            let sam = try await StaffUser.query(on: app.db).filter(\.$email == "sam.nurse@demo.dermis.test").first()!
+            return Desk(app: app, headers: headers, location: location.id!, ines: ines.id!, sam: sam.id!)
+        }
+
+        /// Overlapping holding bookings of one resource, found by a self-join: R14's invariant says none.
+        static func overlaps(_ db: any Database) async throws -> Int {
+            let sql = db as! any SQLDatabase
+            var total = 0
+            for column in ["practitioner_id", "room_id", "pen_id"] {
+                let rows = try await sql.raw("""
+                    SELECT COUNT(*) AS n FROM appointment a JOIN appointment b ON a.id < b.id AND a.\(unsafeRaw: column) = b.\(unsafeRaw: column)
+                    WHERE a.status IN \(unsafeRaw: AppointmentStatus.holdingSQL) AND b.status IN \(unsafeRaw: AppointmentStatus.holdingSQL)
+                    AND a.starts_at < b.holds_until AND b.starts_at < a.holds_until
+                    """).all()
+                total += try rows.first?.decode(column: "n", as: Int.self) ?? 0
+            }
+            return total
+        }
+
+        // Monday 2026-11-30 in London (UTC in winter): Inês works 09:00–17:30 with lunch 12:30–13:00.
+        let monday = "2026-11-30"
+
+        @Test func availabilityOffersWallClockStartsOnTheGrid() async throws {
+            try await withDermis { app, settings in
+                let desk = try await desk(app, settings)
+                let slots = try await desk.slots(on: monday, practitioner: desk.ines)
+                let starts = slots.compactMap { $0["start"] as? String }
+                #expect(starts.first == "2026-11-30T09:00:00Z" && starts.last == "2026-11-30T17:00:00Z")
+                #expect(!starts.contains("2026-11-30T12:15:00Z") && !starts.contains("2026-11-30T12:30:00Z"), "lunch")
+                #expect(starts.contains("2026-11-30T13:00:00Z"))
+                // Sam does not work Mondays.
+                #expect(try await desk.slots(on: monday, practitioner: desk.sam).isEmpty)
+                let (bad, body, _) = try await desk.call(.GET, "/api/v1/availability?location=\(desk.location)&service=massage&from=\(monday)")
+                #expect(bad == .unprocessableEntity && ((body as? [String: Any])?["error"] as? [String: Any])?["field"] as? String == "service")
+                // A treatment of three zones books the engine's appointment time.
+                let (_, treatment, _) = try await desk.call(.GET, "/api/v1/availability?location=\(desk.location)&service=treatment&from=\(monday)&zones=cheeks,forehead,chin")
+                let minutes = try Planning.appointmentMinutes(zones: ["cheeks", "forehead", "chin"], protocol: app.dermis.clinicalProtocol)
+                #expect((treatment as? [String: Any])?["minutes"] as? Int == minutes)
+            }
+        }
+
+        @Test func aTakenSlotIsRefusedWithTheNextFreeTimesAndBackToBackIsAllowed() async throws {
+            try await withDermis { app, settings in
+                let desk = try await desk(app, settings)
+                let (first, booked, text) = try await desk.book("2026-11-30T10:00:00Z", practitioner: desk.ines)
+                #expect(first == .created, "\(text)")
+                #expect(booked["status"] as? String == "booked")
+                let (again, conflict, _) = try await desk.book("2026-11-30T10:00:00Z", practitioner: desk.ines)
+                #expect(again == .conflict)
+                let alternatives = conflict["alternatives"] as? [[String: Any]] ?? []
+                #expect(alternatives.first?["start"] as? String == "2026-11-30T10:30:00Z", "the next free time, back to back")
+                #expect(try await desk.book("2026-11-30T10:30:00Z", practitioner: desk.ines).0 == .created)
+                #expect(try await desk.book("2026-11-30T09:30:00Z", practitioner: desk.ines).0 == .created, "back to back before")
+                #expect(try await desk.book("2026-11-30T12:30:00Z", practitioner: desk.ines).0 == .conflict, "lunch")
+                #expect(try await desk.book("2026-11-30T08:00:00Z", practitioner: desk.ines).0 == .conflict, "before opening")
+                #expect(try await Self.overlaps(app.db) == 0)
+            }
+        }
+
+        @Test func fiftyConcurrentBookingsForOneSlotLetExactlyOneIn() async throws {
+            try await withDermis { app, settings in
+                let desk = try await desk(app, settings)
+                let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
+                    for _ in 0..<50 {
+                        group.addTask { try await desk.book("2026-11-30T11:00:00Z", practitioner: desk.ines).0 }
+                    }
+                    return try await group.reduce(into: [HTTPStatus]()) { $0.append($1) }
+                }
+                #expect(statuses.filter { $0 == .created }.count == 1)
+                #expect(statuses.filter { $0 == .conflict }.count == 49)
+                #expect(try await Appointment.query(on: app.db).count() == 1)
+            }
+        }
+
+        @Test func randomBookMoveCancelSequencesNeverOverlap() async throws {
+            try await withDermis { app, settings in
+                let desk = try await desk(app, settings)
+                var rng = SeededRandom(seed: 20261127)
+                var live: [(id: String, version: Int)] = []
+                let days = ["2026-11-30", "2026-12-01"]
+                for _ in 0..<60 {
+                    let day = days[Int.random(in: 0..<2, using: &rng)]
+                    let start = String(format: "%@T%02d:%02d:00Z", day, Int.random(in: 9...16, using: &rng), [0, 15, 30, 45][Int.random(in: 0..<4, using: &rng)])
+                    let who = Bool.random(using: &rng) ? desk.ines : desk.sam
+                    switch Int.random(in: 0..<10, using: &rng) {
+                    case 0..<6:
+                        let (status, body, _) = try await desk.book(start, service: Bool.random(using: &rng) ? "consultation" : "review", practitioner: who)
+                        #expect([.created, .conflict].contains(status))
+                        if status == .created { live.append((body["id"] as! String, body["version"] as! Int)) }
+                    case 6..<8 where !live.isEmpty:
+                        let i = Int.random(in: 0..<live.count, using: &rng)
+                        let (status, body, _) = try await desk.call(.PATCH, "/api/v1/appointments/\(live[i].id)", ["start": start], ifMatch: live[i].version)
+                        #expect([.ok, .conflict].contains(status))
+                        if status == .ok { live[i].version = (body as! [String: Any])["version"] as! Int }
+                    case 8..<10 where !live.isEmpty:
+                        let i = Int.random(in: 0..<live.count, using: &rng)
+                        let (status, _, _) = try await desk.call(.PATCH, "/api/v1/appointments/\(live[i].id)", ["status": "cancelled"], ifMatch: live[i].version)
+                        #expect(status == .ok)
+                        live.remove(at: i)
+                    default:
+                        break
+                    }
+                    #expect(try await Self.overlaps(app.db) == 0)
+                }
+                #expect(live.count > 5, "the sequence booked something")
+            }
+        }
+
+        @Test func statusesFollowTheVisitAndAStaleVersionIsRefused() async throws {
+            try await withDermis { app, settings in
+                let desk = try await desk(app, settings)
+                let (_, booked, _) = try await desk.book("2026-11-30T14:00:00Z", practitioner: desk.ines)
+                let id = booked["id"] as! String
+                #expect(try await desk.call(.PATCH, "/api/v1/appointments/\(id)", ["status": "completed"], ifMatch: 1).0 == .conflict, "not checked in yet")
+                #expect(try await desk.call(.PATCH, "/api/v1/appointments/\(id)", ["status": "checked-in"], ifMatch: 1).0 == .ok)
+                #expect(try await desk.call(.PATCH, "/api/v1/appointments/\(id)", ["status": "cancelled"], ifMatch: 1).0 == .conflict, "stale")
+                #expect(try await desk.call(.PATCH, "/api/v1/appointments/\(id)", ["status": "nonsense"], ifMatch: 2).0 == .unprocessableEntity)
+                #expect(try await desk.call(.PATCH, "/api/v1/appointments/\(id)", ["status": "completed"], ifMatch: 2).0 == .ok)
+                // A cancelled booking frees its time.
+                let (_, other, _) = try await desk.book("2026-11-30T15:00:00Z", practitioner: desk.ines)
+                #expect(try await desk.call(.PATCH, "/api/v1/appointments/\(other["id"] as! String)", ["status": "cancelled"], ifMatch: 1).0 == .ok)
+                #expect(try await desk.book("2026-11-30T15:00:00Z", practitioner: desk.ines).0 == .created)
+            }
+        }
+    }
+}
+
+/// SplitMix64 for repeatable random sequences.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
