@@ -161,6 +161,43 @@ extension AppTests {
             }
         }
 
+        @Test func aSeriesBooksWithItsIntervalNeverShortened() async throws {
+            try await withDermis { app, settings in
+                let desk = try await desk(app, settings, role: .practitioner)
+                let zoe = try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first()!
+                try await Course(app: app, session: desk.headers, patientID: zoe.id!).ready()
+                let plan = try await TreatmentPlanRecord.query(on: app.db).first()!.plan
+                let interval = plan.series.minIntervalDays
+                // The day the second session would fall on is closed: it moves to the next free day, never earlier.
+                let closed = CalendarDate(iso: "2026-12-01")!.adding(days: interval)
+                #expect(try await desk.call(.POST, "/api/v1/locations/\(desk.location)/closures", ["day": closed.description]).0 == .forbidden,
+                        "only admins set closures")
+                let closure = Closure()
+                closure.$location.id = desk.location
+                closure.day = closed.description
+                closure.reason = "Staff training"
+                try await closure.create(on: app.db)
+                let (status, body, text) = try await desk.call(.POST, "/api/v1/patients/\(zoe.id!)/series",
+                                                               ["location": desk.location.uuidString, "service": "treatment", "first": "2026-12-01T09:00:00Z"])
+                #expect(status == .created, "\(text)")
+                let appointments = ((body as? [String: Any])?["appointments"] as? [[String: Any]]) ?? []
+                #expect(appointments.count == plan.series.sessions)
+                let zone = TimeZone(identifier: "Europe/London")!
+                let days = appointments.compactMap { ($0["start"] as? String).flatMap { try? Date($0, strategy: .iso8601) } }.map { CalendarDate($0, in: zone) }
+                #expect(days.first?.description == "2026-12-01")
+                for (earlier, later) in zip(days, days.dropFirst()) { #expect(earlier.days(until: later) >= interval) }
+                #expect(days.count > 1 && days[1] == closed.adding(days: 1), "the closed day is skipped to the next, not before")
+                // Another treatment of the cheeks inside the interval is refused, with the rule; an override books it.
+                let inside = "2026-12-10T10:00:00Z"
+                let (refused, conflict, _) = try await desk.book(inside, service: "treatment", patient: zoe.id!, zones: ["cheeks"])
+                #expect(refused == .conflict && (((conflict["error"] as? [String: Any])?["message"] as? String)?.contains("days") == true))
+                let (overridden, _, overrideText) = try await desk.book(inside, service: "treatment", patient: zoe.id!, zones: ["cheeks"],
+                                                                        extra: ["overrideReason": "Physician review: scar needs a touch-up before travel"])
+                #expect(overridden == .created, "\(overrideText)")
+                #expect(try await Self.overlaps(app.db) == 0)
+            }
+        }
+
         @Test func statusesFollowTheVisitAndAStaleVersionIsRefused() async throws {
             try await withDermis { app, settings in
                 let desk = try await desk(app, settings)

@@ -201,3 +201,44 @@ extension SchedulingTests {
         #expect(CalendarDate(iso: "2026-01-01")!.adding(days: -1).description == "2025-12-31")
     }
 }
+
+/// The .ics of a booking: RFC 5545 shape, the location's zone with its changes, escaping and folding.
+@Suite struct CalendarInviteTests {
+    let london = TimeZone(identifier: "Europe/London")!
+
+    func invite(start: Date, zone: TimeZone, description: String = "Microneedling: cheeks, forehead") -> CalendarInvite {
+        CalendarInvite(uid: "a1b2@dermis", start: start, end: start.addingTimeInterval(75 * 60), summary: "Microneedling treatment",
+                       location: "Harbourside, 1 Quay Street; London", description: description, timeZone: zone,
+                       stamp: Date(timeIntervalSince1970: 1_795_773_600))
+    }
+
+    @Test func anEventCarriesItsZoneAndLocalTimes() {
+        // 2027-04-01 09:00 BST is 08:00 UTC.
+        let text = invite(start: Date(timeIntervalSince1970: 1_806_566_400), zone: london).ics
+        let lines = text.components(separatedBy: "\r\n")
+        #expect(text.hasSuffix("\r\n") && !text.replacingOccurrences(of: "\r\n", with: "").contains("\n"))
+        #expect(lines.first == "BEGIN:VCALENDAR" && lines.contains("VERSION:2.0"))
+        #expect(lines.contains("DTSTART;TZID=Europe/London:20270401T090000"))
+        #expect(lines.contains("DTEND;TZID=Europe/London:20270401T101500"))
+        #expect(lines.contains("DTSTAMP:20261127T100000Z"))
+        #expect(lines.contains("BEGIN:VTIMEZONE") && lines.contains("TZID:Europe/London"))
+        // The spring change of 2027: 01:00 GMT becomes 02:00 BST.
+        #expect(text.contains("BEGIN:DAYLIGHT\r\nDTSTART:20270328T010000\r\nTZOFFSETFROM:+0000\r\nTZOFFSETTO:+0100"))
+        #expect(text.contains("BEGIN:STANDARD\r\nDTSTART:20261025T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0000"))
+        #expect(lines.contains("LOCATION:Harbourside\\, 1 Quay Street\\; London"))
+    }
+
+    @Test func aZoneWithoutChangesHasOneStandardPart() {
+        let text = invite(start: Date(timeIntervalSince1970: 1_806_566_400), zone: TimeZone(identifier: "Asia/Tokyo")!).ics
+        #expect(text.contains("BEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0900\r\nTZOFFSETTO:+0900\r\nEND:STANDARD"))
+        #expect(!text.contains("DAYLIGHT"))
+    }
+
+    @Test func longLinesFoldWithoutSplittingCharacters() {
+        let long = String(repeating: "Zoë Lefèvre — aftercare 🌞 ", count: 8)
+        let text = invite(start: Date(timeIntervalSince1970: 1_806_566_400), zone: london, description: long).ics
+        for line in text.components(separatedBy: "\r\n") { #expect(line.utf8.count <= 75) }
+        let unfolded = text.replacingOccurrences(of: "\r\n ", with: "")
+        #expect(unfolded.contains("DESCRIPTION:" + CalendarInvite.escape(long)))
+    }
+}
