@@ -83,7 +83,7 @@ public struct PatientDetails: Codable, Sendable, Hashable {
         return "+" + digits
     }
 
-    static func isPlausibleEmail(_ text: String) -> Bool {
+    public static func isPlausibleEmail(_ text: String) -> Bool {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), text.count <= 254,
               !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),

@@ -279,6 +279,18 @@ public enum Availability {
         return ordered(slots)
     }
 
+    /// Each practitioner's working time on one day (hours minus breaks, leave and closures), for a day calendar.
+    public static func workingTime(on day: CalendarDate, in input: ScheduleInput) -> [(practitioner: String, ranges: [TimeRange])] {
+        let query = AvailabilityQuery(service: "", minutes: 1, from: day, to: day)
+        let clock = WallClock(input.timeZone, from: day, to: day)
+        return input.practitioners.map { ($0.id, workIntervals($0, query: query, input: input, clock: clock)) }
+    }
+
+    /// The instant a location's wall clock shows `time` on `day`.
+    public static func instant(_ day: CalendarDate, _ time: ClockTime, in zone: TimeZone) -> Date {
+        WallClock(zone, from: day, to: day).instant(day, time)
+    }
+
     /// The first free slot at or after `day` (searching `horizonDays` ahead), for series booking.
     public static func firstFree(_ query: AvailabilityQuery, on day: CalendarDate, horizonDays: Int, in input: ScheduleInput) -> FreeSlot? {
         var q = query

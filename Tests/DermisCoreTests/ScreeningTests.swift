@@ -254,3 +254,37 @@ import Testing
                                                     "anaesthetic-allergy", "botulinum-toxin-recent-in-area"])
     }
 }
+
+/// The public page's pre-screen: the same rules, only those its questions reach, at their boundaries.
+@Suite struct PreScreenTests {
+    let p = Fixture.protocolData
+    let today = Fixture.date("2026-11-27")
+
+    @Test func noAnswersMeanNoReason() throws {
+        #expect(try PreScreen().screen(zones: [], on: today, protocol: p).outcome == .eligible)
+    }
+
+    @Test func pregnancyDefersWithNoEndDate() throws {
+        let result = try PreScreen(pregnant: true).screen(zones: ["cheeks"], on: today, protocol: p)
+        #expect(result.outcome == .deferred && result.until == nil && result.reasons.map(\.rule) == ["pregnancy"])
+    }
+
+    @Test func isotretinoinStoppedDefersToTheDaySixMonthsOn() throws {
+        let stopped = PreScreen(isotretinoin: .stopped(lastDose: Fixture.date("2026-05-27")))
+        #expect(try stopped.screen(zones: [], on: Fixture.date("2026-11-26"), protocol: p).until == Fixture.date("2026-11-27"))
+        #expect(try stopped.screen(zones: [], on: Fixture.date("2026-11-27"), protocol: p).outcome == .eligible)
+        #expect(try PreScreen(isotretinoin: .current).screen(zones: [], on: today, protocol: p).outcome == .deferred)
+    }
+
+    @Test func fillerAndToxinDeferByTheirIntervals() throws {
+        let result = try PreScreen(fillerOn: Fixture.date("2026-05-01"), toxinOn: Fixture.date("2026-10-01")).screen(zones: ["forehead"], on: today, protocol: p)
+        #expect(result.outcome == .deferred && result.until == Fixture.date("2027-05-01"))
+        #expect(Set(result.reasons.map(\.rule)) == ["dermal-filler-recent", "botulinum-toxin-recent-in-area"])
+    }
+
+    @Test func skinCancerInTheAreaIsNotEligibleAndInfectionDefers() throws {
+        #expect(try PreScreen(skinCancerInArea: true).screen(zones: ["cheeks"], on: today, protocol: p).outcome == .notEligible)
+        let infection = try PreScreen(infectionInArea: true).screen(zones: ["cheeks"], on: today, protocol: p)
+        #expect(infection.outcome == .deferred && infection.until == nil)
+    }
+}

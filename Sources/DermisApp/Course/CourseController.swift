@@ -37,6 +37,11 @@ struct CourseController: RouteCollection {
         let charts: [OutcomeChartView]
         let sessionLinks: [Option]
         let openEvents: [Option]
+        let bookings: [Option]
+        let seriesRule: String?
+        let locations: [Option]
+        let canBookSeries: Bool
+        let today: String
     }
 
     func course(req: Request) async throws -> View {
@@ -86,12 +91,27 @@ struct CourseController: RouteCollection {
         let eventTypes = Dictionary(uniqueKeysWithValues: req.dermis.clinicalProtocol.followUp.eventTypes.map { ($0.id, $0.label) })
         let openEvents = try await AdverseEvent.query(on: req.db).filter(\.$patient.$id == id).filter(\.$resolvedOn == nil).sort(\.$openedAt).all()
             .map { Option(id: $0.id!.uuidString, name: "\(eventTypes[$0.type] ?? $0.type), \($0.severity), since \($0.onset)", selected: false) }
+        let scheduling = SchedulingService(req: req, clinicID: try req.staff().clinicID)
+        let locations = try await scheduling.locations()
+        let zoneOfClinic = try await req.clinic()?.zone ?? .current
+        let bookings = try await Appointment.query(on: req.db).filter(\.$patient.$id == id).sort(\.$startsAt).all().map { a in
+            Option(id: a.id!.uuidString, name: "\(LocalTime.words(a.startsAt, in: zoneOfClinic)) · \(a.status)\(a.seriesID != nil ? " · series" : "")\(a.zones.isEmpty ? "" : " · " + a.zoneList.joined(separator: ", "))", selected: false)
+        }
+        var seriesRule: String?
+        if let plan = try plan?.plan {
+            let rule = try await scheduling.seriesRule(patientID: id, zones: plan.zones.map(\.zone), ignoring: nil)
+            seriesRule = "Series: \(plan.series.sessions) sessions at least \(plan.series.minIntervalDays) days apart (\(plan.series.sources.joined(separator: "; ")))."
+                + (rule?.earliest.map { " Next treatment of these zones not before \($0): \(rule!.reason)." } ?? "")
+        }
         return try await req.view.render("course", CoursePage(page: try await PageHeader(req, title: "Treatment course"),
                                                               patientID: id.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
                                                               steps: steps, canStart: problems.isEmpty,
                                                               charts: OutcomeChartView.charts(signed, scores: scores, protocol: req.dermis.clinicalProtocol),
                                                               sessionLinks: signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) },
-                                                              openEvents: openEvents))
+                                                              openEvents: openEvents, bookings: bookings, seriesRule: seriesRule,
+                                                              locations: locations.map { Option(id: $0.id!.uuidString, name: $0.name, selected: false) },
+                                                              canBookSeries: plan != nil && !locations.isEmpty,
+                                                              today: req.today(in: req.clinic()).description))
     }
 
     // MARK: Intake

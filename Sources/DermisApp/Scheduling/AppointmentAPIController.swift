@@ -256,52 +256,21 @@ struct AppointmentAPIController: RouteCollection {
         let appointments: [AppointmentJSON]
     }
 
-    /// Books the latest plan's whole series: the first at `first`, each next on the first free slot on or after the
-    /// previous booking plus the interval (never earlier: the interval is never shortened).
+    /// Books the latest plan's whole series from `first` (see `SchedulingService.bookSeries`).
     func bookSeries(req: Request) async throws -> Response {
         let scheduling = try Self.service(req)
         let patient = try await req.patient()
         let input = try req.decodeJSON(SeriesInput.self)
-        guard let plan = try await TreatmentPlanRecord.query(on: req.db).filter(\.$patient.$id == patient.requireID())
-            .sort(\.$version, .descending).first()?.plan else {
-            throw InvalidInput(path: "plan", problem: "the patient has no treatment plan: its series sets the number of sessions and the interval")
-        }
         let location = try await scheduling.location(input.location)
         let service = try await scheduling.service(input.service ?? "treatment")
-        guard service.isTreatment else { throw InvalidInput(path: "service", problem: "a series is booked for a treatment service") }
         guard let first = input.first else { throw InvalidInput(path: "first", problem: "give the first session's start time (ISO 8601)") }
-        let seriesID = UUID()
-        let zones = plan.zones.map(\.zone)
-        let staffID = try req.staff().userID
-        var booked: [Appointment] = []
-        var start = first
         do {
-            for index in 0..<plan.series.sessions {
-                if index > 0 {
-                    let earliest = CalendarDate(booked[index - 1].startsAt, in: location.zone).adding(days: plan.series.minIntervalDays)
-                    let found = try await scheduling.availability(.init(location: location, service: service, zones: zones, from: earliest,
-                                                                        to: earliest.adding(days: 28), practitionerID: input.practitioner,
-                                                                        patientID: try patient.requireID()))
-                    guard let slot = found.slots.first else {
-                        throw SchedulingService.Conflict(message: "No free time for session \(index + 1) within 4 weeks of \(earliest).", alternatives: [])
-                    }
-                    start = slot.start
-                }
-                let booking = SchedulingService.Booking(
-                    location: location, service: service, zones: zones, start: start, practitionerID: input.practitioner,
-                    patientID: try patient.requireID(), contactName: "\(patient.givenName) \(patient.familyName)", contactEmail: patient.email ?? "",
-                    contactPhone: patient.phoneE164 ?? "", notes: "Session \(index + 1) of \(plan.series.sessions)", source: "staff", status: .booked,
-                    overrideReason: nil, seriesID: seriesID)
-                booked.append(try await req.audited(.create, objectType: "Appointment", patientID: try patient.requireID()) {
-                    try await scheduling.book(booking, by: staffID)
-                })
-            }
+            let (seriesID, interval, booked) = try await scheduling.bookSeries(for: patient, at: location, service: service, first: .exactly(first),
+                                                                                practitionerID: input.practitioner, by: try req.staff().userID)
+            return try await SeriesJSON(seriesID: seriesID, intervalDays: interval, appointments: booked.map(AppointmentJSON.init))
+                .encodeResponse(status: .created, for: req)
         } catch let conflict as SchedulingService.Conflict {
-            // All or nothing: a series that cannot be booked whole leaves nothing behind.
-            for appointment in booked { try? await appointment.delete(on: req.db) }
             return try await Self.conflictResponse(conflict, req)
         }
-        return try await SeriesJSON(seriesID: seriesID, intervalDays: plan.series.minIntervalDays, appointments: booked.map(AppointmentJSON.init))
-            .encodeResponse(status: .created, for: req)
     }
 }

@@ -304,6 +304,57 @@ struct SchedulingService {
         return try await Appointment.find(id, on: db)!
     }
 
+    enum SeriesStart {
+        /// The first session at exactly this time.
+        case exactly(Date)
+        /// The first free time on or after this day.
+        case firstFreeFrom(CalendarDate)
+    }
+
+    /// Books the patient's latest plan's whole series: each session after the first on the first free time on or after
+    /// the previous booking's day plus the plan's interval — never earlier, so the interval is never shortened. All or
+    /// nothing: a series that cannot be booked whole leaves no booking behind. Each booking is audited.
+    func bookSeries(for patient: Patient, at location: Location, service: Service, first: SeriesStart, practitionerID: UUID?,
+                    by staffID: UUID) async throws -> (UUID, Int, [Appointment]) {
+        let patientID = try patient.requireID()
+        guard let plan = try await TreatmentPlanRecord.query(on: db).filter(\.$patient.$id == patientID).sort(\.$version, .descending).first()?.plan else {
+            throw InvalidInput(path: "plan", problem: "the patient has no treatment plan: its series sets the number of sessions and the interval")
+        }
+        guard service.isTreatment else { throw InvalidInput(path: "service", problem: "a series is booked for a treatment service") }
+        let seriesID = UUID()
+        let zones = plan.zones.map(\.zone)
+        var booked: [Appointment] = []
+        do {
+            for index in 0..<plan.series.sessions {
+                var start: Date
+                switch (index, first) {
+                case (0, .exactly(let date)):
+                    start = date
+                default:
+                    let earliest: CalendarDate
+                    if index == 0, case .firstFreeFrom(let day) = first { earliest = day } else {
+                        earliest = CalendarDate(booked[index - 1].startsAt, in: location.zone).adding(days: plan.series.minIntervalDays)
+                    }
+                    let found = try await availability(.init(location: location, service: service, zones: zones, from: earliest,
+                                                             to: earliest.adding(days: 28), practitionerID: practitionerID, patientID: patientID))
+                    guard let slot = found.slots.first else {
+                        throw Conflict(message: "No free time for session \(index + 1) within 4 weeks of \(earliest).", alternatives: [])
+                    }
+                    start = slot.start
+                }
+                let booking = Booking(
+                    location: location, service: service, zones: zones, start: start, practitionerID: practitionerID, patientID: patientID,
+                    contactName: "\(patient.givenName) \(patient.familyName)", contactEmail: patient.email ?? "", contactPhone: patient.phoneE164 ?? "",
+                    notes: "Session \(index + 1) of \(plan.series.sessions)", source: "staff", status: .booked, overrideReason: nil, seriesID: seriesID)
+                booked.append(try await req.audited(.create, objectType: "Appointment", patientID: patientID) { try await book(booking, by: staffID) })
+            }
+        } catch {
+            for appointment in booked { try? await appointment.delete(on: db) }
+            throw error
+        }
+        return (seriesID, plan.series.minIntervalDays, booked)
+    }
+
     struct OverlapRefused: Error {}
 
     private func guarded(excluding: UUID?, _ appointment: Appointment, _ write: @escaping @Sendable (any Database) async throws -> Void) async throws {
