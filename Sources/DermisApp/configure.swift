@@ -61,6 +61,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: ScheduleSetupController())
     try app.register(collection: AppointmentAPIController())
     try app.register(collection: CalendarController())
+    try app.register(collection: PublicBookingController())
 }
 
 /// A folder of the app's bundled resources, with a trailing slash.

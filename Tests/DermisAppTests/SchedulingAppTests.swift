@@ -198,6 +198,102 @@ extension AppTests {
             }
         }
 
+        // MARK: Public booking
+
+        func publicForm(_ start: String, _ overrides: [(String, String)] = []) -> ByteBuffer {
+            var fields: [String: String] = ["service": "consultation", "start": start, "name": "Priya Shah", "email": "priya@example.test",
+                                            "phone": "+44 7700 900555", "pregnant": "no", "isotretinoin": "never", "skinCancer": "no",
+                                            "infection": "no", "consentToContact": "on"]
+            for (k, v) in overrides { fields[k] = v }
+            return form(fields.sorted { $0.key < $1.key })
+        }
+
+        func post(_ app: Application, _ path: String, _ body: ByteBuffer) async throws -> (HTTPStatus, String) {
+            var result: (HTTPStatus, String) = (.ok, "")
+            try await app.testing().test(.POST, path, headers: formHeaders, body: body) { res in result = (res.status, res.body.string) }
+            return result
+        }
+
+        @Test func aPatientBooksOnlineAndTheTimeIsHeldUntilConfirmed() async throws {
+            try await withDermis { app, settings in
+                let location = try await Location.query(on: app.db).first()!
+                var page = ""
+                try await app.testing().test(.GET, "/book?service=consultation&date=\(monday)") { res in
+                    #expect(res.status == .ok)
+                    page = res.body.string
+                }
+                #expect(page.contains("value=\"2026-11-30T09:00:00Z\""), "free times without an account")
+                let (status, held) = try await post(app, "/book", publicForm("2026-11-30T09:00:00Z", [("location", location.id!.uuidString)]))
+                #expect(status == .created && held.contains("Your time is held"), "\(held)")
+                let appointment = try #require(try await Appointment.query(on: app.db).first())
+                #expect(appointment.status == "pending" && appointment.source == "public" && appointment.contactName == "Priya Shah")
+                let message = try #require(try await OutboxMessage.query(on: app.db).first())
+                #expect(message.recipient == "priya@example.test")
+                let link = try #require(message.body.split(separator: "\n").first { $0.contains("/book/confirm/") })
+                let path = String(link[link.range(of: "/book/confirm/")!.lowerBound...])
+                #expect(!(appointment.confirmTokenHash ?? "").isEmpty && !message.body.contains(appointment.confirmTokenHash!), "only the hash is stored")
+                // The front desk sees the pending booking on the calendar.
+                let desk = try await desk(app, settings)
+                var calendar = ""
+                try await app.testing().test(.GET, "/calendar?date=\(monday)", headers: desk.headers) { calendar = $0.body.string }
+                #expect(calendar.contains("Priya Shah") && calendar.contains("status-pending"))
+                // The same time is no longer offered; confirming books it; its .ics is there.
+                #expect(try await post(app, "/book", publicForm("2026-11-30T09:00:00Z", [("location", location.id!.uuidString), ("name", "Second Person")])).0 == .conflict)
+                #expect(try await post(app, path, ByteBuffer()).0 == .ok)
+                #expect(try await Appointment.find(appointment.id, on: app.db)?.status == "booked")
+                var ics = ""
+                try await app.testing().test(.GET, path + "/calendar.ics") { ics = $0.body.string }
+                #expect(ics.contains("DTSTART;TZID=Europe/London:20261130T090000") && ics.contains("SUMMARY:Consultation at Harbour Skin Clinic"))
+            }
+        }
+
+        @Test func anUnconfirmedHoldLapsesAndFreesItsTime() async throws {
+            try await withDermis { app, settings in
+                let location = try await Location.query(on: app.db).first()!.id!.uuidString
+                #expect(try await post(app, "/book", publicForm("2026-11-30T10:00:00Z", [("location", location)])).0 == .created)
+                let message = try #require(try await OutboxMessage.query(on: app.db).first())
+                let link = try #require(message.body.split(separator: "\n").first { $0.contains("/book/confirm/") })
+                let path = String(link[link.range(of: "/book/confirm/")!.lowerBound...])
+                settings.manualClock.advance(by: Double(SchedulingService.holdMinutes * 60 - 1))
+                #expect(try await post(app, "/book", publicForm("2026-11-30T10:00:00Z", [("location", location), ("email", "b@example.test")])).0 == .conflict,
+                        "still held a second before the hold ends")
+                settings.manualClock.advance(by: 1)
+                #expect(try await post(app, "/book", publicForm("2026-11-30T10:00:00Z", [("location", location), ("email", "b@example.test")])).0 == .created,
+                        "free again when the hold ends")
+                #expect(try await post(app, path, ByteBuffer()).0 == .gone)
+                #expect(try await Self.overlaps(app.db) == 0)
+            }
+        }
+
+        @Test func thePreScreenDefersKindlyWithTheDateAndBooksNothing() async throws {
+            try await withDermis { app, settings in
+                let location = try await Location.query(on: app.db).first()!.id!.uuidString
+                let (status, page) = try await post(app, "/book", publicForm("2026-11-30T11:00:00Z", [
+                    ("location", location), ("isotretinoin", "stopped"), ("isotretinoinLastDose", "2026-09-15")]))
+                #expect(status == .ok && page.contains("not safe for you just now") && page.contains("2027-03-15"))
+                #expect(page.contains("+44 20 7946 0000"), "the clinic can still be contacted")
+                let (pregnant, pregnantPage) = try await post(app, "/book", publicForm("2026-11-30T11:00:00Z", [("location", location), ("pregnant", "yes")]))
+                #expect(pregnant == .ok && pregnantPage.contains("Pregnant") && !pregnantPage.contains("id=\"deferred-until\""))
+                #expect(try await Appointment.query(on: app.db).count() == 0)
+            }
+        }
+
+        @Test func aBadPublicFormNamesEachFieldAndIsRateLimited() async throws {
+            try await withDermis { app, settings in
+                let location = try await Location.query(on: app.db).first()!.id!.uuidString
+                let (status, page) = try await post(app, "/book", publicForm("tomorrow", [("location", location), ("email", "not-an-email"),
+                                                                                        ("pregnant", "maybe"), ("consentToContact", ""), ("name", " ")]))
+                #expect(status == .unprocessableEntity)
+                for field in ["name", "email", "consentToContact", "start", "pregnant"] { #expect(page.contains("data-field=\"\(field)\""), "\(field)") }
+                #expect(page.contains("value=\"not-an-email\""), "what was typed stays")
+                #expect(try await Appointment.query(on: app.db).count() == 0)
+                for _ in 1..<PublicBookingController.bookingsPerAddressPerHour {
+                    _ = try await post(app, "/book", publicForm("tomorrow", [("location", location)]))
+                }
+                #expect(try await post(app, "/book", publicForm("2026-11-30T12:00:00Z", [("location", location)])).0 == .tooManyRequests)
+            }
+        }
+
         @Test func statusesFollowTheVisitAndAStaleVersionIsRefused() async throws {
             try await withDermis { app, settings in
                 let desk = try await desk(app, settings)

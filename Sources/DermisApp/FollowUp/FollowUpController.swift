@@ -129,10 +129,13 @@ struct FollowUpController: RouteCollection {
         return try await render(req, status: .created, newLink: Self.url(req, token: token))
     }
 
-    static func url(_ req: Request, token: String) -> String {
+    static func url(_ req: Request, token: String) -> String { absoluteURL(req, "/care/\(token)") }
+
+    /// A link to this server for a message or a page to show (HTTPS when the server runs behind it).
+    static func absoluteURL(_ req: Request, _ path: String) -> String {
         let host = req.headers.first(name: .host) ?? "localhost:8080"
         let scheme = req.dermis.settings.secureCookies ? "https" : "http"
-        return "\(scheme)://\(host)/care/\(token)"
+        return "\(scheme)://\(host)\(path)"
     }
 
     func revokeLink(req: Request) async throws -> Response {

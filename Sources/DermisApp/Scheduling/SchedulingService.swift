@@ -289,11 +289,11 @@ struct SchedulingService {
         let allowed: [AppointmentStatus: [AppointmentStatus]] = [
             .pending: [.booked, .cancelled], .booked: [.checkedIn, .noShow, .cancelled], .checkedIn: [.completed, .cancelled],
         ]
+        let lapsed = appointment.appointmentStatus == .expired
+            || (appointment.appointmentStatus == .pending && (appointment.holdExpiresAt ?? .distantPast) <= now)
+        if lapsed && status == .booked { throw Abort(.gone, reason: "This hold lapsed before it was confirmed; please book again.") }
         guard let current = appointment.appointmentStatus, allowed[current]?.contains(status) == true else {
             throw Abort(.conflict, reason: "A \(appointment.status) booking cannot become \(status.rawValue).")
-        }
-        if current == .pending, status == .booked, (appointment.holdExpiresAt ?? .distantPast) <= now {
-            throw Abort(.gone, reason: "This hold lapsed before it was confirmed; please book again.")
         }
         let id = try appointment.requireID()
         let changed = try await (db as! any SQLDatabase).update(Appointment.schema)

@@ -1,0 +1,306 @@
+import DermisCore
+import Fluent
+import Foundation
+import Vapor
+
+/// Online booking with no account: choose a location, a service (or zones), a free time; give a name, a contact and
+/// answer the short pre-screen. A patient it would defer is told kindly why and from when they can book, with the
+/// clinic's number. Otherwise the time is held (pending) until the patient opens the confirmation link sent to them.
+/// Rate-limited per address; every booking audited.
+struct PublicBookingController: RouteCollection {
+    /// Booking attempts an address may make in an hour, and pages it may load.
+    static let bookingsPerAddressPerHour = 10
+    static let pagesPerAddressPerHour = 300
+
+    func boot(routes: any RoutesBuilder) throws {
+        routes.get("book", use: page).access(.open)
+        routes.post("book", use: book).access(.open)
+        routes.get("book", "confirm", ":token", use: confirmPage).access(.open)
+        routes.post("book", "confirm", ":token", use: confirm).access(.open)
+        routes.get("book", "confirm", ":token", "calendar.ics", use: ics).access(.open)
+    }
+
+    private func limited(_ req: Request, _ kind: String, _ limit: Int) async throws -> Bool {
+        try await RateLimits.exceeded("\(kind):\(req.clientAddress)", limit: limit, window: 3600, now: req.dermis.clock.now(), on: req.db)
+    }
+
+    private func clinic(_ req: Request) async throws -> Clinic {
+        guard let clinic = try await req.clinic() else { throw Abort(.notFound, reason: "Online booking is not set up.") }
+        return clinic
+    }
+
+    struct Query: Content {
+        var location: String?
+        var service: String?
+        var zones: [String]?
+        var date: String?
+    }
+
+    struct TimeOption: Encodable {
+        let start: String
+        let label: String
+    }
+
+    struct BookPage: Encodable {
+        let clinicName: String
+        let clinicPhone: String
+        let locations: [Option]
+        let services: [Option]
+        let zones: [Option]
+        let date: String
+        let treatment: Bool
+        let times: [TimeOption]
+        let searched: Bool
+        let query: String
+        let locationID: String
+        let serviceCode: String
+        let zonesText: String
+        let errors: [ErrorLine]
+        let form: FormEcho
+    }
+
+    /// What the patient typed, shown again after a refusal so nothing is lost.
+    struct FormEcho: Encodable {
+        var name = ""
+        var email = ""
+        var phone = ""
+        var start = ""
+    }
+
+    func page(req: Request) async throws -> Response {
+        if try await limited(req, "public-page", Self.pagesPerAddressPerHour) {
+            throw Abort(.tooManyRequests, reason: "Too many requests from this address; please try again in an hour or call the clinic.")
+        }
+        return try await render(req, status: .ok, query: try req.query.decode(Query.self), errors: [], form: FormEcho())
+    }
+
+    private func render(_ req: Request, status: HTTPResponseStatus, query q: Query, errors: [ErrorLine], form: FormEcho) async throws -> Response {
+        let clinic = try await clinic(req)
+        let scheduling = SchedulingService(req: req, clinicID: try clinic.requireID())
+        let locations = try await scheduling.locations()
+        let services = try await scheduling.services(publicOnly: true)
+        let location = locations.first { $0.id?.uuidString == q.location } ?? (locations.count == 1 ? locations.first : nil)
+        let service = services.first { $0.code == q.service }
+        let zones = q.zones ?? []
+        let zone = location?.zone ?? clinic.zone
+        let today = CalendarDate(req.dermis.clock.now(), in: zone)
+        let from = max(q.date.flatMap(CalendarDate.init(iso:)) ?? today, today)
+        var times: [TimeOption] = []
+        var problems = errors
+        let searched = location != nil && service != nil
+        if let location, let service {
+            do {
+                var seen = Set<Date>()
+                let found = try await scheduling.availability(.init(location: location, service: service, zones: zones, from: from, to: from.adding(days: 13)))
+                times = found.slots.filter { seen.insert($0.start).inserted }.prefix(80).map {
+                    TimeOption(start: ISO8601DateFormatter().string(from: $0.start), label: LocalTime.words($0.start, in: zone))
+                }
+            } catch let invalid as InvalidInput {
+                problems += ErrorLine.list(invalid)
+            }
+        }
+        let p = req.dermis.clinicalProtocol
+        let page = BookPage(
+            clinicName: clinic.name, clinicPhone: location?.phone ?? locations.first?.phone ?? "",
+            locations: locations.map { Option(id: $0.id!.uuidString, name: $0.name, selected: $0.id == location?.id) },
+            services: services.map { Option(id: $0.code, name: $0.name, selected: $0.id == service?.id) },
+            zones: p.zones.filter { $0.region == "face" || zones.contains($0.id) }.map { Option(id: $0.id, name: $0.displayName, selected: zones.contains($0.id)) },
+            date: from.description, treatment: service?.isTreatment ?? false, times: times, searched: searched,
+            query: "", locationID: location?.id?.uuidString ?? "", serviceCode: service?.code ?? "", zonesText: zones.joined(separator: ","),
+            errors: problems, form: form)
+        return try await req.view.render("book", page).response(status, for: req)
+    }
+
+    struct BookForm: Content {
+        var location: String?
+        var service: String?
+        var zones: String?
+        var start: String?
+        var name: String?
+        var email: String?
+        var phone: String?
+        var pregnant: String?
+        var isotretinoin: String?
+        var isotretinoinLastDose: String?
+        var skinCancer: String?
+        var infection: String?
+        var fillerOn: String?
+        var toxinOn: String?
+        var consentToContact: String?
+    }
+
+    /// The answers as a pre-screen, each unanswerable field named.
+    static func preScreen(_ form: BookForm) throws -> PreScreen {
+        var issues: [FieldIssue] = []
+        func yesNo(_ value: String?, _ field: String) -> Bool {
+            switch value {
+            case "yes": return true
+            case "no": return false
+            default:
+                issues.append(FieldIssue(path: field, problem: "answer yes or no"))
+                return false
+            }
+        }
+        func date(_ value: String?, _ field: String) -> CalendarDate? {
+            guard let value, !value.isEmpty else { return nil }
+            guard let date = CalendarDate(iso: value) else { issues.append(FieldIssue(path: field, problem: "must be a date YYYY-MM-DD")); return nil }
+            return date
+        }
+        var screen = PreScreen(pregnant: yesNo(form.pregnant, "pregnant"), skinCancerInArea: yesNo(form.skinCancer, "skinCancer"),
+                               infectionInArea: yesNo(form.infection, "infection"), fillerOn: date(form.fillerOn, "fillerOn"), toxinOn: date(form.toxinOn, "toxinOn"))
+        switch form.isotretinoin {
+        case "never": screen.isotretinoin = .never
+        case "current": screen.isotretinoin = .current
+        case "stopped":
+            if let last = date(form.isotretinoinLastDose, "isotretinoinLastDose") { screen.isotretinoin = .stopped(lastDose: last) } else if form.isotretinoinLastDose?.isEmpty ?? true {
+                issues.append(FieldIssue(path: "isotretinoinLastDose", problem: "give the date of the last dose"))
+            }
+        default: issues.append(FieldIssue(path: "isotretinoin", problem: "choose one answer"))
+        }
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        return screen
+    }
+
+    struct Outcome: Encodable {
+        let clinicName: String
+        let clinicPhone: String
+        let title: String
+        let held: Bool
+        let when: String?
+        let holdMinutes: Int
+        let reasons: [String]
+        let until: String?
+        let notEligible: Bool
+    }
+
+    func book(req: Request) async throws -> Response {
+        if try await limited(req, "public-book", Self.bookingsPerAddressPerHour) {
+            throw Abort(.tooManyRequests, reason: "Too many booking attempts from this address; please try again in an hour or call the clinic.")
+        }
+        let clinic = try await clinic(req)
+        let scheduling = SchedulingService(req: req, clinicID: try clinic.requireID())
+        let form = try req.content.decode(BookForm.self)
+        let zones = AppointmentAPIController.zones(form.zones)
+        let query = Query(location: form.location, service: form.service, zones: zones, date: nil)
+        let echo = FormEcho(name: form.name ?? "", email: form.email ?? "", phone: form.phone ?? "", start: form.start ?? "")
+        do {
+            var issues: [FieldIssue] = []
+            let name = (form.name ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            if name.isEmpty { issues.append(FieldIssue(path: "name", problem: "give your name")) }
+            if let issue = TextLimits.issue(name, "name", max: TextLimits.short) { issues.append(issue) }
+            let email = (form.email ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+            let phoneText = (form.phone ?? "").trimmingCharacters(in: .whitespaces)
+            let phone = phoneText.isEmpty ? nil : PatientDetails.e164(phoneText)
+            if !email.isEmpty && !PatientDetails.isPlausibleEmail(email) { issues.append(FieldIssue(path: "email", problem: "'\(email)' is not an email address")) }
+            if !phoneText.isEmpty && phone == nil { issues.append(FieldIssue(path: "phone", problem: "must be an international number with its country code, e.g. +44 7700 900123")) }
+            if email.isEmpty { issues.append(FieldIssue(path: "email", problem: "the confirmation link is sent by email: give an email address")) }
+            if form.consentToContact != "on" { issues.append(FieldIssue(path: "consentToContact", problem: "tick to let the clinic contact you about this booking")) }
+            let start = form.start.flatMap { try? Date($0, strategy: .iso8601) }
+            if start == nil { issues.append(FieldIssue(path: "start", problem: "choose a time")) }
+            var screen: PreScreen?
+            do { screen = try Self.preScreen(form) } catch let invalid as InvalidInput { issues += invalid.issues }
+            if !issues.isEmpty { throw InvalidInput(issues) }
+            let location = try await scheduling.location(form.location.flatMap(UUID.init(uuidString:)))
+            let service = try await scheduling.service(form.service)
+            guard service.isPublic else { throw InvalidInput(path: "service", problem: "is not offered online") }
+            // The pre-screen first: a patient it would defer is not booked, and is told why and until when.
+            let result = try screen!.screen(zones: zones, on: CalendarDate(req.dermis.clock.now(), in: location.zone), protocol: req.dermis.clinicalProtocol)
+            if result.outcome == .deferred || result.outcome == .notEligible {
+                try await req.audit(.create, objectType: "PublicBooking", outcome: .denied)
+                return try await req.view.render("book-outcome", Outcome(
+                    clinicName: clinic.name, clinicPhone: location.phone, title: "We can't book this online yet", held: false, when: nil,
+                    holdMinutes: 0, reasons: result.reasons.map(\.message), until: result.until?.description,
+                    notEligible: result.outcome == .notEligible)).response(.ok, for: req)
+            }
+            var generator = SystemRandomNumberGenerator()
+            let token = Data((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            let booking = SchedulingService.Booking(
+                location: location, service: service, zones: service.isTreatment ? zones : [], start: start!, practitionerID: nil, patientID: nil,
+                contactName: name, contactEmail: email, contactPhone: phone ?? "",
+                notes: "Booked online; pre-screen clear on \(CalendarDate(req.dermis.clock.now(), in: location.zone)).", source: "public",
+                status: .pending, overrideReason: nil, seriesID: nil)
+            let appointment = try await req.audited(.create, objectType: "Appointment") {
+                try await scheduling.book(booking, by: nil, confirmTokenHash: FollowUpService.hash(token))
+            }
+            let message = OutboxMessage()
+            message.$clinic.id = try clinic.requireID()
+            message.recipient = email
+            message.subject = "Confirm your booking at \(clinic.name)"
+            message.body = """
+                Hello \(name),
+
+                Please confirm your \(service.name.lowercased()) on \(LocalTime.words(appointment.startsAt, in: location.zone)) at \(location.name) \
+                within \(SchedulingService.holdMinutes) minutes, or the time is released:
+                \(FollowUpController.absoluteURL(req, "/book/confirm/\(token)"))
+
+                To change or cancel, call \(location.phone).
+                """
+            message.status = "queued"
+            message.createdAt = req.dermis.clock.now()
+            try await message.create(on: req.db)
+            return try await req.view.render("book-outcome", Outcome(
+                clinicName: clinic.name, clinicPhone: location.phone, title: "Your time is held", held: true,
+                when: LocalTime.words(appointment.startsAt, in: location.zone), holdMinutes: SchedulingService.holdMinutes,
+                reasons: [], until: nil, notEligible: false)).response(.created, for: req)
+        } catch let invalid as InvalidInput {
+            return try await render(req, status: .unprocessableEntity, query: query, errors: ErrorLine.list(invalid), form: echo)
+        } catch is SchedulingService.Conflict {
+            return try await render(req, status: .conflict, query: query,
+                                    errors: [ErrorLine(field: "start", message: "That time was just taken — please choose another.")], form: echo)
+        }
+    }
+
+    private func pending(_ req: Request) async throws -> Appointment {
+        let token = req.parameters.get("token") ?? ""
+        guard (20...100).contains(token.count),
+              let appointment = try await Appointment.query(on: req.db).filter(\.$confirmTokenHash == FollowUpService.hash(token)).first() else {
+            _ = try await limited(req, "public-book", Self.bookingsPerAddressPerHour)
+            throw Abort(.notFound, reason: "This confirmation link is not known. Please book again or call the clinic.")
+        }
+        return appointment
+    }
+
+    struct ConfirmPage: Encodable {
+        let clinicName: String
+        let clinicPhone: String
+        let when: String
+        let status: String
+        let token: String
+        let expired: Bool
+    }
+
+    func confirmPage(req: Request) async throws -> Response {
+        let appointment = try await pending(req)
+        return try await renderConfirm(req, appointment, status: .ok)
+    }
+
+    private func renderConfirm(_ req: Request, _ appointment: Appointment, status: HTTPResponseStatus) async throws -> Response {
+        let clinic = try await clinic(req)
+        let location = try await Location.find(appointment.$location.id, on: req.db)!
+        let expired = appointment.appointmentStatus == .expired
+            || (appointment.appointmentStatus == .pending && (appointment.holdExpiresAt ?? .distantPast) <= req.dermis.clock.now())
+        return try await req.view.render("book-confirm", ConfirmPage(
+            clinicName: clinic.name, clinicPhone: location.phone, when: LocalTime.words(appointment.startsAt, in: location.zone),
+            status: expired ? "expired" : appointment.status, token: req.parameters.get("token") ?? "", expired: expired)).response(status, for: req)
+    }
+
+    func confirm(req: Request) async throws -> Response {
+        let appointment = try await pending(req)
+        let clinic = try await clinic(req)
+        do {
+            let confirmed = try await req.audited(.update, objectType: "Appointment", objectID: appointment.id?.uuidString) {
+                try await SchedulingService(req: req, clinicID: try clinic.requireID()).setStatus(appointment, to: .booked, expectedVersion: appointment.version)
+            }
+            return try await renderConfirm(req, confirmed, status: .ok)
+        } catch let abort as any AbortError where [.conflict, .gone].contains(abort.status) {
+            return try await renderConfirm(req, try await pending(req), status: abort.status)
+        }
+    }
+
+    func ics(req: Request) async throws -> Response {
+        let appointment = try await pending(req)
+        guard appointment.appointmentStatus == .booked else { throw Abort(.conflict, reason: "Confirm the booking first.") }
+        return try await CalendarController.icsResponse(appointment, req)
+    }
+}
