@@ -36,17 +36,6 @@ struct Options {
     }
 }
 
-/// SplitMix64, so every run books the same chain.
-struct Generator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 let zones = ["Europe/London", "Europe/Paris", "America/New_York", "America/Los_Angeles", "Australia/Sydney"].map { TimeZone(identifier: $0)! }
 let firstDay = CalendarDate(iso: "2027-03-01")!  // spans the spring daylight-saving change in every zone but Sydney's
@@ -54,7 +43,7 @@ let firstDay = CalendarDate(iso: "2027-03-01")!  // spans the spring daylight-sa
 /// One location: practitioners Monday–Friday 09:00–17:30 (some Saturdays 10:00–14:00) with a lunch break, 12 rooms,
 /// 12 pens, a closure, some leave, and days about 65% booked with 30–90-minute appointments (an hour or more is a
 /// treatment, which takes a pen).
-func location(_ index: Int, _ options: Options, _ rng: inout Generator) -> ScheduleInput {
+func location(_ index: Int, _ options: Options, _ rng: inout SplitMix64) -> ScheduleInput {
     let zone = zones[index % zones.count]
     var calendar = Calendar(identifier: .gregorian)
     calendar.timeZone = zone
@@ -107,7 +96,7 @@ func location(_ index: Int, _ options: Options, _ rng: inout Generator) -> Sched
 }
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
-var rng = Generator(state: 2026_11_27)
+var rng = SplitMix64(seed: 2026_11_27)
 let setupStart = ContinuousClock.now
 let chain = (0..<options.locations).map { location($0, options, &rng) }
 let bookings = chain.reduce(0) { total, input in total + input.practitioners.reduce(0) { $0 + (input.busy[$1.id]?.count ?? 0) } }

@@ -130,7 +130,7 @@ extension AppTests {
         @Test func randomBookMoveCancelSequencesNeverOverlap() async throws {
             try await withDermis { app, settings in
                 let desk = try await desk(app, settings)
-                var rng = SeededRandom(seed: 20261127)
+                var rng = SplitMix64(seed: 20261127)
                 var live: [(id: String, version: Int)] = []
                 let days = ["2026-11-30", "2026-12-01"]
                 for _ in 0..<60 {
@@ -313,15 +313,3 @@ extension AppTests {
     }
 }
 
-/// SplitMix64 for repeatable random sequences.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

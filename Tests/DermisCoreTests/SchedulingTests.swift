@@ -129,7 +129,7 @@ import Testing
     /// A small random clinic: random hours, breaks, bookings and blocks; the fast search must equal the baseline.
     @Test(arguments: 0..<40)
     func theSearchAgreesWithTheMinuteByMinuteBaseline(seed: UInt64) {
-        var rng = SeededGenerator(seed: seed &+ 1)
+        var rng = SplitMix64(seed: seed &+ 1)
         let zone = [london, TimeZone(identifier: "America/New_York")!, TimeZone(identifier: "Australia/Sydney")!][Int(seed % 3)]
         let start = [day("2027-03-24"), day("2027-10-27"), day("2026-11-30")][Int(seed / 3 % 3)]
         func clock(_ minutes: Int) -> ClockTime { ClockTime(minutes: minutes)! }
@@ -168,18 +168,6 @@ import Testing
     }
 }
 
-/// SplitMix64: a small deterministic generator, so a failing seed can be rerun.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 extension SchedulingTests {
     /// Day arithmetic without a Calendar agrees with Foundation's over four centuries of days, leap rules included.

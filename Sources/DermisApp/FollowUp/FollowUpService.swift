@@ -1,4 +1,3 @@
-import Crypto
 import DermisCore
 import Fluent
 import Foundation
@@ -45,10 +44,6 @@ struct FollowUpService {
 
     // MARK: Links
 
-    static func hash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
-
     /// A new personal link for a signed session (256 random bits, base64url); any earlier link for it is revoked.
     /// It lasts the protocol's follow-up window from the session's end. The token is returned once and never stored.
     func createLink(chartID: UUID, patientID: UUID, by staffID: UUID) async throws -> (link: PatientLink, token: String) {
@@ -60,12 +55,9 @@ struct FollowUpService {
             throw Abort(.conflict, reason: "The \(p.followUp.linkValidDays)-day follow-up window of this session has ended; no new link can be issued.")
         }
         try await revokeLinks(chartID: chartID, by: staffID)
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        let token = Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let token = Secrets.token()
         let link = PatientLink()
-        link.tokenHash = Self.hash(token)
+        link.tokenHash = Secrets.digest(token)
         link.chartID = chartID
         link.$patient.id = patientID
         link.createdAt = now
@@ -199,7 +191,7 @@ enum PatientLinks {
         }
         let token = req.parameters.get("token") ?? ""
         guard (20...100).contains(token.count),
-              let link = try await PatientLink.query(on: req.db).filter(\.$tokenHash == FollowUpService.hash(token)).first() else {
+              let link = try await PatientLink.query(on: req.db).filter(\.$tokenHash == Secrets.digest(token)).first() else {
             try await RateLimits.record(missBucket, now: now, on: req.db)
             return try await refusal(req, .notFound, "This link is not known. Check that it was copied whole, or ask the clinic for a new one.")
         }

@@ -212,16 +212,14 @@ struct PublicBookingController: RouteCollection {
                     holdMinutes: 0, reasons: result.reasons.map(\.message), until: result.until?.description,
                     notEligible: result.outcome == .notEligible)).response(.ok, for: req)
             }
-            var generator = SystemRandomNumberGenerator()
-            let token = Data((0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }).base64EncodedString()
-                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            let token = Secrets.token()
             let booking = SchedulingService.Booking(
                 location: location, service: service, zones: service.isTreatment ? zones : [], start: start!, practitionerID: nil, patientID: nil,
                 contactName: name, contactEmail: email, contactPhone: phone ?? "",
                 notes: "Booked online; pre-screen clear on \(CalendarDate(req.dermis.clock.now(), in: location.zone)).", source: "public",
                 status: .pending, overrideReason: nil, seriesID: nil)
             let appointment = try await req.audited(.create, objectType: "Appointment") {
-                try await scheduling.book(booking, by: nil, confirmTokenHash: FollowUpService.hash(token))
+                try await scheduling.book(booking, by: nil, confirmTokenHash: Secrets.digest(token))
             }
             let message = OutboxMessage()
             message.$clinic.id = try clinic.requireID()
@@ -254,7 +252,7 @@ struct PublicBookingController: RouteCollection {
     private func pending(_ req: Request) async throws -> Appointment {
         let token = req.parameters.get("token") ?? ""
         guard (20...100).contains(token.count),
-              let appointment = try await Appointment.query(on: req.db).filter(\.$confirmTokenHash == FollowUpService.hash(token)).first() else {
+              let appointment = try await Appointment.query(on: req.db).filter(\.$confirmTokenHash == Secrets.digest(token)).first() else {
             _ = try await limited(req, "public-book", Self.bookingsPerAddressPerHour)
             throw Abort(.notFound, reason: "This confirmation link is not known. Please book again or call the clinic.")
         }
