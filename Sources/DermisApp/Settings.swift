@@ -14,6 +14,9 @@ public struct DermisSettings: Sendable {
     public var clock: any Clock
     /// Cookies get `Secure` and the `__Host-` prefix: set when Dermis is reached over HTTPS (`DERMIS_SECURE_COOKIES=1`).
     public var secureCookies: Bool
+    /// The address patients reach this server at (`https://clinic.example`), for links in messages; without it, links
+    /// are built from the request's Host header.
+    public var publicURL: String?
     /// A session ends after this long without a request; capped at 30 minutes (SECURITY.md R4).
     public var idleTimeout: TimeInterval
     /// A session ends this long after sign-in whatever happens; capped at 12 hours.
@@ -32,7 +35,7 @@ public struct DermisSettings: Sendable {
     public static let maximumAbsoluteTimeout: TimeInterval = 12 * 3600
 
     public init(dataDirectory: String = "./data", databaseURL: String? = nil, protocolFile: String? = nil,
-                seedDemo: Bool = false, clock: any Clock = SystemClock(), secureCookies: Bool = false,
+                seedDemo: Bool = false, clock: any Clock = SystemClock(), secureCookies: Bool = false, publicURL: String? = nil,
                 idleTimeout: TimeInterval = maximumIdleTimeout, absoluteTimeout: TimeInterval = maximumAbsoluteTimeout,
                 passwordCost: Int = 12, failuresPerAccountPerHour: Int = 100, failuresPerAddressPerHour: Int = 300,
                 screeningValidDays: Int = 30, randomPassword: @escaping @Sendable () -> String = Secrets.password) {
@@ -42,6 +45,7 @@ public struct DermisSettings: Sendable {
         self.seedDemo = seedDemo
         self.clock = clock
         self.secureCookies = secureCookies
+        self.publicURL = publicURL
         self.idleTimeout = min(idleTimeout, Self.maximumIdleTimeout)
         self.absoluteTimeout = min(absoluteTimeout, Self.maximumAbsoluteTimeout)
         self.passwordCost = passwordCost
@@ -58,6 +62,7 @@ public struct DermisSettings: Sendable {
             databaseURL: environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 },
             protocolFile: environment["DERMIS_PROTOCOL_FILE"].flatMap { $0.isEmpty ? nil : $0 },
             secureCookies: ["1", "true", "yes"].contains(environment["DERMIS_SECURE_COOKIES"]?.lowercased() ?? ""),
+            publicURL: environment["DERMIS_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : String($0.trimmingSuffix("/")) },
             idleTimeout: environment["DERMIS_IDLE_TIMEOUT_MINUTES"].flatMap(Double.init).map { $0 * 60 } ?? maximumIdleTimeout,
             absoluteTimeout: environment["DERMIS_SESSION_HOURS"].flatMap(Double.init).map { $0 * 3600 } ?? maximumAbsoluteTimeout,
             screeningValidDays: environment["DERMIS_SCREENING_VALID_DAYS"].flatMap(Int.init).map { max(1, $0) } ?? 30)
@@ -84,5 +89,13 @@ public struct ProtocolFileError: Error, CustomStringConvertible {
 
     public var description: String {
         "The protocol file \(path) is invalid:\n" + invalid.issues.map { "  \($0)" }.joined(separator: "\n")
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: Character) -> Substring {
+        var text = Substring(self)
+        while text.last == suffix { text = text.dropLast() }
+        return text
     }
 }

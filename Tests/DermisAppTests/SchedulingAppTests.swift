@@ -247,6 +247,20 @@ extension AppTests {
             }
         }
 
+        @Test func aConfirmationLinkUsesThePublicAddressNotAForgedHost() async throws {
+            try await withDermis(change: { $0.publicURL = "https://harbour.example" }) { app, settings in
+                let location = try await Location.query(on: app.db).first()!.id!.uuidString
+                var headers = formHeaders
+                headers.replaceOrAdd(name: .host, value: "evil.example")
+                headers.replaceOrAdd(name: .origin, value: "http://evil.example")
+                var status: HTTPStatus = .ok
+                try await app.testing().test(.POST, "/book", headers: headers, body: publicForm("2026-11-30T10:00:00Z", [("location", location)])) { status = $0.status }
+                #expect(status == .created)
+                let message = try #require(try await OutboxMessage.query(on: app.db).first())
+                #expect(message.body.contains("https://harbour.example/book/confirm/") && !message.body.contains("evil.example"))
+            }
+        }
+
         @Test func anUnconfirmedHoldLapsesAndFreesItsTime() async throws {
             try await withDermis { app, settings in
                 let location = try await Location.query(on: app.db).first()!.id!.uuidString

@@ -131,8 +131,10 @@ struct FollowUpController: RouteCollection {
 
     static func url(_ req: Request, token: String) -> String { absoluteURL(req, "/care/\(token)") }
 
-    /// A link to this server for a message or a page to show (HTTPS when the server runs behind it).
+    /// A link to this server for a message or a page to show: under DERMIS_PUBLIC_URL when set (a forged Host header
+    /// then cannot redirect a patient's link), else from the request's Host (HTTPS when the server runs behind it).
     static func absoluteURL(_ req: Request, _ path: String) -> String {
+        if let base = req.dermis.settings.publicURL { return base + path }
         let host = req.headers.first(name: .host) ?? "localhost:8080"
         let scheme = req.dermis.settings.secureCookies ? "https" : "http"
         return "\(scheme)://\(host)\(path)"

@@ -76,7 +76,7 @@ struct SchedulingService {
         let pens = try await Device.query(on: db).filter(\.$location.$id == locationID).filter(\.$active == true).sort(\.$serial).all()
         let closures = try await Closure.query(on: db).filter(\.$location.$id == locationID).all().compactMap { CalendarDate(iso: $0.day) }
         let resourceIDs = staff.compactMap(\.id) + rooms.compactMap(\.id) + pens.compactMap(\.id)
-        let held = try await Appointment.query(on: db)
+        let held = resourceIDs.isEmpty ? [] : try await Appointment.query(on: db)
             .filter(\.$status ~~ AppointmentStatus.holding.map(\.rawValue))
             .filter(\.$startsAt < end).filter(\.$holdsUntil > start)
             .group(.or) { $0.filter(\.$practitionerID ~~ resourceIDs).filter(\.$roomID ~~ resourceIDs).filter(\.$penID ~~ resourceIDs) }
