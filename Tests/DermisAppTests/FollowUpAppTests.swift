@@ -244,6 +244,7 @@ extension AppTests {
         @Test func aLinkInALogLineLosesItsToken() {
             #expect(PatientSafeLogHandler.redactingLinks("GET /care/abcDEF_-123?x=1 done") == "GET /care/[token]?x=1 done")
             #expect(PatientSafeLogHandler.redactingLinks("POST /care/tok/check-ins") == "POST /care/[token]/check-ins")
+            #expect(PatientSafeLogHandler.redactingLinks("GET /book/confirm/abc_DEF/calendar.ics") == "GET /book/confirm/[token]/calendar.ics")
         }
 
         @Test func aWithdrawnExpiredOrUnknownLinkIsRefused() async throws {

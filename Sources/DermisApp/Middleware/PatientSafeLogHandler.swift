@@ -32,12 +32,12 @@ public struct PatientSafeLogHandler: LogHandler {
             safe.metadata = metadata
         }
         let message = "\(event.message)"
-        if message.contains("/care/") { safe.message = "\(Self.redactingLinks(message))" }
+        if message.contains("/care/") || message.contains("/book/confirm/") { safe.message = "\(Self.redactingLinks(message))" }
         wrapped.log(event: safe)
     }
 
-    /// A patient's link is a credential: its token never reaches the log (`/care/[token]`).
+    /// A patient's aftercare link and a booking's confirmation link are credentials: their tokens never reach the log.
     static func redactingLinks(_ text: String) -> String {
-        text.replacing(/\/care\/[^\/\s?#]+/, with: "/care/[token]")
+        text.replacing(/\/care\/[^\/\s?#]+/, with: "/care/[token]").replacing(/\/book\/confirm\/[^\/\s?#]+/, with: "/book/confirm/[token]")
     }
 }
