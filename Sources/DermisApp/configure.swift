@@ -59,6 +59,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: AdverseEventController())
     try app.register(collection: PhotoController())
     try app.register(collection: ScheduleSetupController())
+    try app.register(collection: ScheduleAdminController())
     try app.register(collection: AppointmentAPIController())
     try app.register(collection: CalendarController())
     try app.register(collection: PublicBookingController())

@@ -198,6 +198,51 @@ extension AppTests {
             }
         }
 
+        // MARK: The admin's set-up page
+
+        @Test func anAdminSetsUpALocationAWeekAndLeaveFromThePage() async throws {
+            try await withDermis { app, settings in
+                let admin = try await makeStaff(app, role: .admin)
+                let headers = try await signIn(app, admin, clock: settings.clock).merging(formHeaders)
+                func post(_ path: String, _ fields: [(String, String)]) async throws -> (HTTPStatus, String) {
+                    var result: (HTTPStatus, String) = (.ok, "")
+                    try await app.testing().test(.POST, "/admin/schedule/\(path)", headers: headers, body: form(fields)) { res in
+                        result = (res.status, res.body.string)
+                    }
+                    return result
+                }
+                let (badZone, badPage) = try await post("locations", [("name", "Northside"), ("timeZone", "Mars/Olympus")])
+                #expect(badZone == .unprocessableEntity && badPage.contains("data-field=\"timeZone\""))
+                #expect(try await Location.query(on: app.db).count() == 1)
+                #expect(try await post("locations", [("name", "Northside"), ("timeZone", "America/New_York"), ("phone", "+1 212 555 0100")]).0 == .seeOther)
+                let north = try #require(try await Location.query(on: app.db).filter(\.$name == "Northside").first())
+                #expect(try await post("rooms", [("location", north.id!.uuidString), ("name", "Suite A")]).0 == .seeOther)
+                let sam = try await StaffUser.query(on: app.db).filter(\.$email == "sam.nurse@demo.dermis.test").first()!
+                // A day whose end is before its start is refused by name, and the week is not replaced.
+                let (badWeek, weekPage) = try await post("hours", [("practitioner", sam.id!.uuidString), ("location", north.id!.uuidString),
+                                                                   ("start1", "12:00"), ("end1", "09:00")])
+                #expect(badWeek == .unprocessableEntity && weekPage.contains("data-field=\"end1\"") && weekPage.contains("Monday"))
+                #expect(try await post("hours", [("practitioner", sam.id!.uuidString), ("location", north.id!.uuidString),
+                                                 ("start1", "09:00"), ("end1", "12:00"), ("breakStart1", "10:00"), ("breakEnd1", "10:30")]).0 == .seeOther)
+                let (noMinutes, _) = try await post("services", [("code", "quick-look"), ("name", "Quick look"), ("kind", "review")])
+                #expect(noMinutes == .unprocessableEntity)
+                let desk = try await desk(app, settings)
+                func starts(_ day: String) async throws -> [String] {
+                    let (_, body, _) = try await desk.call(.GET, "/api/v1/availability?location=\(north.id!)&service=consultation&from=\(day)&to=\(day)&grid=30")
+                    return ((body as? [String: Any])?["slots"] as? [[String: Any]] ?? []).compactMap { $0["start"] as? String }
+                }
+                // New York is UTC-5 in winter: 09:00, 09:30 and 10:30, 11:00, 11:30 local.
+                #expect(try await starts(monday) == ["2026-11-30T14:00:00Z", "2026-11-30T14:30:00Z", "2026-11-30T15:30:00Z", "2026-11-30T16:00:00Z", "2026-11-30T16:30:00Z"])
+                #expect(try await post("leave", [("practitioner", sam.id!.uuidString), ("from", "2026-11-30"), ("to", "2026-11-30")]).0 == .seeOther)
+                #expect(try await starts(monday).isEmpty, "on leave")
+                #expect(try await starts("2026-12-07").count == 5)
+                var status: HTTPStatus = .ok
+                try await app.testing().test(.POST, "/admin/schedule/rooms", headers: desk.headers.merging(formHeaders),
+                                             body: form([("location", north.id!.uuidString), ("name", "B")])) { status = $0.status }
+                #expect(status == .forbidden)
+            }
+        }
+
         // MARK: Public booking
 
         func publicForm(_ start: String, _ overrides: [(String, String)] = []) -> ByteBuffer {

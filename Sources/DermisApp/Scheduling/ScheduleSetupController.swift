@@ -83,16 +83,7 @@ struct ScheduleSetupController: RouteCollection {
     func createClosure(req: Request) async throws -> HTTPStatus {
         let location = try await location(req)
         let input = try req.decodeJSON(ClosureInput.self)
-        guard let day = input.day.flatMap(CalendarDate.init(iso:)) else { throw InvalidInput(path: "day", problem: "must be a date YYYY-MM-DD") }
-        let closure = Closure()
-        closure.$location.id = try location.requireID()
-        closure.day = day.description
-        closure.reason = input.reason ?? ""
-        do {
-            try await closure.create(on: req.db)
-        } catch let error as any DatabaseError where error.isConstraintFailure {
-            throw Abort(.conflict, reason: "\(day) is already a closure.")
-        }
+        let closure = try await ScheduleSetup.createClosure(day: input.day, reason: input.reason ?? "", at: location, on: req.db)
         try await req.audit(.staffChange, objectType: "Closure", objectID: closure.id?.uuidString, outcome: .success)
         return .created
     }
@@ -248,6 +239,21 @@ enum ScheduleSetup {
             throw Abort(.conflict, reason: "\(location.name) has a room named \(name) already.")
         }
         return room
+    }
+
+    static func createClosure(day text: String?, reason: String, at location: Location, on db: any Database) async throws -> Closure {
+        guard let day = text.flatMap(CalendarDate.init(iso:)) else { throw InvalidInput(path: "day", problem: "must be a date YYYY-MM-DD") }
+        if let issue = TextLimits.issue(reason, "reason", max: TextLimits.reason) { throw InvalidInput([issue]) }
+        let closure = Closure()
+        closure.$location.id = try location.requireID()
+        closure.day = day.description
+        closure.reason = reason
+        do {
+            try await closure.create(on: db)
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            throw Abort(.conflict, reason: "\(location.name) is already closed on \(day).")
+        }
+        return closure
     }
 
     struct WeeklyRow: Sendable {
