@@ -75,7 +75,7 @@ public enum CheckInRules {
             var values = ["day": String(day)]
             switch rule.kind {
             case "redness-beyond-downtime":
-                guard report.redness >= (rule.minimumGrade ?? 1), reportedAt >= schedule.rednessExpectedUntil else { return nil }
+                guard let minimum = rule.minimumGrade, report.redness >= minimum, reportedAt >= schedule.rednessExpectedUntil else { return nil }
                 values["grade"] = String(report.redness)
                 values["maxDays"] = String(schedule.downtime.max)
                 values["depth"] = formatMillimetres(schedule.deepestDepthMm)
@@ -84,7 +84,7 @@ public enum CheckInRules {
                 guard !labels.isEmpty else { return nil }
                 values["signs"] = labels.joined(separator: ", ").lowercased()
             case "pain-rising":
-                guard day > (rule.afterDay ?? 2), let earlier, report.pain > earlier.pain else { return nil }
+                guard let afterDay = rule.afterDay, day > afterDay, let earlier, report.pain > earlier.pain else { return nil }
                 values["pain"] = String(report.pain)
                 values["previous"] = String(earlier.pain)
             default:

@@ -409,8 +409,6 @@ public enum Availability {
         return low < held.count && held[low].start < range.end ? held[low] : nil
     }
 
-    /// Whether `range` misses every range of a merged list.
-    static func isFree(_ range: TimeRange, _ held: [TimeRange]) -> Bool { firstBlocking(range, held) == nil }
 }
 
 extension CalendarDate {

@@ -446,7 +446,7 @@ extension AppTests {
                 let stored = try Data(contentsOf: PhotoStore(dataDirectory: settings.dataDirectory).url(of: photo.storedName))
                 #expect(stored.starts(with: [0xFF, 0xD8, 0xFF]))
                 #expect(!stored.contains("Exif") && !stored.contains("GPS 51.5072N"), "EXIF and GPS are gone")
-                #expect(PhotoStore.sha256(stored) == photo.sha256)
+                #expect(Secrets.digest(stored) == photo.sha256)
                 var served = Data()
                 try await app.testing().test(.GET, "/patients/\(signed.course.patientID)/photos/\(photo.id!)", headers: signed.course.session) { res in
                     #expect(res.status == .ok && res.headers.contentType == .jpeg)

@@ -163,7 +163,7 @@ import Testing
             if Bool.random(using: &rng) { q.notBefore = origin.addingTimeInterval(Double(Int.random(in: 0..<5000, using: &rng) * 60)) }
             let fast = Availability.search(q, in: input)
             #expect(fast == Availability.naiveSearch(q, in: input), "seed \(seed), pen \(pen)")
-            #expect(fast.allSatisfy { slot in Availability.isFree(TimeRange(slot.start, slot.end), Availability.merged(busy[slot.practitionerID] ?? [])) })
+            #expect(fast.allSatisfy { slot in Availability.firstBlocking(TimeRange(slot.start, slot.end), Availability.merged(busy[slot.practitionerID] ?? [])) == nil })
         }
     }
 }

@@ -34,7 +34,7 @@ final class AuditEvent: Model, @unchecked Sendable {
     }
 
     var computedHash: String {
-        SHA256.hash(data: Data(canonicalText.utf8)).map { String(format: "%02x", $0) }.joined()
+        Secrets.digest(canonicalText)
     }
 }
 

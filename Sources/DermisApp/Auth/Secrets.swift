@@ -15,8 +15,11 @@ public enum Secrets {
     }
 
     /// The digest a token or recovery code is stored as.
-    public static func digest(_ secret: String) -> String {
-        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+    public static func digest(_ secret: String) -> String { digest(Data(secret.utf8)) }
+
+    /// SHA-256 in lower-case hex: stored tokens, signatures, photos and the audit chain.
+    public static func digest(_ data: Data) -> String {
+        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
 
     static func base64URL(_ data: Data) -> String {

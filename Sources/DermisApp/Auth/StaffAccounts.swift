@@ -4,6 +4,11 @@ import Vapor
 
 /// Creating staff and checking their passwords, shared by the CLI, the first-run page, the demo and the admin pages.
 enum StaffAccounts {
+    /// Every staff member's name in a clinic by id, for showing who did what.
+    static func names(in clinicID: UUID, on db: any Database) async throws -> [UUID: String] {
+        Dictionary(try await StaffUser.query(on: db).filter(\.$clinic.$id == clinicID).all().map { ($0.id!, $0.name) }, uniquingKeysWith: { a, _ in a })
+    }
+
     /// bcrypt off the event loop. `cost` comes from the settings (12 in production).
     static func hash(_ password: String, cost: Int, on app: Application) async throws -> String {
         try await app.threadPool.runIfActive { try Bcrypt.hash(password, cost: cost) }

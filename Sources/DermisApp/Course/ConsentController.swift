@@ -172,7 +172,7 @@ struct ConsentController: RouteCollection {
         }
         let template = try await ConsentTemplate.find(consent.$template.id, on: req.db)!
         let plan = try await TreatmentPlanRecord.find(consent.$plan.id, on: req.db)!
-        let digest = SHA256.hash(data: consent.signaturePNG).map { String(format: "%02x", $0) }.joined()
+        let digest = Secrets.digest(consent.signaturePNG)
         return try await req.view.render("consent", ConsentPage(
             page: try await PageHeader(req, title: "Signed consent"), patientName: "\(service.patient.givenName) \(service.patient.familyName)",
             patientID: service.patientID.uuidString, mrn: service.patient.mrn, planVersion: plan.version, template: Self.text(template),

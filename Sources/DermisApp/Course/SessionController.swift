@@ -110,8 +110,7 @@ struct SessionController: RouteCollection {
         let today = try await req.today(in: req.clinic())
         let lots = try await stock.lots().filter { $0.problem(on: today) == nil || $0.id == session.$lot.id }
         let history = try await service.history(of: id)
-        let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$clinic.$id == service.staff.clinicID).all().map { ($0.id!, $0.name) },
-                               uniquingKeysWith: { a, _ in a })
+        let names = try await StaffAccounts.names(in: service.staff.clinicID, on: req.db)
         let now = req.dermis.clock.now()
         return try await req.view.render("session", SessionPage(
             page: try await PageHeader(req, title: "Session chart"), patientID: service.patientID.uuidString,

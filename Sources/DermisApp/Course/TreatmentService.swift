@@ -82,7 +82,7 @@ struct TreatmentService {
         record.$template.id = try template.requireID()
         record.typedName = typedName.trimmingCharacters(in: .whitespaces)
         record.signaturePNG = png!
-        record.signatureSHA256 = SHA256.hash(data: png!).map { String(format: "%02x", $0) }.joined()
+        record.signatureSHA256 = Secrets.digest(png!)
         record.signedAt = now
         record.recordedBy = staff.userID
         try await record.create(on: db)

@@ -37,10 +37,11 @@ struct AdverseEventController: RouteCollection {
         let version: Int
     }
 
-    private func rows(_ req: Request, openOnly: Bool) async throws -> [Row] {
+    private func rows(_ req: Request, openOnly: Bool, id: UUID? = nil) async throws -> [Row] {
         let staff = try req.staff()
         var query = AdverseEvent.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$openedAt, .descending)
         if openOnly { query = query.filter(\.$resolvedOn == nil) }
+        if let id { query = query.filter(\.$id == id) }
         let events = try await query.all()
         let patients = Dictionary(try await Patient.query(on: req.db).filter(\.$id ~~ Set(events.map(\.$patient.id))).all().map { ($0.id!, $0) },
                                   uniquingKeysWith: { a, _ in a })
@@ -114,7 +115,7 @@ struct AdverseEventController: RouteCollection {
 
     private func render(_ req: Request, status: HTTPResponseStatus, errors: [ErrorLine]) async throws -> Response {
         let event = try await req.audited(.read, objectType: "AdverseEvent", objectID: req.parameters.get("eventID")) { try await find(req) }
-        guard let row = try await rows(req, openOnly: false).first(where: { $0.id == event.id }) else { throw Abort(.notFound) }
+        guard let row = try await rows(req, openOnly: false, id: event.id).first else { throw Abort(.notFound) }
         let p = req.dermis.clinicalProtocol
         let page = DetailPage(page: try await PageHeader(req, title: "Adverse event"), event: row,
                               types: p.followUp.eventTypes.map { Option(id: $0.id, name: $0.label, selected: $0.id == row.type) },
@@ -245,7 +246,7 @@ struct AdverseEventController: RouteCollection {
         try await req.audited(.update, objectType: "AdverseEvent", objectID: event.id?.uuidString, patientID: event.$patient.id) {
             try await apply(changes, to: event, req)
         }
-        guard let row = try await rows(req, openOnly: false).first(where: { $0.id == event.id }) else { throw Abort(.notFound) }
+        guard let row = try await rows(req, openOnly: false, id: event.id).first else { throw Abort(.notFound) }
         return row
     }
 }

@@ -82,10 +82,7 @@ struct CareController: RouteCollection {
         let now = req.dermis.clock.now()
         let rows = TimelineRow.rows(schedule, in: zone, now: now)
         let p = req.dermis.clinicalProtocol
-        func options(_ scaleID: String) -> [Option] {
-            guard let scale = p.outcomeScale(scaleID) else { return [] }
-            return (scale.min...scale.max).map { Option(id: String($0), name: scale.label(for: $0) ?? String($0), selected: false) }
-        }
+        func options(_ scaleID: String) -> [Option] { p.outcomeScale(scaleID).map { Option.levels(of: $0) } ?? [] }
         let session = try await TreatmentSession.query(on: req.db).filter(\.$chartID == link.chartID).sort(\.$version, .descending).first()
         let zones = (session?.zones ?? []).map { Option(id: $0.zone, name: p.zone($0.zone)?.displayName ?? $0.zone, selected: false) }
         let past = try await CheckIn.query(on: req.db).filter(\.$chartID == link.chartID).sort(\.$submittedAt, .descending).all()
@@ -140,9 +137,8 @@ struct CareController: RouteCollection {
                                    swelling: form.swelling != nil, itching: form.itching != nil,
                                    infectionSigns: form.signs ?? [], notes: (form.notes ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
         if issues.isEmpty { issues = report.issues(protocol: p) }
-        if let rating = form.gais, !rating.isEmpty, p.outcomeScale("gais").map({ scale in Int(rating).map { (scale.min...scale.max).contains($0) } ?? false }) != true {
-            issues.append(FieldIssue(path: "gais", problem: "choose one of the listed ratings"))
-        }
+        var rating: Int?
+        do { rating = try FollowUpService.patientRating(form.gais, protocol: p) } catch let invalid as InvalidInput { issues += invalid.issues }
         do {
             if !issues.isEmpty { throw InvalidInput(issues) }
             let service = FollowUpService(req: req)
@@ -157,9 +153,7 @@ struct CareController: RouteCollection {
                     photoID = photo.id
                 }
                 let outcome = try await service.checkIn(report, through: link, photoID: photoID)
-                if let rating = form.gais, !rating.isEmpty {
-                    try await service.ratePatientGAIS(rating, through: link)
-                }
+                if let rating { try await service.ratePatientGAIS(rating, through: link) }
                 return outcome
             }
             for event in outcome.openedEvents {

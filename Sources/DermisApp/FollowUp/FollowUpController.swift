@@ -114,7 +114,7 @@ struct FollowUpController: RouteCollection {
                 scale.raters.map { rater in
                     let current = existing.first { $0.scale == scale.id && $0.rater == rater }?.value
                     return ScoreField(name: "\(scale.id).\(rater)", scale: scale.name, rater: rater,
-                                      options: (scale.min...scale.max).map { Option(id: String($0), name: scale.label(for: $0) ?? String($0), selected: $0 == current) },
+                                      options: Option.levels(of: scale, selected: current),
                                       source: scale.source)
                 }
             }

@@ -1,6 +1,7 @@
 import DermisCore
 import Fluent
 import Foundation
+import NIOConcurrencyHelpers
 import SQLKit
 import Vapor
 
@@ -271,7 +272,7 @@ enum RateLimits {
         let since = now.addingTimeInterval(-window)
         let count = try await RateEvent.query(on: db).filter(\.$bucket == bucket).filter(\.$at > since).count()
         if count >= limit { return true }
-        try await RateEvent(bucket: bucket, at: now).create(on: db)
+        try await record(bucket, now: now, on: db)
         return false
     }
 
@@ -282,6 +283,15 @@ enum RateLimits {
 
     static func record(_ bucket: String, now: Date, on db: any Database) async throws {
         try await RateEvent(bucket: bucket, at: now).create(on: db)
-        try await RateEvent.query(on: db).filter(\.$at < now.addingTimeInterval(-2 * 86_400)).delete()
+        // Events older than any window are pruned, but not on every request: at most every ten minutes per process.
+        if pruning.withLockedValue({ last in
+            guard now.timeIntervalSince(last) >= 600 || now < last else { return false }
+            last = now
+            return true
+        }) {
+            try await RateEvent.query(on: db).filter(\.$at < now.addingTimeInterval(-2 * 86_400)).delete()
+        }
     }
+
+    private static let pruning = NIOLockedValueBox(Date.distantPast)
 }

@@ -142,12 +142,18 @@ struct FollowUpService {
         return CheckInOutcome(checkIn: checkIn, flags: flags, openedEvents: opened)
     }
 
-    /// The patient's own GAIS rating of the session, from their link (replaces an earlier one).
-    func ratePatientGAIS(_ text: String, through link: PatientLink) async throws {
-        guard let value = Int(text), let scale = p.outcomeScale("gais"), (scale.min...scale.max).contains(value) else {
+    /// The patient's GAIS rating from the link's form: none when left empty; checked against the scale.
+    static func patientRating(_ text: String?, protocol p: ClinicalProtocol) throws -> Int? {
+        guard let text, !text.isEmpty else { return nil }
+        guard let value = Int(text), let scale = p.outcomeScale("gais"), scale.raters.contains("patient"), (scale.min...scale.max).contains(value) else {
             throw InvalidInput(path: "gais", problem: "choose one of the listed ratings")
         }
-        try await replaceScores([(scale.id, "patient", value)], chartID: link.chartID, patientID: link.$patient.id, by: nil)
+        return value
+    }
+
+    /// The patient's own GAIS rating of the session, from their link (replaces an earlier one).
+    func ratePatientGAIS(_ value: Int, through link: PatientLink) async throws {
+        try await replaceScores([("gais", "patient", value)], chartID: link.chartID, patientID: link.$patient.id, by: nil)
     }
 
     /// Stores scores for a session, each replacing that scale and rater's earlier score, in one transaction.

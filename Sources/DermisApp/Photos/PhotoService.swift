@@ -54,7 +54,7 @@ struct PhotoService {
         photo.width = clean.width
         photo.height = clean.height
         photo.byteCount = clean.data.count
-        photo.sha256 = PhotoStore.sha256(clean.data)
+        photo.sha256 = Secrets.digest(clean.data)
         photo.storedName = name
         do {
             try await photo.create(on: req.db)

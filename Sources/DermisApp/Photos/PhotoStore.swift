@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 
 /// Photo files on disk under `<data dir>/photos`, outside any public folder, named by the server only.
@@ -13,10 +12,6 @@ struct PhotoStore: Sendable {
     struct IntegrityFailure: Error, Sendable {
         let storedName: String
         let reason: String
-    }
-
-    static func sha256(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Writes the bytes under a new random name and returns it; the file is readable by this user only.
@@ -36,7 +31,7 @@ struct PhotoStore: Sendable {
         guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent(name).path) else {
             throw IntegrityFailure(storedName: name, reason: "the file is missing")
         }
-        guard Self.sha256(data) == expected else { throw IntegrityFailure(storedName: name, reason: "the file no longer matches its SHA-256") }
+        guard Secrets.digest(data) == expected else { throw IntegrityFailure(storedName: name, reason: "the file no longer matches its SHA-256") }
         return data
     }
 

@@ -221,6 +221,11 @@ struct Option: Encodable {
     let id: String
     let name: String
     let selected: Bool
+
+    /// Every value of an outcome scale, labelled from its definition.
+    static func levels(of scale: ClinicalProtocol.OutcomeScale, selected: Int? = nil) -> [Option] {
+        (scale.min...scale.max).map { Option(id: String($0), name: scale.label(for: $0) ?? String($0), selected: $0 == selected) }
+    }
 }
 
 struct ZoneOption: Encodable {

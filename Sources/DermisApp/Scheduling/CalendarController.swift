@@ -82,8 +82,7 @@ struct CalendarController: RouteCollection {
                 .filter(\.$startsAt < end).filter(\.$endsAt > start).sort(\.$startsAt).all()
         }
         let input = try await scheduling.input(at: location, from: first, to: last)
-        let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$clinic.$id == scheduling.clinicID).all().map { ($0.id!.uuidString, $0.name) },
-                               uniquingKeysWith: { a, _ in a })
+        let names = try await StaffAccounts.names(in: scheduling.clinicID, on: req.db).reduce(into: [String: String]()) { $0[$1.key.uuidString] = $1.value }
         let rooms = try await Room.query(on: req.db).filter(\.$location.$id == location.requireID()).sort(\.$name).all()
         let base = "/calendar?location=\(location.id!)"
         var rows: [Row] = []
@@ -136,7 +135,7 @@ struct CalendarController: RouteCollection {
                         + (isPractitioner ? "" : " · \(names[a.practitionerID.uuidString] ?? "")")
                     cells.append(Cell(kind: "booking", rowspan: span, label: label, link: "/appointments/\(a.id!)", status: a.status))
                 } else if isPractitioner, works.contains(where: { $0.start <= time && time < $0.end }) {
-                    let start = ISO8601DateFormatter().string(from: time)
+                    let start = time.formatted(.iso8601)
                     cells.append(Cell(kind: "free", rowspan: 1, label: "Book \(Self.clock(time, in: zone))",
                                       link: "/appointments/new?location=\(location.id!)&practitioner=\(resource)&date=\(date)&start=\(start)", status: ""))
                 } else {
@@ -194,8 +193,7 @@ struct CalendarController: RouteCollection {
         let zones = q.zones ?? []
         let zone = location?.zone ?? .current
         let date = q.date.flatMap(CalendarDate.init(iso:)) ?? CalendarDate(req.dermis.clock.now(), in: zone)
-        let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$clinic.$id == scheduling.clinicID).all().map { ($0.id!.uuidString, $0.name) },
-                               uniquingKeysWith: { a, _ in a })
+        let names = try await StaffAccounts.names(in: scheduling.clinicID, on: req.db).reduce(into: [String: String]()) { $0[$1.key.uuidString] = $1.value }
         var slots: [FreeSlot] = alternatives ?? []
         var interval: String?
         var problems = errors
@@ -226,7 +224,7 @@ struct CalendarController: RouteCollection {
             zones: p.zones.map { Option(id: $0.id, name: $0.displayName, selected: zones.contains($0.id)) },
             date: date.description, treatment: service?.isTreatment ?? false,
             slots: slots.prefix(60).map { s in
-                SlotButton(start: ISO8601DateFormatter().string(from: s.start),
+                SlotButton(start: s.start.formatted(.iso8601),
                            label: LocalTime.words(s.start, in: zone), practitionerID: s.practitionerID, practitioner: names[s.practitionerID] ?? "")
             },
             searched: searched, interval: interval, errors: problems, zonesText: zones.joined(separator: ","),
@@ -242,7 +240,6 @@ struct CalendarController: RouteCollection {
         var practitioner: String?
         var patient: String?
         var find: String?
-        var start: String?
     }
 
     struct BookForm: Content {
@@ -327,8 +324,7 @@ struct CalendarController: RouteCollection {
             slots = try await scheduling.availability(.init(location: location, service: service, zones: a.zoneList, from: date, to: date.adding(days: 6),
                                                             patientID: a.$patient.id, ignoring: a.id)).slots
         }
-        let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$clinic.$id == scheduling.clinicID).all().map { ($0.id!.uuidString, $0.name) },
-                               uniquingKeysWith: { x, _ in x })
+        let names = try await StaffAccounts.names(in: scheduling.clinicID, on: req.db).reduce(into: [String: String]()) { $0[$1.key.uuidString] = $1.value }
         let page = AppointmentPage(
             page: try await PageHeader(req, title: "Booking"), id: a.id!.uuidString, version: a.version,
             when: "\(LocalTime.words(a.startsAt, in: zone))–\(Self.clock(a.endsAt, in: zone)) (\(location.name), \(location.timeZone))",
@@ -337,7 +333,7 @@ struct CalendarController: RouteCollection {
             practitioner: practitioner?.name ?? "", room: room?.name ?? "", pen: pen.map { "\($0.model) \($0.serial)" }, status: a.status, source: a.source,
             notes: a.notes, actions: (a.appointmentStatus.flatMap { transitions[$0] } ?? []).map { Option(id: $0.0.rawValue, name: $0.1, selected: false) },
             movable: [.booked, .pending].contains(a.appointmentStatus), date: date.description,
-            slots: slots.prefix(40).map { s in SlotButton(start: ISO8601DateFormatter().string(from: s.start), label: LocalTime.words(s.start, in: zone),
+            slots: slots.prefix(40).map { s in SlotButton(start: s.start.formatted(.iso8601), label: LocalTime.words(s.start, in: zone),
                                                          practitionerID: s.practitionerID, practitioner: names[s.practitionerID] ?? "") },
             errors: errors)
         return try await req.view.render("appointment", page).response(status, for: req)

@@ -51,7 +51,6 @@ struct PublicBookingController: RouteCollection {
         let treatment: Bool
         let times: [TimeOption]
         let searched: Bool
-        let query: String
         let locationID: String
         let serviceCode: String
         let zonesText: String
@@ -93,7 +92,7 @@ struct PublicBookingController: RouteCollection {
                 var seen = Set<Date>()
                 let found = try await scheduling.availability(.init(location: location, service: service, zones: zones, from: from, to: from.adding(days: 13)))
                 times = found.slots.filter { seen.insert($0.start).inserted }.prefix(80).map {
-                    TimeOption(start: ISO8601DateFormatter().string(from: $0.start), label: LocalTime.words($0.start, in: zone))
+                    TimeOption(start: $0.start.formatted(.iso8601), label: LocalTime.words($0.start, in: zone))
                 }
             } catch let invalid as InvalidInput {
                 problems += ErrorLine.list(invalid)
@@ -106,7 +105,7 @@ struct PublicBookingController: RouteCollection {
             services: services.map { Option(id: $0.code, name: $0.name, selected: $0.id == service?.id) },
             zones: p.zones.filter { $0.region == "face" || zones.contains($0.id) }.map { Option(id: $0.id, name: $0.displayName, selected: zones.contains($0.id)) },
             date: from.description, treatment: service?.isTreatment ?? false, times: times, searched: searched,
-            query: "", locationID: location?.id?.uuidString ?? "", serviceCode: service?.code ?? "", zonesText: zones.joined(separator: ","),
+            locationID: location?.id?.uuidString ?? "", serviceCode: service?.code ?? "", zonesText: zones.joined(separator: ","),
             errors: problems, form: form)
         return try await req.view.render("book", page).response(status, for: req)
     }
@@ -191,6 +190,7 @@ struct PublicBookingController: RouteCollection {
             let email = (form.email ?? "").trimmingCharacters(in: .whitespaces).lowercased()
             let phoneText = (form.phone ?? "").trimmingCharacters(in: .whitespaces)
             let phone = phoneText.isEmpty ? nil : PatientDetails.e164(phoneText)
+            if let issue = TextLimits.issue(email, "email", max: TextLimits.short) { issues.append(issue) }
             if !email.isEmpty && !PatientDetails.isPlausibleEmail(email) { issues.append(FieldIssue(path: "email", problem: "'\(email)' is not an email address")) }
             if !phoneText.isEmpty && phone == nil { issues.append(FieldIssue(path: "phone", problem: "must be an international number with its country code, e.g. +44 7700 900123")) }
             if email.isEmpty { issues.append(FieldIssue(path: "email", problem: "the confirmation link is sent by email: give an email address")) }

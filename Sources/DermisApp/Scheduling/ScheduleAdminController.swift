@@ -230,6 +230,7 @@ struct ScheduleAdminController: RouteCollection {
             guard let last = form.to.flatMap(CalendarDate.init(iso:)), last >= first else {
                 throw InvalidInput(path: "to", problem: "must be a date YYYY-MM-DD, on or after the first day")
             }
+            if let issue = TextLimits.issue(form.reason, "reason", max: TextLimits.reason) { throw InvalidInput([issue]) }
             let zone = try await req.clinic()?.zone ?? .current
             let leave = StaffLeave()
             leave.$staff.id = try person.requireID()

@@ -129,6 +129,7 @@ struct ScheduleSetupController: RouteCollection {
         let input = try req.decodeJSON(LeaveInput.self)
         guard let start = input.start else { throw InvalidInput(path: "start", problem: "give the start (ISO 8601)") }
         guard let end = input.end, end > start else { throw InvalidInput(path: "end", problem: "give the end (ISO 8601), after the start") }
+        if let issue = TextLimits.issue(input.reason, "reason", max: TextLimits.reason) { throw InvalidInput([issue]) }
         let leave = StaffLeave()
         leave.$staff.id = try user.requireID()
         leave.startsAt = start
@@ -308,6 +309,7 @@ enum ScheduleSetup {
             issues.append(FieldIssue(path: "code", problem: "letters, digits and hyphens, e.g. consultation"))
         }
         if name.trimmingCharacters(in: .whitespaces).isEmpty { issues.append(FieldIssue(path: "name", problem: "is required")) }
+        issues += [TextLimits.issue(code, "code", max: TextLimits.short), TextLimits.issue(name, "name", max: TextLimits.short)].compactMap { $0 }
         if !["consultation", "treatment", "review"].contains(kind) { issues.append(FieldIssue(path: "kind", problem: "must be consultation, treatment or review")) }
         if kind != "treatment", !(5...480).contains(minutes ?? 0) { issues.append(FieldIssue(path: "minutes", problem: "must be 5 to 480 for a \(kind)")) }
         if kind == "treatment", minutes != nil { issues.append(FieldIssue(path: "minutes", problem: "a treatment's length comes from its zones; leave it out")) }

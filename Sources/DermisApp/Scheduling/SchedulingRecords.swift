@@ -118,7 +118,7 @@ enum AppointmentStatus: String, CaseIterable, Sendable {
 
     /// Statuses that hold practitioner, room and pen (what the database's no-overlap guard covers).
     static let holding: [AppointmentStatus] = [.pending, .booked, .checkedIn, .completed, .noShow]
-    static let holdingSQL = "('pending','booked','checked-in','completed','no-show')"
+    static let holdingSQL = "(" + holding.map { "'\($0.rawValue)'" }.joined(separator: ",") + ")"
 }
 
 /// A booking: a service at a location with a practitioner, a room and (for treatments) a pen, from start to end;

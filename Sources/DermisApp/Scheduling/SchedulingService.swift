@@ -437,7 +437,7 @@ enum SeriesRule {
     /// names the zones, else the protocol's shortest series interval (no indication known).
     static func earliest(zones: [String], last: [String: CalendarDate], plan: PlanResult?, protocol p: ClinicalProtocol) -> Result? {
         let fromPlan = plan.flatMap { plan in zones.allSatisfy { z in plan.zones.contains { $0.zone == z } } ? plan.series.minIntervalDays : nil }
-        let days = fromPlan ?? p.indications.map(\.series.minIntervalDays).min() ?? 14
+        guard let days = fromPlan ?? p.indications.map(\.series.minIntervalDays).min() else { return nil }
         let source = fromPlan != nil ? "the plan's series interval" : "the shortest series interval in the protocol (no plan names these zones)"
         let latest = zones.compactMap { z in last[z].map { (z, $0) } }.max { $0.1 < $1.1 }
         guard let latest else { return Result(earliest: nil, intervalDays: days, reason: "no earlier treatment of these zones") }
