@@ -44,11 +44,12 @@ public enum DermisServer {
         return token
     }
 
-    /// Checks the audit hash chain: nil when intact, else the first bad row.
+    /// Checks the audit hash chains against the checkpoints in the data folder: nil when intact, else the first problem.
     public static func verifyAudit(_ settings: DermisSettings) async throws -> (rows: Int, problem: String?) {
         var result: (Int, String?) = (0, nil)
         try await withApplication(settings, arguments: ["dermis"]) { app in
-            result = (try await AuditEvent.query(on: app.db).count(), try await AuditLog.firstBreak(on: app.db))
+            let checkpoints = AuditCheckpoints.read(app.auditCheckpoints.path) ?? []
+            result = (try await AuditEvent.query(on: app.db).count(), try await AuditLog.firstBreak(on: app.db, checkpoints: checkpoints))
         }
         return result
     }

@@ -32,7 +32,12 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CreateTreatmentRecords())
     app.migrations.add(CreateFollowUp())
     app.migrations.add(CreateScheduling())
+    app.migrations.add(AuditChains())
     try await app.autoMigrate()
+    let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)
+    app.auditCheckpoints = checkpoints
+    app.auditWriter = AuditWriter(database: { [unowned app] in app.db }, checkpoints: checkpoints)
+    app.lifecycle.use(AuditCheckpointsAtShutdown())
 
     app.views.use(.leaf)
     // The bundle sits under .build in development: allow hidden folders, but only inside the views folder.
@@ -63,6 +68,13 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: AppointmentAPIController())
     try app.register(collection: CalendarController())
     try app.register(collection: PublicBookingController())
+}
+
+/// Writes the audit chains' last heads when the server stops.
+private struct AuditCheckpointsAtShutdown: LifecycleHandler {
+    func shutdown(_ application: Application) {
+        application.auditCheckpoints.flush()
+    }
 }
 
 /// A folder of the app's bundled resources, with a trailing slash.

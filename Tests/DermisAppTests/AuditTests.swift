@@ -137,20 +137,27 @@ extension AppTests {
             }
         }
 
-        @Test func concurrentAppendsKeepOneUnbrokenChain() async throws {
-            try await withDermis { app, _ in
+        @Test func concurrentAppendsAreGroupCommittedIntoUnbrokenChainsPerClinic() async throws {
+            try await withDermis(seedDemo: false) { app, _ in
+                let clinics = [UUID(), UUID(), nil]
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    for index in 0..<40 {
+                    for index in 0..<60 {
                         group.addTask {
-                            try await AuditLog.append(.init(action: .read, objectType: "Patient", objectID: "\(index)", outcome: .success,
-                                                            sourceIP: "127.0.0.1"), at: testNow, on: app.db)
+                            try await app.auditWriter.append(.init(chainID: clinics[index % 3], at: testNow, action: .read, objectType: "Patient",
+                                                                   objectID: "\(index)", outcome: .success, sourceIP: "127.0.0.1"))
                         }
                     }
                     try await group.waitForAll()
                 }
                 #expect(try await AuditLog.firstBreak(on: app.db) == nil)
-                let count = try await AuditEvent.query(on: app.db).count()
-                #expect(count == 40)
+                let rows = try await AuditEvent.query(on: app.db).sort(\.$seq).all()
+                #expect(rows.count == 60)
+                for chain in clinics {
+                    let own = rows.filter { $0.chainID == chain }
+                    #expect(own.count == 20)
+                    #expect(own.first?.prevHash == AuditLog.genesis(chain), "each clinic's chain starts at its own genesis")
+                }
+                #expect(Set(rows.map(\.seq)).count == 60)
             }
         }
 

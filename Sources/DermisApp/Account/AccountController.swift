@@ -5,6 +5,7 @@ import Vapor
 /// The signed-in user's own settings: the authenticator (TOTP) and API tokens.
 struct AccountController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
+        let routes = routes.grouped(UnitOfWorkMiddleware())
         routes.get("account", use: show).access(.staff(AccessRule.anyStaff))
         routes.get("account", "totp", use: totpForm).access(.signingIn)
         routes.post("account", "totp", use: enableTOTP).access(.signingIn)

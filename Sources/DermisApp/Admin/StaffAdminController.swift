@@ -5,6 +5,7 @@ import Vapor
 /// Admin pages for staff: add, set role, credential and maximum depth, reset the authenticator, deactivate.
 struct StaffAdminController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
+        let routes = routes.grouped(UnitOfWorkMiddleware())
         let staff = routes.grouped("admin", "staff")
         let rule = AccessRule.staff(AccessRule.admins)
         staff.get(use: list).access(rule)

@@ -12,6 +12,8 @@ final class AuditEvent: Model, @unchecked Sendable {
 
     @ID(key: .id) var id: UUID?
     @Field(key: "seq") var seq: Int
+    /// The chain the row belongs to: its clinic's, or none (rows with no clinic, and rows written before chains).
+    @OptionalField(key: "chain_id") var chainID: UUID?
     /// ISO 8601 UTC with milliseconds, stored as text so the hash is computed over exactly what is stored.
     @Field(key: "at") var at: String
     @OptionalField(key: "actor_id") var actorID: UUID?
@@ -27,10 +29,12 @@ final class AuditEvent: Model, @unchecked Sendable {
 
     init() {}
 
-    /// The text the hash covers: every field, in a fixed order, then the previous hash.
+    /// The text the hash covers: every field, in a fixed order, then the previous hash. A row of a clinic's chain also
+    /// covers its chain; rows of the chain with no clinic hash exactly as rows did before chains existed.
     var canonicalText: String {
-        [String(seq), at, actorID?.uuidString ?? "", actorEmail ?? "", action, objectType, objectID ?? "",
-         patientID?.uuidString ?? "", outcome, sourceIP, prevHash].joined(separator: "\u{1f}")
+        let chain = chainID.map { ["chain:" + $0.uuidString] } ?? []
+        return ([String(seq)] + chain + [at, actorID?.uuidString ?? "", actorEmail ?? "", action, objectType, objectID ?? "",
+                patientID?.uuidString ?? "", outcome, sourceIP, prevHash]).joined(separator: "\u{1f}")
     }
 
     var computedHash: String {
@@ -96,164 +100,90 @@ struct CreateAuditEvent: AsyncMigration {
     }
 }
 
-/// Appends to and verifies the hash chain.
-enum AuditLog {
-    static let genesis = "genesis"
-
-    struct Entry: Sendable {
-        var actorID: UUID?
-        var actorEmail: String?
-        var action: AuditAction
-        var objectType: String
-        var objectID: String?
-        var patientID: UUID?
-        var outcome: AuditOutcome
-        var sourceIP: String
-    }
-
-    /// One append at a time: in this process by the write lock, across instances by PostgreSQL's advisory lock.
-    static func append(_ entry: Entry, at date: Date, on database: any Database) async throws {
-        try await Writes.lock.withLock {
-            try await database.transaction { db in
-                if let sql = db as? any SQLDatabase, sql.dialect.name == "postgresql" {
-                    try await sql.raw("SELECT pg_advisory_xact_lock(7343001)").run()
-                }
-                let last = try await AuditEvent.query(on: db).sort(\.$seq, .descending).first()
-                let event = AuditEvent()
-                event.seq = (last?.seq ?? 0) + 1
-                event.at = isoMilliseconds(date)
-                event.actorID = entry.actorID
-                event.actorEmail = entry.actorEmail
-                event.action = entry.action.rawValue
-                event.objectType = entry.objectType
-                event.objectID = entry.objectID
-                event.patientID = entry.patientID
-                event.outcome = entry.outcome.rawValue
-                event.sourceIP = entry.sourceIP
-                event.prevHash = last?.hash ?? genesis
-                event.hash = event.computedHash
-                try await event.create(on: db)
-            }
-        }
-    }
-
-    /// Nil when the chain is intact; else the first bad row and what is wrong with it.
-    static func firstBreak(on db: any Database) async throws -> String? {
-        var previous = genesis
-        var expectedSeq = 1
-        for event in try await AuditEvent.query(on: db).sort(\.$seq).all() {
-            let id = event.id?.uuidString ?? "?"
-            if event.seq != expectedSeq { return "row seq \(expectedSeq) is missing (next is seq \(event.seq), id \(id))" }
-            if event.prevHash != previous { return "row seq \(event.seq) (id \(id)) does not link to the row before it" }
-            if event.hash != event.computedHash { return "row seq \(event.seq) (id \(id)) does not match its hash: it was changed" }
-            previous = event.hash
-            expectedSeq += 1
-        }
-        return nil
-    }
-
-    /// ISO 8601 in UTC with milliseconds (`2026-11-27T10:00:00.000Z`): the audit's timestamps and the pages' instants.
-    static func isoMilliseconds(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
-    }
-
-    /// The UTC day of an instant (`2026-11-27`), for lists.
-    static func isoDay(_ date: Date) -> String {
-        String(isoMilliseconds(date).prefix(10))
-    }
-}
 
 extension Request {
-    /// Writes one audit event for this request's caller.
+    private struct AuditedKey: StorageKey { typealias Value = Bool }
+    private struct AuditClinicKey: StorageKey { typealias Value = UUID }
+
+    /// Whether this request has written an audit row; the access layer audits patient-data requests that did not.
+    var hasAudited: Bool {
+        get { storage[AuditedKey.self] ?? false }
+        set { storage[AuditedKey.self] = newValue }
+    }
+
+    /// The clinic whose chain this request's rows join: the signed-in staff member's, else the one a patient link or
+    /// public page set.
+    var auditClinicID: UUID? {
+        get { principal?.clinicID ?? storage[AuditClinicKey.self] }
+        set { storage[AuditClinicKey.self] = newValue }
+    }
+
+    /// Writes one audit row for this request's caller. Inside a unit of work the row joins its transaction and commits
+    /// with the change, or not at all; outside one (reads, refusals) it is group-committed, and this returns once the
+    /// row is durable. A failure throws: a request whose audit row cannot be written fails (docs/SECURITY.md R9).
     func audit(_ action: AuditAction, objectType: String, objectID: String? = nil, patientID: UUID? = nil,
                outcome: AuditOutcome) async throws {
+        let pathPatient = parameters.get("patientID") as String?
         let entry = AuditLog.Entry(
+            chainID: auditClinicID, at: dermis.clock.now(),
             actorID: principal?.userID, actorEmail: principal?.email ?? patientLink.map { "patient-link \($0.id?.uuidString.prefix(8) ?? "")" },
             action: action, objectType: objectType,
-            objectID: objectID ?? (parameters.get("patientID") as String?), patientID: patientID ?? (parameters.get("patientID") as String?).flatMap(UUID.init(uuidString:)),
+            objectID: objectID ?? pathPatient, patientID: patientID ?? pathPatient.flatMap(UUID.init(uuidString:)),
             outcome: outcome, sourceIP: clientAddress)
-        try await AuditLog.append(entry, at: dermis.clock.now(), on: db)
+        if let work = Writes.current {
+            let heads = try await AuditLog.append([entry], in: work.db)
+            let checkpoints = application.auditCheckpoints
+            work.afterCommit {
+                checkpoints.advance(heads)
+                self.hasAudited = true
+            }
+        } else {
+            try await application.auditWriter.append(entry)
+            hasAudited = true
+        }
     }
 
-    /// Runs `body` and audits it: success, or the outcome its error means (404 → not-found, 409 → conflict…).
+    /// Runs `body` and audits it. A change (any action but read, search and export) is one unit of work: the body's
+    /// writes and the success row commit together, and if either fails both roll back. A read answers only once its
+    /// row is durable. A refusal or failure rolls the change back and is audited with what its error means
+    /// (404 → not-found, 409 → conflict…); if that row cannot be written either, the request fails with that error.
     /// `subject` names the patient a created object turned out to be.
     func audited<T>(_ action: AuditAction, objectType: String, objectID: String? = nil, patientID: UUID? = nil,
-                    subject: (T) -> UUID? = { _ in nil }, _ body: () async throws -> T) async throws -> T {
-        do {
+                    subject: @escaping (T) -> UUID? = { _ in nil }, _ body: @escaping () async throws -> T) async throws -> T {
+        let succeed: () async throws -> T = {
             let result = try await body()
             let created = subject(result)
-            try await audit(action, objectType: objectType, objectID: created?.uuidString ?? objectID,
-                            patientID: created ?? patientID, outcome: .success)
+            try await self.audit(action, objectType: objectType, objectID: created?.uuidString ?? objectID,
+                                 patientID: created ?? patientID, outcome: .success)
             return result
-        } catch {
-            let outcome: AuditOutcome = switch (error as? any AbortError)?.status.code {
-            case 404: .notFound
-            case 409, 412, 428: .conflict
-            case 401, 403: .denied
-            case 400, 422: .invalid
-            default: .failure
-            }
-            try? await audit(action, objectType: objectType, objectID: objectID, patientID: patientID, outcome: outcome)
-            throw error
         }
-    }
-}
-
-/// Write transactions. SQLite lets one writer in at a time, and a transaction that read before writing fails at once
-/// (SQLITE_BUSY_SNAPSHOT) if another wrote in between — so on SQLite, which serves one instance, write transactions
-/// queue in-process. PostgreSQL needs no queue: row locks, unique indexes and advisory locks do the work.
-enum Writes {
-    static let lock = AsyncLock()
-
-    static func transaction<T: Sendable>(_ db: any Database, _ body: @escaping @Sendable (any Database) async throws -> T) async throws -> T {
-        if db is any SQLiteDatabase {
-            return try await lock.withLock { try await db.transaction(body) }
-        }
-        return try await db.transaction(body)
-    }
-}
-
-/// A mutual-exclusion lock for async code (an actor alone is re-entrant across awaits).
-final class AsyncLock: @unchecked Sendable {
-    private let lock = NSLock()
-    private var locked = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    func withLock<T>(_ body: () async throws -> T) async throws -> T {
-        await acquire()
         do {
-            let result = try await body()
-            release()
-            return result
+            if action.isRead { return try await succeed() }
+            return try await Writes.transaction(db) { _ in try await succeed() }
         } catch {
-            release()
+            // Inside an enclosing unit of work the refusal is audited by whoever opened it, once it has rolled back.
+            if Writes.current == nil {
+                try await audit(action, objectType: objectType, objectID: objectID, patientID: patientID, outcome: AuditOutcome(error))
+            }
             throw error
         }
     }
+}
 
-    private func acquire() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if locked {
-                waiters.append(continuation)
-                lock.unlock()
-            } else {
-                locked = true
-                lock.unlock()
-                continuation.resume()
-            }
-        }
-    }
+extension AuditAction {
+    /// Actions that change nothing: audited after the fact, by group commit.
+    var isRead: Bool { [.read, .search, .export].contains(self) }
+}
 
-    private func release() {
-        lock.lock()
-        if waiters.isEmpty {
-            locked = false
-            lock.unlock()
-        } else {
-            let next = waiters.removeFirst()
-            lock.unlock()
-            next.resume()
+extension AuditOutcome {
+    /// What a refusal or failure means for the audit log.
+    init(_ error: any Error) {
+        self = switch (error as? any AbortError)?.status.code {
+        case 404: .notFound
+        case 409, 412, 428: .conflict
+        case 401, 403, 410, 429: .denied
+        case 400, 413, 415, 422: .invalid
+        default: .failure
         }
     }
 }

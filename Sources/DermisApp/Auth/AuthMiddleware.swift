@@ -40,7 +40,9 @@ struct AuthenticationMiddleware: AsyncMiddleware {
     }
 }
 
-/// Applies each route's `AccessRule`; a route with none is refused. Refusals on patient-data routes are audited.
+/// Applies each route's `AccessRule`; a route with none is refused. On patient-data routes (`audits:` and patient
+/// links) this is the one place that makes sure every request leaves an audit row (docs/SECURITY.md R9): a refusal
+/// here, and any request whose handler wrote none — an unknown id, another clinic's id, bad input, a failure.
 struct AccessMiddleware: AsyncMiddleware {
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
         guard let route = request.route else { return try await next.respond(to: request) }
@@ -48,31 +50,46 @@ struct AccessMiddleware: AsyncMiddleware {
             request.logger.error("Route \(route.method) \(route.path.string) has no access rule; refused")
             throw Abort(.forbidden)
         }
+        var audits: String?
         switch rule {
         case .open:
             break
         case .firstRun:
             guard Loopback.contains(request.clientAddress), try await FirstRun.isOpen(on: request.db) else { throw Abort(.notFound) }
         case .patientLink:
+            audits = "PatientLink"
             if let refusal = try await PatientLinks.authorize(request) { return refusal }
         case .signingIn:
             guard request.principal?.sessionID != nil else {
                 if request.method != .GET { throw Abort(.unauthorized) }
                 return request.redirect(to: "/login")
             }
-        case let .staff(roles, audits):
+        case let .staff(roles, objectType):
+            audits = objectType
             guard let principal = request.principal, principal.isFullySignedIn else {
-                if let audits { try await request.audit(.access, objectType: audits, outcome: .denied) }
+                if let objectType { try await request.audit(.access, objectType: objectType, outcome: .denied) }
                 if request.isAPI || request.method != .GET { throw Abort(.unauthorized) }
                 let next = request.url.path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? "/"
                 return request.redirect(to: request.principal?.stage == .enrol ? "/account/totp" : "/login?next=\(next)")
             }
             guard roles.contains(principal.role) else {
-                if let audits { try await request.audit(.access, objectType: audits, outcome: .denied) }
+                if let objectType { try await request.audit(.access, objectType: objectType, outcome: .denied) }
                 throw Abort(.forbidden, reason: "Your role may not do this.")
             }
         }
-        return try await next.respond(to: request)
+        guard let audits else { return try await next.respond(to: request) }
+        let response: Response
+        do {
+            response = try await next.respond(to: request)
+        } catch {
+            if !request.hasAudited { try await request.audit(.access, objectType: audits, outcome: AuditOutcome(error)) }
+            throw error
+        }
+        if !request.hasAudited {
+            let outcome: AuditOutcome = response.status.code < 400 ? .success : AuditOutcome(Abort(response.status))
+            try await request.audit(.access, objectType: audits, outcome: outcome)
+        }
+        return response
     }
 }
 

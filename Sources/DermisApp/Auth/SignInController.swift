@@ -196,20 +196,30 @@ struct SignInLimiter {
     }
 }
 
-/// The second factor: a TOTP code from the authenticator or one unused recovery code.
+/// The second factor: a TOTP code from the authenticator or one unused recovery code. Each is good once, even
+/// against two requests at the same moment: using one is a conditional update that only one of them passes.
 enum SecondFactor {
+    private struct CodeAlreadyUsed: Error {}
+
     static func accepts(_ code: String, for user: StaffUser, on req: Request) async throws -> Bool {
         if let secret = user.totpSecret, let totp = AuthenticatorApp(base32: secret),
            let step = totp.matchingStep(code, at: req.dermis.clock.now(), after: user.totpLastStep) {
+            // Compare-and-set on the step read: of two requests with one code, only one moves it on.
+            var claim = try ConditionalUpdate(StaffUser.self, id: try user.requireID(), on: req.db).set(\.$totpLastStep, to: step)
+            claim = if let last = user.totpLastStep { claim.where(\.$totpLastStep, .equal, last) } else { claim.whereNull(\.$totpLastStep) }
+            do { try await claim.run(orThrow: CodeAlreadyUsed()) } catch is CodeAlreadyUsed { return false }
             user.totpLastStep = step
-            try await user.save(on: req.db)
             return true
         }
         let digest = Secrets.digest(code.lowercased())
         if let recovery = try await RecoveryCode.query(on: req.db).filter(\.$user.$id == user.requireID())
             .filter(\.$codeHash == digest).filter(\.$usedAt == nil).first() {
-            recovery.usedAt = req.dermis.clock.now()
-            try await recovery.save(on: req.db)
+            do {
+                try await ConditionalUpdate(RecoveryCode.self, id: try recovery.requireID(), on: req.db)
+                    .whereNull(\.$usedAt)
+                    .set(\.$usedAt, to: req.dermis.clock.now())
+                    .run(orThrow: CodeAlreadyUsed())
+            } catch is CodeAlreadyUsed { return false }
             return true
         }
         return false

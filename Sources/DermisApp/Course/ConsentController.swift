@@ -170,8 +170,8 @@ struct ConsentController: RouteCollection {
         let consent = try await req.audited(.read, objectType: "Consent", objectID: id.uuidString, patientID: service.patient.id) {
             try await service.consent(id)
         }
-        let template = try await ConsentTemplate.find(consent.$template.id, on: req.db)!
-        let plan = try await TreatmentPlanRecord.find(consent.$plan.id, on: req.db)!
+        let template = try await ConsentTemplate.require(consent.$template.id, on: req.db)
+        let plan = try await TreatmentPlanRecord.require(consent.$plan.id, on: req.db)
         let digest = Secrets.digest(consent.signaturePNG)
         return try await req.view.render("consent", ConsentPage(
             page: try await PageHeader(req, title: "Signed consent"), patientName: "\(service.patient.givenName) \(service.patient.familyName)",

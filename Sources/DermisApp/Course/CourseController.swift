@@ -169,7 +169,6 @@ struct CourseController: RouteCollection {
                 let intake = try form.intake(dateOfBirth: patient.dateOfBirth)
                 return try await ScreeningService(req: req, patient: patient).record(intake, by: staff)
             }
-            try await req.audit(.create, objectType: "Screening", objectID: screening.id?.uuidString, patientID: patient.id, outcome: .success)
             return req.redirect(to: "/patients/\(try patient.requireID())/screenings/\(try screening.requireID())", redirectType: .normal)
         } catch let invalid as InvalidInput {
             return try await render(req, patient: patient, form: form, errors: ErrorLine.list(invalid)).response(.unprocessableEntity, for: req)

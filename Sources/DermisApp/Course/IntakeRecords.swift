@@ -112,7 +112,12 @@ struct ScreeningService {
         let today = try await req.today(in: req.clinic())
         let result = try Screening.screen(intake, on: today, protocol: req.dermis.clinicalProtocol)
         do {
-            return try await record(intake, result: result, today: today, by: staff)
+            // The intake, its screening and the screening's audit row are one unit of work (the intake's row is the caller's).
+            return try await Writes.transaction(db) { _ in
+                let (intakeRecord, screening) = try await record(intake, result: result, today: today, by: staff)
+                try await req.audit(.create, objectType: "Screening", objectID: screening.id?.uuidString, patientID: patient.id, outcome: .success)
+                return (intakeRecord, screening)
+            }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw Abort(.conflict, reason: "Someone saved an intake for this patient at the same moment; reload and try again.")
         }

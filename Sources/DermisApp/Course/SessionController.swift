@@ -105,7 +105,7 @@ struct SessionController: RouteCollection {
             try await service.latestVersion(of: id)
         }
         let p = req.dermis.clinicalProtocol
-        let plan = try await TreatmentPlanRecord.find(session.$plan.id, on: req.db)!.plan
+        let plan = try await TreatmentPlanRecord.require(session.$plan.id, on: req.db).plan
         let stock = Inventory(db: req.db, clinicID: service.staff.clinicID)
         let today = try await req.today(in: req.clinic())
         let lots = try await stock.lots().filter { $0.problem(on: today) == nil || $0.id == session.$lot.id }
@@ -195,7 +195,7 @@ struct SessionController: RouteCollection {
 
     /// Runs a chart operation for a page: audited, then back to the chart; refusals re-render it with the reasons.
     private func pageOperation(_ req: Request, _ action: AuditAction,
-                               _ body: (TreatmentService, TreatmentSession) async throws -> TreatmentSession) async throws -> Response {
+                               _ body: @escaping (TreatmentService, TreatmentSession) async throws -> TreatmentSession) async throws -> Response {
         let service = try await service(req)
         let id = try chartID(req)
         do {
@@ -318,7 +318,7 @@ struct SessionController: RouteCollection {
     }
 
     private func apiOperation(_ req: Request, _ action: AuditAction, status: HTTPStatus = .ok,
-                              _ body: (TreatmentService, TreatmentSession) async throws -> TreatmentSession) async throws -> Response {
+                              _ body: @escaping (TreatmentService, TreatmentSession) async throws -> TreatmentSession) async throws -> Response {
         let service = try await service(req)
         let id = try chartID(req)
         let session = try await req.audited(action, objectType: "TreatmentSession", objectID: id.uuidString, patientID: service.patient.id) {

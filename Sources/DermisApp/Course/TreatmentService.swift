@@ -131,9 +131,10 @@ struct TreatmentService {
         guard staff.role == .practitioner || staff.role == .admin else { throw Abort(.forbidden, reason: "Only a practitioner charts a session.") }
         let problems = try await startProblems()
         if !problems.isEmpty { throw Abort(.conflict, reason: "The session cannot start: " + problems.joined(separator: " ")) }
-        let plan = try await latestPlan()!
-        let consent = try await consent(for: plan)!
-        let screening = try await ScreeningService(req: req, patient: patient).latestScreening()!
+        guard let plan = try await latestPlan(), let consent = try await consent(for: plan),
+              let screening = try await ScreeningService(req: req, patient: patient).latestScreening() else {
+            throw Abort(.conflict, reason: "The session cannot start: the plan, consent or screening changed a moment ago; reload.")
+        }
         let session = TreatmentSession()
         session.chartID = UUID()
         session.version = 1
@@ -189,7 +190,7 @@ struct TreatmentService {
     /// Checks a chart's changes against every rule; returns the zones with their channel density.
     private func checked(_ changes: ChartChanges, on session: TreatmentSession) async throws -> [ChartedZone] {
         var issues: [FieldIssue] = []
-        let plan = try await TreatmentPlanRecord.find(session.$plan.id, on: db)!
+        let plan = try await TreatmentPlanRecord.require(session.$plan.id, on: db)
         var device: ClinicalProtocol.DeviceProfile?
         if let deviceID = changes.deviceID {
             let pen = try await Inventory(db: db, clinicID: staff.clinicID).device(deviceID)
@@ -244,40 +245,37 @@ struct TreatmentService {
                 _ = try await Inventory(db: db, clinicID: clinicID).takeCartridge(from: lotID, today: today)
             }
             let encoded = String(decoding: try JSONEncoder().encode(zones), as: UTF8.self)
-            let sql = db as! any SQLDatabase
-            let updated = try await sql.update(TreatmentSession.schema)
-                .set("identity_confirmed", to: changes.identityConfirmed)
-                .set("skin_cleansed", to: changes.skinCleansed)
-                .set("numbing_override_reason", to: changes.numbingOverrideReason)
-                .set("device_id", to: changes.deviceID)
-                .set("lot_id", to: changes.lotID ?? session.$lot.id)
-                .set("zones", to: encoded)
-                .set("pain_score", to: changes.painScore)
-                .set("erythema_grade", to: changes.erythemaGrade)
-                .set("pinpoint_bleeding", to: changes.pinpointBleeding)
-                .set("notes", to: changes.notes)
-                .set("updated_at", to: self.now)
-                .set("version", to: SQLRaw("version + 1"))
-                .where("id", .equal, sessionID)
-                .where("version", .equal, expectedVersion)
-                .where("status", .equal, "draft")
-                .returning("version")
-                .all()
-            guard !updated.isEmpty else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
+            try await ConditionalUpdate.versioned(TreatmentSession.self, id: sessionID, version: \.$version, expected: expectedVersion, on: db)
+                .where(\.$status, .equal, "draft")
+                .set(\.$identityConfirmed, to: changes.identityConfirmed)
+                .set(\.$skinCleansed, to: changes.skinCleansed)
+                .set(\.$numbingOverrideReason, to: changes.numbingOverrideReason)
+                .set(\.$device.$id, to: changes.deviceID)
+                .set(\.$lot.$id, to: changes.lotID ?? session.$lot.id)
+                .set(\.$zonesJSON, to: encoded)
+                .set(\.$painScore, to: changes.painScore)
+                .set(\.$erythemaGrade, to: changes.erythemaGrade)
+                .set(\.$pinpointBleeding, to: changes.pinpointBleeding)
+                .set(\.$notes, to: changes.notes)
+                .set(\.$updatedAt, to: self.now)
+                .run(orThrow: Self.savedSince)
         }
         return try await latestVersion(of: chartID)
     }
 
-    /// Stamps the time the anaesthetic went on: the numbing timer starts now.
+    /// Stamps the time the anaesthetic went on: the numbing timer starts now. One conditional update: from the version
+    /// read, on a draft, or 409.
     func recordNumbing(_ chartID: UUID, expectedVersion: Int) async throws -> TreatmentSession {
         let session = try await latestVersion(of: chartID)
-        guard !session.isSigned, session.version == expectedVersion else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
-        session.anaestheticAppliedAt = now
-        session.version += 1
-        session.updatedAt = now
-        try await session.save(on: db)
-        return session
+        try await ConditionalUpdate.versioned(TreatmentSession.self, id: try session.requireID(), version: \.$version, expected: expectedVersion, on: db)
+            .where(\.$status, .equal, "draft")
+            .set(\.$anaestheticAppliedAt, to: now)
+            .set(\.$updatedAt, to: now)
+            .run(orThrow: Self.savedSince)
+        return try await latestVersion(of: chartID)
     }
+
+    static let savedSince = Abort(.conflict, reason: "Someone saved this chart since you opened it.")
 
     /// Signs the chart: every checklist item done, and only by the practitioner who charted it.
     func signChart(_ chartID: UUID, expectedVersion: Int) async throws -> TreatmentSession {
@@ -294,16 +292,20 @@ struct TreatmentService {
         if session.painScore == nil { issues.append(FieldIssue(path: "painScore", problem: "record the pain score (0–10)")) }
         if session.erythemaGrade == nil { issues.append(FieldIssue(path: "erythemaGrade", problem: "record the immediate erythema (0–3)")) }
         if !issues.isEmpty { throw InvalidInput(issues) }
-        let sql = db as! any SQLDatabase
-        let updated = try await sql.update(TreatmentSession.schema)
-            .set("status", to: "signed").set("signed_at", to: now).set("signed_by", to: staff.userID)
-            .set("version", to: SQLRaw("version + 1")).set("updated_at", to: now)
-            .where("id", .equal, try session.requireID()).where("version", .equal, expectedVersion).where("status", .equal, "draft")
-            .returning("version").all()
-        guard !updated.isEmpty else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
-        let signed = try await latestVersion(of: chartID)
-        try await FollowUpService(req: req).issueAftercare(for: signed, by: staff.userID)
-        return signed
+        // Signing and the aftercare it issues are one unit of work: a chart is never signed without its aftercare.
+        let sessionID = try session.requireID()
+        return try await Writes.transaction(db) { db in
+            try await ConditionalUpdate.versioned(TreatmentSession.self, id: sessionID, version: \.$version, expected: expectedVersion, on: db)
+                .where(\.$status, .equal, "draft")
+                .set(\.$status, to: "signed")
+                .set(\.$signedAt, to: self.now)
+                .set(\.$signedBy, to: self.staff.userID)
+                .set(\.$updatedAt, to: self.now)
+                .run(orThrow: Self.savedSince)
+            let signed = try await latestVersion(of: chartID)
+            try await FollowUpService(req: req).issueAftercare(for: signed, by: staff.userID)
+            return signed
+        }
     }
 
     /// Amends a signed chart: a new version row with the reason; the signed version stays as it was.
@@ -333,12 +335,15 @@ struct TreatmentService {
         next.updatedAt = now
         next.signedAt = now
         next.signedBy = staff.userID
-        do {
-            try await next.create(on: db)
-        } catch let error as any DatabaseError where error.isConstraintFailure {
-            throw Abort(.conflict, reason: "Someone amended this chart since you opened it.")
+        // The new version and the aftercare it re-issues are one unit of work.
+        return try await Writes.transaction(db) { db in
+            do {
+                try await next.create(on: db)
+            } catch let error as any DatabaseError where error.isConstraintFailure {
+                throw Abort(.conflict, reason: "Someone amended this chart since you opened it.")
+            }
+            try await FollowUpService(req: req).issueAftercare(for: next, by: staff.userID)
+            return next
         }
-        try await FollowUpService(req: req).issueAftercare(for: next, by: staff.userID)
-        return next
     }
 }

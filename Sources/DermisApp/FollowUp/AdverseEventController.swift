@@ -173,14 +173,13 @@ struct AdverseEventController: RouteCollection {
         }
         let edited = try validated(changes, over: event, req)
         let staffID = try req.staff().userID
-        let changed = try await (req.db as! any SQLDatabase).update(AdverseEvent.schema)
-            .set("type", to: edited.type).set("severity", to: edited.severity).set("onset", to: edited.onset)
-            .set("description", to: edited.details).set("actions", to: edited.actions).set("outcome", to: edited.outcome)
-            .set("resolved_on", to: edited.resolvedOn).set("version", to: version + 1)
-            .set("updated_at", to: req.dermis.clock.now()).set("updated_by", to: staffID)
-            .where("id", .equal, try event.requireID()).where("version", .equal, version)
-            .returning("version").all()
-        guard !changed.isEmpty else { throw Abort(.conflict, reason: "Someone changed this adverse event since you opened it; reload and try again.") }
+        try await ConditionalUpdate.versioned(AdverseEvent.self, id: try event.requireID(), version: \.$version, expected: version, on: req.db)
+            .where(\.$clinic.$id, .equal, event.$clinic.id)
+            .set(\.$type, to: edited.type).set(\.$severity, to: edited.severity).set(\.$onset, to: edited.onset)
+            .set(\.$details, to: edited.details).set(\.$actions, to: edited.actions).set(\.$outcome, to: edited.outcome)
+            .set(\.$resolvedOn, to: edited.resolvedOn)
+            .set(\.$updatedAt, to: req.dermis.clock.now()).set(\.$updatedBy, to: staffID)
+            .run(orThrow: Abort(.conflict, reason: "Someone changed this adverse event since you opened it; reload and try again."))
     }
 
     func update(req: Request) async throws -> Response {

@@ -154,10 +154,10 @@ struct CareController: RouteCollection {
                 }
                 let outcome = try await service.checkIn(report, through: link, photoID: photoID)
                 if let rating { try await service.ratePatientGAIS(rating, through: link) }
+                for event in outcome.openedEvents {
+                    try await req.audit(.create, objectType: "AdverseEvent", objectID: event.id?.uuidString, patientID: link.$patient.id, outcome: .success)
+                }
                 return outcome
-            }
-            for event in outcome.openedEvents {
-                try await req.audit(.create, objectType: "AdverseEvent", objectID: event.id?.uuidString, patientID: link.$patient.id, outcome: .success)
             }
             return try await render(req, status: .created, errors: [], thanks: true, flags: outcome.flags.map(\.message))
         } catch let invalid as InvalidInput {

@@ -54,7 +54,6 @@ struct FollowUpService {
         guard expires > now else {
             throw Abort(.conflict, reason: "The \(p.followUp.linkValidDays)-day follow-up window of this session has ended; no new link can be issued.")
         }
-        try await revokeLinks(chartID: chartID, by: staffID)
         let token = Secrets.token()
         let link = PatientLink()
         link.tokenHash = Secrets.digest(token)
@@ -63,7 +62,11 @@ struct FollowUpService {
         link.createdAt = now
         link.createdBy = staffID
         link.expiresAt = expires
-        try await link.create(on: db)
+        // Withdrawing the old link and issuing the new one are one unit of work: never two live links, never none.
+        try await Writes.transaction(db) { db in
+            try await revokeLinks(chartID: chartID, by: staffID)
+            try await link.create(on: db)
+        }
         return (link, token)
     }
 
@@ -211,6 +214,7 @@ enum PatientLinks {
             return try await refusal(req, .tooManyRequests, "Too many requests from this link. Please wait a little and try again.")
         }
         req.patientLink = link
+        req.auditClinicID = try await Patient.find(link.$patient.id, on: req.db)?.$clinic.id
         return nil
     }
 
@@ -219,6 +223,7 @@ enum PatientLinks {
             let clinicName: String
             let message: String
         }
+        try await req.audit(.access, objectType: "PatientLink", outcome: AuditOutcome(Abort(status)))
         let clinic = try await req.clinic()
         return try await req.view.render("care-refused", Refusal(clinicName: clinic?.name ?? "The clinic", message: message))
             .response(status, for: req)

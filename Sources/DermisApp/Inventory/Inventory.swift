@@ -82,8 +82,16 @@ struct CreateInventory: AsyncMigration {
 
 /// The clinic's pens and cartridge stock.
 struct Inventory {
-    let db: any Database
+    private let base: any Database
     let clinicID: UUID
+
+    init(db: any Database, clinicID: UUID) {
+        base = db
+        self.clinicID = clinicID
+    }
+
+    /// The open unit of work's transaction when there is one (even if this store was made before it opened).
+    var db: any Database { Writes.current?.db ?? base }
 
     func devices(activeOnly: Bool = false) async throws -> [Device] {
         var query = Device.query(on: db).filter(\.$clinic.$id == clinicID)
@@ -166,15 +174,11 @@ struct Inventory {
     func takeCartridge(from id: UUID, today: CalendarDate) async throws -> CartridgeLot {
         let lot = try await lot(id)
         if let problem = lot.problem(on: today) { throw InvalidInput(path: "lot", problem: problem) }
-        guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
-        let taken = try await sql.update(CartridgeLot.schema)
-            .set("quantity_remaining", to: SQLRaw("quantity_remaining - 1"))
-            .where("id", .equal, id)
-            .where("quantity_remaining", .greaterThan, 0)
-            .where("recalled_at", .is, SQLLiteral.null)
-            .returning("quantity_remaining")
-            .all()
-        guard !taken.isEmpty else { throw InvalidInput(path: "lot", problem: "lot \(lot.lotNumber) is used up or recalled") }
+        try await ConditionalUpdate(CartridgeLot.self, id: id, on: db)
+            .set(\.$quantityRemaining, adding: -1)
+            .where(\.$quantityRemaining, .greaterThan, 0)
+            .whereNull(\.$recalledAt)
+            .run(orThrow: InvalidInput(path: "lot", problem: "lot \(lot.lotNumber) is used up or recalled"))
         return try await self.lot(id)
     }
 
@@ -183,10 +187,12 @@ struct Inventory {
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty { throw InvalidInput(path: "reason", problem: "say why the lot is recalled") }
         if let issue = TextLimits.issue(trimmed, "reason", max: TextLimits.reason) { throw InvalidInput([issue]) }
-        guard lot.recalledAt == nil else { throw Abort(.conflict, reason: "Lot \(lot.lotNumber) is already recalled.") }
-        lot.recalledAt = now
-        lot.recallReason = trimmed
-        try await lot.save(on: db)
-        return lot
+        // One conditional update: two recalls at once cannot both record theirs.
+        try await ConditionalUpdate(CartridgeLot.self, id: id, on: db)
+            .whereNull(\.$recalledAt)
+            .set(\.$recalledAt, to: now)
+            .set(\.$recallReason, to: trimmed)
+            .run(orThrow: Abort(.conflict, reason: "Lot \(lot.lotNumber) is already recalled."))
+        return try await self.lot(id)
     }
 }

@@ -5,6 +5,7 @@ import Vapor
 /// Admin pages for pens and cartridge stock, and the recall of a lot with every session that used it.
 struct InventoryController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
+        let routes = routes.grouped(UnitOfWorkMiddleware())
         let admin = AccessRule.staff(AccessRule.admins)
         let inventory = routes.grouped("admin", "inventory")
         inventory.get(use: show).access(admin)

@@ -1,7 +1,6 @@
 import DermisCore
 import Fluent
 import Foundation
-import SQLKit
 import Vapor
 
 /// A patient of the clinic. Never deleted: archived. Each save bumps `version` (optimistic concurrency, R12).
@@ -65,8 +64,16 @@ struct CreatePatient: AsyncMigration {
 
 /// The patient registry of one clinic: every query is scoped to the caller's clinic, so another clinic's ids are 404.
 struct PatientRegistry {
-    let db: any Database
+    private let base: any Database
     let clinicID: UUID
+
+    init(db: any Database, clinicID: UUID) {
+        base = db
+        self.clinicID = clinicID
+    }
+
+    /// The open unit of work's transaction when there is one (even if this store was made before it opened).
+    var db: any Database { Writes.current?.db ?? base }
 
     func find(_ id: UUID) async throws -> Patient {
         guard let patient = try await Patient.query(on: db).filter(\.$id == id).filter(\.$clinic.$id == clinicID).first() else {
@@ -102,35 +109,33 @@ struct PatientRegistry {
     /// Saves an edit only if nobody saved since `expectedVersion`; 409 otherwise, with nothing written.
     func update(_ id: UUID, with details: PatientDetails.Valid, expectedVersion: Int, by actor: UUID, at now: Date) async throws -> Patient {
         _ = try await find(id)
-        guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
-        let updated = try await sql.update(Patient.schema)
-            .set("given_name", to: details.givenName)
-            .set("family_name", to: details.familyName)
-            .set("search_name", to: searchFolded(details.givenName + " " + details.familyName))
-            .set("date_of_birth", to: details.dateOfBirth.description)
-            .set("phone_e164", to: details.phoneE164)
-            .set("email", to: details.email)
-            .set("fitzpatrick_type", to: details.fitzpatrickType)
-            .set("updated_at", to: now)
-            .set("updated_by", to: actor)
-            .set("version", to: SQLRaw("version + 1"))
-            .where("id", .equal, id)
-            .where("clinic_id", .equal, clinicID)
-            .where("version", .equal, expectedVersion)
-            .returning("version")
-            .all()
-        guard !updated.isEmpty else { throw Abort(.conflict, reason: "Someone saved this patient since you opened it.") }
+        try await ConditionalUpdate.versioned(Patient.self, id: id, version: \.$version, expected: expectedVersion, on: db)
+            .where(\.$clinic.$id, .equal, clinicID)
+            .set(\.$givenName, to: details.givenName)
+            .set(\.$familyName, to: details.familyName)
+            .set(\.$searchName, to: searchFolded(details.givenName + " " + details.familyName))
+            .set(\.$dateOfBirth, to: details.dateOfBirth.description)
+            .set(\.$phoneE164, to: details.phoneE164)
+            .set(\.$email, to: details.email)
+            .set(\.$fitzpatrickType, to: details.fitzpatrickType)
+            .set(\.$updatedAt, to: now)
+            .set(\.$updatedBy, to: actor)
+            .run(orThrow: Self.savedSince)
         return try await find(id)
     }
 
-    func setArchived(_ id: UUID, _ archived: Bool, by actor: UUID, at now: Date) async throws -> Patient {
-        let patient = try await find(id)
-        patient.archived = archived
-        patient.version += 1
-        patient.updatedAt = now
-        patient.updatedBy = actor
-        try await patient.save(on: db)
-        return patient
+    static let savedSince = Abort(.conflict, reason: "Someone saved this patient since you opened it.")
+
+    /// Archives or restores from `expectedVersion` (the version shown, or the one just read), in one conditional update.
+    func setArchived(_ id: UUID, _ archived: Bool, expectedVersion: Int? = nil, by actor: UUID, at now: Date) async throws -> Patient {
+        let current = try await find(id)
+        try await ConditionalUpdate.versioned(Patient.self, id: id, version: \.$version, expected: expectedVersion ?? current.version, on: db)
+            .where(\.$clinic.$id, .equal, clinicID)
+            .set(\.$archived, to: archived)
+            .set(\.$updatedAt, to: now)
+            .set(\.$updatedBy, to: actor)
+            .run(orThrow: Self.savedSince)
+        return try await find(id)
     }
 
     /// Search by name (any order, accents and case ignored), date of birth, phone, email or record number.

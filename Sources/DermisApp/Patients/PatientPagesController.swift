@@ -196,8 +196,11 @@ struct PatientPagesController: RouteCollection {
     private func setArchived(_ req: Request, _ archived: Bool) async throws -> Response {
         let staff = try req.staff()
         let id = try req.patientID()
+        // The version the page showed, when it sent one: archiving what someone has just changed is refused.
+        let shown = (try? req.content.get(String.self, at: "version")).flatMap { Int($0) }
         _ = try await req.audited(.archive, objectType: "Patient") {
-            try await PatientRegistry(db: req.db, clinicID: staff.clinicID).setArchived(id, archived, by: staff.userID, at: req.dermis.clock.now())
+            try await PatientRegistry(db: req.db, clinicID: staff.clinicID)
+                .setArchived(id, archived, expectedVersion: shown, by: staff.userID, at: req.dermis.clock.now())
         }
         return req.redirect(to: "/patients/\(id)", redirectType: .normal)
     }

@@ -56,12 +56,15 @@ struct PhotoService {
         photo.byteCount = clean.data.count
         photo.sha256 = Secrets.digest(clean.data)
         photo.storedName = name
+        // The file is written before its row; if the row never commits (here or later in the unit of work), the file goes.
+        let store = self.store
         do {
             try await photo.create(on: req.db)
         } catch {
             store.remove(name)
             throw error
         }
+        Writes.current?.afterRollback { store.remove(name) }
         return photo
     }
 

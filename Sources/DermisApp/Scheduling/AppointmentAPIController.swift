@@ -9,7 +9,7 @@ struct AppointmentAPIController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
         let anyStaff = AccessRule.staff(AccessRule.anyStaff, audits: "Appointment")
         let api = routes.grouped("api", "v1")
-        api.get("availability", use: availability).access(.staff(AccessRule.anyStaff))
+        api.get("availability", use: availability).access(.staff(AccessRule.anyStaff, audits: "Availability"))
         api.get("appointments", use: list).access(anyStaff)
         api.post("appointments", use: create).access(anyStaff)
         api.get("appointments", ":appointmentID", use: read).access(anyStaff)
@@ -73,14 +73,16 @@ struct AppointmentAPIController: RouteCollection {
         var patientID: UUID?
         if let patient {
             guard let id = UUID(uuidString: patient) else { throw InvalidInput(path: "patient", problem: "must be a patient id") }
-            patientID = try await PatientRegistry(db: req.db, clinicID: try req.staff().clinicID).find(id).requireID()
+            let clinicID = try req.staff().clinicID
+            patientID = try await req.audited(.read, objectType: "Availability", patientID: id) {
+                try await PatientRegistry(db: req.db, clinicID: clinicID).find(id).requireID()
+            }
         }
         let grid = (try? req.query.get(Int.self, at: "grid")) ?? 15
         guard [5, 10, 15, 20, 30, 60].contains(grid) else { throw InvalidInput(path: "grid", problem: "must be 5, 10, 15, 20, 30 or 60 minutes") }
         let found = try await scheduling.availability(.init(
             location: location, service: service, zones: Self.zones(try? req.query.get(String.self, at: "zones")), from: from, to: to,
             practitionerID: practitioner.flatMap(UUID.init(uuidString:)), patientID: patientID, gridMinutes: grid))
-        if let patientID { try await req.audit(.read, objectType: "Availability", patientID: patientID, outcome: .success) }
         return AvailabilityJSON(location: try location.requireID(), service: service.code, minutes: found.minutes, timeZone: location.timeZone,
                                 slots: found.slots.map(SlotJSON.init),
                                 seriesInterval: found.interval.map { IntervalJSON(earliest: $0.earliest, intervalDays: $0.intervalDays, reason: $0.reason) })

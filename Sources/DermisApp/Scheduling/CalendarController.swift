@@ -198,19 +198,30 @@ struct CalendarController: RouteCollection {
         var interval: String?
         var problems = errors
         let searched = alternatives != nil || q.find != nil
+        // A patient named in the query is looked up in the caller's clinic (another clinic's is not found) and audited.
+        var patientID: UUID?
+        if let text = q.patient, !text.isEmpty {
+            guard let id = UUID(uuidString: text) else { throw Abort(.notFound, reason: "No such patient.") }
+            patientID = try await req.audited(.read, objectType: "Availability", patientID: id) {
+                try await PatientRegistry(db: req.db, clinicID: scheduling.clinicID).find(id).requireID()
+            }
+        }
         if q.find != nil, let location, let service {
             do {
                 let found = try await scheduling.availability(.init(location: location, service: service, zones: zones, from: date, to: date.adding(days: 6),
                                                                     practitionerID: q.practitioner.flatMap(UUID.init(uuidString:)),
-                                                                    patientID: q.patient.flatMap(UUID.init(uuidString:))))
+                                                                    patientID: patientID))
                 slots = found.slots
                 if let rule = found.interval, let earliest = rule.earliest { interval = "Not before \(earliest): \(rule.reason)." }
             } catch let invalid as InvalidInput {
                 problems += ErrorLine.list(invalid)
             }
         }
-        let patients = try await Patient.query(on: req.db).filter(\.$clinic.$id == scheduling.clinicID).filter(\.$archived == false)
-            .sort(\.$familyName).limit(500).all()
+        // The patient picker lists names and record numbers: a search of the registry, audited as one.
+        let patients = try await req.audited(.search, objectType: "Patient") {
+            try await Patient.query(on: req.db).filter(\.$clinic.$id == scheduling.clinicID).filter(\.$archived == false)
+                .sort(\.$familyName).limit(500).all()
+        }
         let p = req.dermis.clinicalProtocol
         let page = NewPage(
             page: try await PageHeader(req, title: "Book"),
@@ -308,7 +319,7 @@ struct CalendarController: RouteCollection {
         let a = try await req.audited(.read, objectType: "Appointment", objectID: req.parameters.get("appointmentID")) { try await AppointmentAPIController.find(req) }
         let scheduling = try AppointmentAPIController.service(req)
         let location = try await scheduling.location(a.$location.id)
-        let service = try await Service.find(a.$service.id, on: req.db)!
+        let service = try await Service.require(a.$service.id, on: req.db)
         let zone = location.zone
         let practitioner = try await StaffUser.find(a.practitionerID, on: req.db)
         let room = try await Room.find(a.roomID, on: req.db)
@@ -392,8 +403,8 @@ struct CalendarController: RouteCollection {
 
     /// The booking's invitation. It names the clinic, the service and the location — no clinical details.
     static func icsResponse(_ a: Appointment, _ req: Request) async throws -> Response {
-        let location = try await Location.find(a.$location.id, on: req.db)!
-        let service = try await Service.find(a.$service.id, on: req.db)!
+        let location = try await Location.require(a.$location.id, on: req.db)
+        let service = try await Service.require(a.$service.id, on: req.db)
         let clinic = try await req.clinic()
         let invite = CalendarInvite(
             uid: "\(a.id!.uuidString.lowercased())@dermis", start: a.startsAt, end: a.endsAt,

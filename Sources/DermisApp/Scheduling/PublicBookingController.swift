@@ -26,6 +26,7 @@ struct PublicBookingController: RouteCollection {
 
     private func clinic(_ req: Request) async throws -> Clinic {
         guard let clinic = try await req.clinic() else { throw Abort(.notFound, reason: "Online booking is not set up.") }
+        req.auditClinicID = clinic.id
         return clinic
     }
 
@@ -218,25 +219,27 @@ struct PublicBookingController: RouteCollection {
                 contactName: name, contactEmail: email, contactPhone: phone ?? "",
                 notes: "Booked online; pre-screen clear on \(CalendarDate(req.dermis.clock.now(), in: location.zone)).", source: "public",
                 status: .pending, overrideReason: nil, seriesID: nil)
+            // The hold and the message that confirms it are one unit of work: never a hold nobody is told about.
             let appointment = try await req.audited(.create, objectType: "Appointment") {
-                try await scheduling.book(booking, by: nil, confirmTokenHash: Secrets.digest(token))
+                let appointment = try await scheduling.book(booking, by: nil, confirmTokenHash: Secrets.digest(token))
+                let message = OutboxMessage()
+                message.$clinic.id = try clinic.requireID()
+                message.recipient = email
+                message.subject = "Confirm your booking at \(clinic.name)"
+                message.body = """
+                    Hello \(name),
+
+                    Please confirm your \(service.name.lowercased()) on \(LocalTime.words(appointment.startsAt, in: location.zone)) at \(location.name) \
+                    within \(SchedulingService.holdMinutes) minutes, or the time is released:
+                    \(FollowUpController.absoluteURL(req, "/book/confirm/\(token)"))
+
+                    To change or cancel, call \(location.phone).
+                    """
+                message.status = "queued"
+                message.createdAt = req.dermis.clock.now()
+                try await message.create(on: req.db)
+                return appointment
             }
-            let message = OutboxMessage()
-            message.$clinic.id = try clinic.requireID()
-            message.recipient = email
-            message.subject = "Confirm your booking at \(clinic.name)"
-            message.body = """
-                Hello \(name),
-
-                Please confirm your \(service.name.lowercased()) on \(LocalTime.words(appointment.startsAt, in: location.zone)) at \(location.name) \
-                within \(SchedulingService.holdMinutes) minutes, or the time is released:
-                \(FollowUpController.absoluteURL(req, "/book/confirm/\(token)"))
-
-                To change or cancel, call \(location.phone).
-                """
-            message.status = "queued"
-            message.createdAt = req.dermis.clock.now()
-            try await message.create(on: req.db)
             return try await req.view.render("book-outcome", Outcome(
                 clinicName: clinic.name, clinicPhone: location.phone, title: "Your time is held", held: true,
                 when: LocalTime.words(appointment.startsAt, in: location.zone), holdMinutes: SchedulingService.holdMinutes,
@@ -275,7 +278,7 @@ struct PublicBookingController: RouteCollection {
 
     private func renderConfirm(_ req: Request, _ appointment: Appointment, status: HTTPResponseStatus) async throws -> Response {
         let clinic = try await clinic(req)
-        let location = try await Location.find(appointment.$location.id, on: req.db)!
+        let location = try await Location.require(appointment.$location.id, on: req.db)
         let expired = appointment.appointmentStatus == .expired
             || (appointment.appointmentStatus == .pending && (appointment.holdExpiresAt ?? .distantPast) <= req.dermis.clock.now())
         return try await req.view.render("book-confirm", ConfirmPage(

@@ -8,6 +8,7 @@ import Vapor
 /// The same checks as the set-up API (`ScheduleSetup`); a refused form keeps what was typed and names the field.
 struct ScheduleAdminController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
+        let routes = routes.grouped(UnitOfWorkMiddleware())
         let admins = AccessRule.staff(AccessRule.admins)
         let admin = routes.grouped("admin", "schedule")
         admin.get(use: show).access(admins)

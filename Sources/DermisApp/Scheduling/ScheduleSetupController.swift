@@ -7,6 +7,7 @@ import Vapor
 /// weekly hours and breaks, closures, leave, and services with who may do them. Admins change; staff read.
 struct ScheduleSetupController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
+        let routes = routes.grouped(UnitOfWorkMiddleware())
         let admins = AccessRule.staff(AccessRule.admins)
         let api = routes.grouped("api", "v1")
         api.get("locations", use: listLocations).access(.staff(AccessRule.anyStaff))

@@ -250,12 +250,12 @@ struct SchedulingService {
 
     /// Moves a booking to a new start (same service and zones), under the same guard.
     func move(_ appointment: Appointment, to start: Date, practitionerID: UUID?, expectedVersion: Int) async throws -> Appointment {
-        guard appointment.version == expectedVersion else { throw Abort(.conflict, reason: "Someone changed this booking since you opened it.") }
+        guard appointment.version == expectedVersion else { throw Self.changedSince }
         guard [.booked, .pending].contains(appointment.appointmentStatus) else {
             throw Abort(.conflict, reason: "A \(appointment.status) booking cannot be moved.")
         }
         let location = try await self.location(appointment.$location.id)
-        let service = try await Service.find(appointment.$service.id, on: db)!
+        let service = try await Service.require(appointment.$service.id, on: db)
         let day = CalendarDate(start, in: location.zone)
         let search = Search(location: location, service: service, zones: appointment.zoneList, from: day, to: day,
                             practitionerID: practitionerID, patientID: appointment.$patient.id, ignoring: appointment.id)
@@ -264,28 +264,31 @@ struct SchedulingService {
             throw try await conflict(search, after: start, because: "that time is not free")
         }
         let id = try appointment.requireID()
-        let version = appointment.version
         let holds = slot.end.addingTimeInterval(Double(service.bufferMinutes * 60))
+        guard let practitioner = UUID(uuidString: slot.practitionerID), let room = UUID(uuidString: slot.roomID) else {
+            throw Abort(.internalServerError)
+        }
+        let pen = slot.penID.flatMap(UUID.init(uuidString:))
         let at = now
         do {
-            try await guarded(excluding: id, TimeRange(slot.start, holds), practitioner: UUID(uuidString: slot.practitionerID)!,
-                              room: UUID(uuidString: slot.roomID)!, pen: slot.penID.flatMap(UUID.init(uuidString:))) { db in
-                let changed = try await (db as! any SQLDatabase).update(Appointment.schema)
-                    .set("starts_at", to: slot.start).set("ends_at", to: slot.end).set("holds_until", to: holds)
-                    .set("practitioner_id", to: UUID(uuidString: slot.practitionerID)!).set("room_id", to: UUID(uuidString: slot.roomID)!)
-                    .set("pen_id", to: slot.penID.flatMap(UUID.init(uuidString:))).set("version", to: version + 1).set("updated_at", to: at)
-                    .where("id", .equal, id).where("version", .equal, version).returning("id").all()
-                guard !changed.isEmpty else { throw Abort(.conflict, reason: "Someone changed this booking since you opened it.") }
+            try await guarded(excluding: id, TimeRange(slot.start, holds), practitioner: practitioner, room: room, pen: pen) { db in
+                try await ConditionalUpdate.versioned(Appointment.self, id: id, version: \.$version, expected: expectedVersion, on: db)
+                    .set(\.$startsAt, to: slot.start).set(\.$endsAt, to: slot.end).set(\.$holdsUntil, to: holds)
+                    .set(\.$practitionerID, to: practitioner).set(\.$roomID, to: room).set(\.$penID, to: pen)
+                    .set(\.$updatedAt, to: at)
+                    .run(orThrow: Self.changedSince)
             }
         } catch is OverlapRefused {
             throw try await conflict(search, after: start, because: "someone else booked that time a moment ago")
         }
-        return try await Appointment.find(id, on: db)!
+        return try await Appointment.require(id, on: db)
     }
+
+    static let changedSince = Abort(.conflict, reason: "Someone changed this booking since you opened it.")
 
     /// Changes a booking's status (cancel, no-show, check-in, confirm), version-checked.
     func setStatus(_ appointment: Appointment, to status: AppointmentStatus, expectedVersion: Int) async throws -> Appointment {
-        guard appointment.version == expectedVersion else { throw Abort(.conflict, reason: "Someone changed this booking since you opened it.") }
+        guard appointment.version == expectedVersion else { throw Self.changedSince }
         let allowed: [AppointmentStatus: [AppointmentStatus]] = [
             .pending: [.booked, .cancelled], .booked: [.checkedIn, .noShow, .cancelled], .checkedIn: [.completed, .cancelled],
         ]
@@ -295,13 +298,12 @@ struct SchedulingService {
         guard let current = appointment.appointmentStatus, allowed[current]?.contains(status) == true else {
             throw Abort(.conflict, reason: "A \(appointment.status) booking cannot become \(status.rawValue).")
         }
+        try await ConditionalUpdate.versioned(Appointment.self, id: try appointment.requireID(), version: \.$version, expected: expectedVersion, on: db)
+            .set(\.$status, to: status.rawValue).set(\.$updatedAt, to: now)
+            .set(\.$holdExpiresAt, to: status == .booked ? nil : appointment.holdExpiresAt)
+            .run(orThrow: Self.changedSince)
         let id = try appointment.requireID()
-        let changed = try await (db as! any SQLDatabase).update(Appointment.schema)
-            .set("status", to: status.rawValue).set("version", to: expectedVersion + 1).set("updated_at", to: now)
-            .set("hold_expires_at", to: status == .booked ? nil : appointment.holdExpiresAt)
-            .where("id", .equal, id).where("version", .equal, expectedVersion).returning("id").all()
-        guard !changed.isEmpty else { throw Abort(.conflict, reason: "Someone changed this booking since you opened it.") }
-        return try await Appointment.find(id, on: db)!
+        return try await Appointment.require(id, on: db)
     }
 
     enum SeriesStart {
@@ -313,7 +315,7 @@ struct SchedulingService {
 
     /// Books the patient's latest plan's whole series: each session after the first on the first free time on or after
     /// the previous booking's day plus the plan's interval — never earlier, so the interval is never shortened. All or
-    /// nothing: a series that cannot be booked whole leaves no booking behind. Each booking is audited.
+    /// nothing: a series that cannot be booked whole leaves no booking behind. Each booking is audited in the same unit of work.
     func bookSeries(for patient: Patient, at location: Location, service: Service, first: SeriesStart, practitionerID: UUID?,
                     by staffID: UUID) async throws -> (UUID, Int, [Appointment]) {
         let patientID = try patient.requireID()
@@ -323,8 +325,9 @@ struct SchedulingService {
         guard service.isTreatment else { throw InvalidInput(path: "service", problem: "a series is booked for a treatment service") }
         let seriesID = UUID()
         let zones = plan.zones.map(\.zone)
-        var booked: [Appointment] = []
-        do {
+        // One unit of work: every session and its audit row commit together, or none does — nothing is undone by hand.
+        let booked = try await Writes.transaction(db) { _ in
+            var booked: [Appointment] = []
             for index in 0..<plan.series.sessions {
                 var start: Date
                 switch (index, first) {
@@ -348,9 +351,7 @@ struct SchedulingService {
                     notes: "Session \(index + 1) of \(plan.series.sessions)", source: "staff", status: .booked, overrideReason: nil, seriesID: seriesID)
                 booked.append(try await req.audited(.create, objectType: "Appointment", patientID: patientID) { try await book(booking, by: staffID) })
             }
-        } catch {
-            for appointment in booked { try? await appointment.delete(on: db) }
-            throw error
+            return booked
         }
         return (seriesID, plan.series.minIntervalDays, booked)
     }
@@ -362,45 +363,37 @@ struct SchedulingService {
                           room: appointment.roomID, pen: appointment.penID, write)
     }
 
-    /// Runs a booking write under the no-overlap guard. PostgreSQL: the exclusion constraints refuse an overlap
-    /// (SQLSTATE 23P01). SQLite: BEGIN IMMEDIATE takes the write lock, then the overlap check, then the write.
-    /// Lapsed public holds are expired first, so they free their time.
+    /// Runs a booking write under the no-overlap guard, in the request's unit of work. PostgreSQL: the exclusion
+    /// constraints refuse an overlap (SQLSTATE 23P01); the write runs under a savepoint so that a refusal leaves the
+    /// transaction usable (for the alternatives). SQLite: the unit of work holds the write lock (BEGIN IMMEDIATE), then
+    /// the overlap check, then the write. Lapsed public holds are expired first, so they free their time.
     private func guarded(excluding: UUID?, _ range: TimeRange, practitioner: UUID, room: UUID, pen: UUID?,
                          _ write: @escaping @Sendable (any Database) async throws -> Void) async throws {
         let at = now
-        if db is any SQLiteDatabase {
-            try await Writes.lock.withLock {
-                try await db.withConnection { connection in
-                    let sql = connection as! any SQLDatabase
-                    try await sql.raw("BEGIN IMMEDIATE").run()
-                    do {
-                        try await Self.expireHolds(sql, at: at)
-                        var check = sql.select().column("id").from(Appointment.schema)
-                            .where(SQLRaw("status IN \(AppointmentStatus.holdingSQL)"))
-                            .where("starts_at", .lessThan, range.end).where("holds_until", .greaterThan, range.start)
-                            .where { group in
-                                var g = group.orWhere("practitioner_id", .equal, practitioner).orWhere("room_id", .equal, room)
-                                if let pen { g = g.orWhere("pen_id", .equal, pen) }
-                                return g
-                            }
-                        if let excluding { check = check.where("id", .notEqual, excluding) }
-                        if try await check.limit(1).first() != nil { throw OverlapRefused() }
-                        try await write(connection)
-                        try await sql.raw("COMMIT").run()
-                    } catch {
-                        try? await sql.raw("ROLLBACK").run()
-                        throw error
+        try await Writes.transaction(db) { tx in
+            guard let sql = tx as? any SQLDatabase else { throw Abort(.internalServerError) }
+            try await Self.expireHolds(sql, at: at)
+            if tx is any SQLiteDatabase {
+                var check = sql.select().column("id").from(Appointment.schema)
+                    .where(SQLRaw("status IN \(AppointmentStatus.holdingSQL)"))
+                    .where("starts_at", .lessThan, range.end).where("holds_until", .greaterThan, range.start)
+                    .where { group in
+                        var g = group.orWhere("practitioner_id", .equal, practitioner).orWhere("room_id", .equal, room)
+                        if let pen { g = g.orWhere("pen_id", .equal, pen) }
+                        return g
                     }
-                }
+                if let excluding { check = check.where("id", .notEqual, excluding) }
+                if try await check.limit(1).first() != nil { throw OverlapRefused() }
+                try await write(tx)
+                return
             }
-        } else {
+            try await sql.raw("SAVEPOINT booking_guard").run()
             do {
-                try await db.transaction { tx in
-                    try await Self.expireHolds(tx as! any SQLDatabase, at: at)
-                    try await write(tx)
-                }
+                try await write(tx)
+                try await sql.raw("RELEASE SAVEPOINT booking_guard").run()
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23P01" {
                 // exclusion_violation: one of the no-overlap constraints refused the write.
+                try await sql.raw("ROLLBACK TO SAVEPOINT booking_guard").run()
                 throw OverlapRefused()
             }
         }

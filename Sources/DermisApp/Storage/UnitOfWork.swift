@@ -1,0 +1,165 @@
+import Fluent
+import FluentSQLiteDriver
+import Foundation
+import NIOConcurrencyHelpers
+import SQLKit
+import Vapor
+
+/// The one way Dermis writes: a unit of work is one database transaction. Everything a request writes inside it —
+/// the change, every step of a multi-step operation, and the audit row — commits together or not at all.
+///
+/// While a unit of work is open, `req.db` *is* its transaction (a task-local), so a service or helper that writes
+/// through `req.db` or the database it was handed joins the transaction instead of committing on its own, and a
+/// nested `Writes.transaction` joins the outer one. See docs/ARCHITECTURE.md, "Writing data".
+///
+/// SQLite lets one writer in at a time, and a transaction that read before writing fails at once (SQLITE_BUSY_SNAPSHOT)
+/// if another wrote in between — so on SQLite, which serves one instance, units of work queue in-process and begin
+/// IMMEDIATE. PostgreSQL needs no queue: row locks, unique indexes, exclusion constraints and advisory locks do the work.
+enum Writes {
+    static let lock = AsyncLock()
+
+    /// The open unit of work of this task, if any.
+    @TaskLocal static var current: UnitOfWork?
+
+    /// Runs `body` in a transaction (or in the one already open) and returns its result once it has committed.
+    static func transaction<T>(_ db: any Database, _ body: @escaping (any Database) async throws -> T) async throws -> T {
+        if let current { return try await body(current.db) }
+        let box = UncheckedBox(body)
+        let hooks = UnitOfWork.Hooks()
+        let result: UncheckedBox<T>
+        do {
+            if db is any SQLiteDatabase {
+                result = try await lock.withLock {
+                    try await db.withConnection { connection in
+                        guard let sql = connection as? any SQLDatabase else { throw Abort(.internalServerError) }
+                        try await sql.raw("BEGIN IMMEDIATE").run()
+                        do {
+                            let outcome = try await run(box.value, on: connection, hooks)
+                            try await sql.raw("COMMIT").run()
+                            return outcome
+                        } catch {
+                            try? await sql.raw("ROLLBACK").run()
+                            throw error
+                        }
+                    }
+                }
+            } else {
+                result = try await db.transaction { tx in try await run(box.value, on: tx, hooks) }
+            }
+        } catch {
+            hooks.run(\.rollback)
+            throw error
+        }
+        hooks.run(\.commit)
+        return result.value
+    }
+
+    private static func run<T>(_ body: (any Database) async throws -> T, on db: any Database,
+                               _ hooks: UnitOfWork.Hooks) async throws -> UncheckedBox<T> {
+        let work = UnitOfWork(db: db, hooks: hooks)
+        return UncheckedBox(try await $current.withValue(work) { try await body(db) })
+    }
+}
+
+/// An open transaction, and what to do once it has committed or rolled back.
+final class UnitOfWork: Sendable {
+    let db: any Database
+    fileprivate let hooks: Hooks
+
+    fileprivate init(db: any Database, hooks: Hooks) {
+        self.db = db
+        self.hooks = hooks
+    }
+
+    /// Runs `hook` after the commit; never if the transaction rolls back.
+    func afterCommit(_ hook: @escaping @Sendable () -> Void) {
+        hooks.add { $0.commit.append(hook) }
+    }
+
+    /// Runs `hook` after a rollback, to undo what is outside the database (a file written for a row that is gone).
+    func afterRollback(_ hook: @escaping @Sendable () -> Void) {
+        hooks.add { $0.rollback.append(hook) }
+    }
+
+    fileprivate final class Hooks: Sendable {
+        struct Lists {
+            var commit: [@Sendable () -> Void] = []
+            var rollback: [@Sendable () -> Void] = []
+        }
+
+        private let lists = NIOLockedValueBox(Lists())
+
+        func add(_ change: (inout Lists) -> Void) { lists.withLockedValue(change) }
+
+        func run(_ which: KeyPath<Lists, [@Sendable () -> Void]>) {
+            for hook in lists.withLockedValue({ $0[keyPath: which] }) { hook() }
+        }
+    }
+}
+
+/// Carries a value across Fluent's `@Sendable` closure boundary; the value never crosses threads concurrently.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+extension Request {
+    /// The request's database: the open unit of work's transaction while there is one, else the connection pool.
+    /// It shadows Fluent's `Request.db`, so no write inside a unit of work can slip out of it.
+    var db: any Database { Writes.current?.db ?? self.db(nil) }
+}
+
+/// A mutual-exclusion lock for async code (an actor alone is re-entrant across awaits).
+final class AsyncLock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var locked = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func withLock<T>(_ body: () async throws -> T) async throws -> T {
+        await acquire()
+        do {
+            let result = try await body()
+            release()
+            return result
+        } catch {
+            release()
+            throw error
+        }
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            lock.lock()
+            if locked {
+                waiters.append(continuation)
+                lock.unlock()
+            } else {
+                locked = true
+                lock.unlock()
+                continuation.resume()
+            }
+        }
+    }
+
+    private func release() {
+        lock.lock()
+        if waiters.isEmpty {
+            locked = false
+            lock.unlock()
+        } else {
+            let next = waiters.removeFirst()
+            lock.unlock()
+            next.resume()
+        }
+    }
+}
+
+/// Makes each state-changing request of a route group one unit of work: whatever the handler writes, and the audit
+/// rows it appends, commit together when it answers and roll back together when it throws. For the set-up pages and
+/// APIs (staff, schedule, inventory, account), whose handlers change a few rows and then audit the change.
+struct UnitOfWorkMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        guard ![.GET, .HEAD, .OPTIONS].contains(request.method) else { return try await next.respond(to: request) }
+        return try await Writes.transaction(request.db) { _ in try await next.respond(to: request) }
+    }
+}
