@@ -244,7 +244,10 @@ final class AuditCheckpoints: Sendable {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(heads).write(to: URL(fileURLWithPath: path), options: .atomic)
+            let file = URL(fileURLWithPath: path)
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try encoder.encode(heads).write(to: file, options: .atomic)
             for head in heads {
                 logger.info("audit checkpoint", metadata: ["chain": "\(head.chain?.uuidString ?? "-")", "seq": "\(head.seq)", "hash": "\(head.hash)"])
             }
