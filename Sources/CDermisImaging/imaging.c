@@ -1,4 +1,4 @@
-// Photo re-encoding for Dermis (SECURITY.md R13) on libjpeg-turbo and libpng. libjpeg reports errors by
+// Photo re-encoding for Dermis (docs/SECURITY.md R13) on libjpeg-turbo and libpng. libjpeg reports errors by
 // calling error_exit, which must not return: it longjmps back here, which Swift cannot do, hence C.
 #include "dermis_imaging.h"
 

@@ -17,7 +17,7 @@ public struct DermisSettings: Sendable {
     /// The address patients reach this server at (`https://clinic.example`), for links in messages; without it, links
     /// are built from the request's Host header.
     public var publicURL: String?
-    /// A session ends after this long without a request; capped at 30 minutes (SECURITY.md R4).
+    /// A session ends after this long without a request; capped at 30 minutes (docs/SECURITY.md R4).
     public var idleTimeout: TimeInterval
     /// A session ends this long after sign-in whatever happens; capped at 12 hours.
     public var absoluteTimeout: TimeInterval
@@ -26,7 +26,7 @@ public struct DermisSettings: Sendable {
     /// Failed sign-ins allowed per account, and per client address, in any hour (R8).
     public var failuresPerAccountPerHour: Int
     public var failuresPerAddressPerHour: Int
-    /// A screening lets a session start for this many days (issue #4: default 30).
+    /// A screening lets a session start for this many days (default 30).
     public var screeningValidDays: Int
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String

@@ -290,7 +290,7 @@ public struct ClinicalProtocol: Codable, Sendable {
 }
 
 extension ClinicalProtocol {
-    /// Needles run 0.5–2.5 mm (practice description, PROTOCOL.md): no protocol, device or person goes deeper.
+    /// Needles run 0.5–2.5 mm (practice description, docs/PROTOCOL.md): no protocol, device or person goes deeper.
     public static let deepestNeedleMm = 2.5
 
     public func zone(_ id: String) -> Zone? { zones.first { $0.id == id } }

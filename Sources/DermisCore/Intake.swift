@@ -1,6 +1,6 @@
 import Foundation
 
-/// What the patient reports at intake: the input to screening (CONTRACT.md, "Intake").
+/// What the patient reports at intake: the input to screening (docs/CONTRACT.md, "Intake").
 public struct Intake: Codable, Sendable, Hashable {
     public var dateOfBirth: CalendarDate
     public var fitzpatrickType: Int

@@ -99,7 +99,7 @@ public func searchFolded(_ text: String) -> String {
         .trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
-/// The sign-in password rules (SECURITY.md R7/R8): 8–128 characters, at most 72 bytes (bcrypt's limit), no NUL.
+/// The sign-in password rules (docs/SECURITY.md R7/R8): 8–128 characters, at most 72 bytes (bcrypt's limit), no NUL.
 public enum PasswordPolicy {
     public static let minimumCharacters = 8
     public static let maximumCharacters = 128

@@ -1,6 +1,6 @@
 import Foundation
 
-/// CONTRACT.md's plan request: what to treat, on whom, with which pen, by whom.
+/// docs/CONTRACT.md's plan request: what to treat, on whom, with which pen, by whom.
 public struct PlanRequest: Codable, Sendable, Hashable {
     public struct ZoneIndication: Codable, Sendable, Hashable {
         public var zone: String
@@ -37,7 +37,7 @@ public struct PlanNote: Codable, Sendable, Hashable {
     public var source: String
 }
 
-/// CONTRACT.md's plan result.
+/// docs/CONTRACT.md's plan result.
 public struct PlanResult: Codable, Sendable, Hashable {
     public struct PlannedZone: Codable, Sendable, Hashable {
         public var zone: String

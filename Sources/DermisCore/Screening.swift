@@ -32,7 +32,7 @@ public struct RuleFinding: Codable, Sendable, Hashable {
     public var conservativeDefault: Bool?
 }
 
-/// CONTRACT.md's screening result.
+/// docs/CONTRACT.md's screening result.
 public struct ScreeningResult: Codable, Sendable, Hashable {
     public var outcome: ScreeningOutcome
     public var until: CalendarDate?

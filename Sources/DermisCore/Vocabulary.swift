@@ -1,4 +1,4 @@
-/// The stable codes of the clinical data contract (CONTRACT.md). Extend, never rename or remove.
+/// The stable codes of the clinical data contract (docs/CONTRACT.md). Extend, never rename or remove.
 public enum Vocabulary {
     public static let conditions = [
         "active-skin-cancer", "active-infection", "open-wound", "herpes-simplex", "keloid-history",

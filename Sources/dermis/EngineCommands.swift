@@ -6,7 +6,7 @@ struct Screen: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Screen an intake for microneedling: eligible, with precautions, deferred until a date, or not eligible.")
 
-    @Option(help: "The intake as JSON (CONTRACT.md), or - for standard input.")
+    @Option(help: "The intake as JSON (docs/CONTRACT.md), or - for standard input.")
     var intake: String
 
     @Option(help: "Screen as of this date (YYYY-MM-DD); default today.")
@@ -37,7 +37,7 @@ struct Screen: ParsableCommand {
 struct Plan: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Plan a treatment: depth per zone, passes, timing, series, downtime and aftercare.",
-        discussion: "Give a request file (CONTRACT.md), or the same from flags: --zone cheeks:acne-scars --skin thick --device skinpen --max-depth 1.5")
+        discussion: "Give a request file (docs/CONTRACT.md), or the same from flags: --zone cheeks:acne-scars --skin thick --device skinpen --max-depth 1.5")
 
     @Option(help: "The plan request as JSON, or - for standard input.")
     var request: String?

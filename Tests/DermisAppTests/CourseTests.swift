@@ -6,7 +6,7 @@ import VaporTesting
 @testable import DermisApp
 
 extension AppTests {
-    /// Issue #4, intake and screening: versioned intakes, stored screenings, documented overrides, currency.
+    /// Intake and screening: versioned intakes, stored screenings, documented overrides, currency.
     @Suite struct IntakeAndScreening {
         private func zoe(_ app: Application) async throws -> Patient {
             try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first()!

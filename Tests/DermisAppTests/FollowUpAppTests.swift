@@ -293,7 +293,7 @@ extension AppTests {
                 #expect(stored.signs == ["pus", "fever"] && stored.day == 2 && stored.flags.map(\.rule) == ["infection-sign"])
                 let event = try #require(try await AdverseEvent.query(on: app.db).first())
                 #expect(event.type == "infection" && event.severity == "severe" && event.openedByKind == "check-in-rule" && event.isOpen)
-                #expect(event.details.contains("pus") && event.details.contains("PROTOCOL.md"))
+                #expect(event.details.contains("pus") && event.details.contains("Clinic SkinPen handouts"))
                 let staff = try await again(app, signed, settings)
                 let (listStatus, list) = try await get(app, "/adverse-events", headers: staff)
                 #expect(listStatus == .ok && list.contains("Zoë") && list.contains("severe"))

@@ -123,4 +123,4 @@ def test_intake_screening_plan_consent_and_signed_chart(server, browser):
     row = browser.find_element(By.CSS_SELECTOR, "#adverse-events tr[data-type='infection']")
     assert "Zoë Lefèvre" in row.text and "severe" in row.text and "check-in rule" in row.text
     row.find_element(By.TAG_NAME, "a").click()
-    assert "PROTOCOL.md" in browser.find_element(By.NAME, "description").get_attribute("value")
+    assert "Clinic SkinPen handouts" in browser.find_element(By.NAME, "description").get_attribute("value")

@@ -1,7 +1,7 @@
 import Fluent
 import Vapor
 
-/// Refuses cross-site state changes (SECURITY.md R5): on POST/PUT/PATCH/DELETE a browser's Sec-Fetch-Site must be
+/// Refuses cross-site state changes (docs/SECURITY.md R5): on POST/PUT/PATCH/DELETE a browser's Sec-Fetch-Site must be
 /// same-origin (or none), else its Origin must be this host. Bearer-token calls carry no cookie and are exempt.
 struct CrossSiteRequestMiddleware: AsyncMiddleware {
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {

@@ -9,7 +9,8 @@ enum Sessions {
     static func start(for user: StaffUser, stage: SessionStage, on request: Request, response: Response) async throws {
         let token = Secrets.token()
         let now = request.dermis.clock.now()
-        try await WebSession(tokenHash: Secrets.digest(token), userID: user.requireID(), stage: stage, at: now).create(on: request.db)
+        let session = WebSession(tokenHash: Secrets.digest(token), userID: try user.requireID(), stage: stage, at: now)
+        try await Writes.transaction(request.db) { db in try await session.create(on: db) }
         setCookie(token, on: response, request: request)
     }
 
@@ -31,13 +32,13 @@ enum Sessions {
         let now = request.dermis.clock.now()
         if now.timeIntervalSince(session.lastSeenAt) > settings.idleTimeout
             || now.timeIntervalSince(session.createdAt) > settings.absoluteTimeout {
-            try await session.delete(on: request.db)
+            try await Writes.transaction(request.db) { db in try await session.delete(on: db) }
             return nil
         }
         // Refresh the idle timer, at most once a minute so reads stay cheap.
         if now.timeIntervalSince(session.lastSeenAt) >= 60 {
             session.lastSeenAt = now
-            try await session.save(on: request.db)
+            try await Writes.transaction(request.db) { db in try await session.save(on: db) }
         }
         return session
     }
@@ -45,7 +46,7 @@ enum Sessions {
     static func principal(forCookieOf request: Request) async throws -> Principal? {
         guard let session = try await session(of: request) else { return nil }
         guard let user = try await StaffUser.find(session.$user.id, on: request.db), user.active else {
-            try await session.delete(on: request.db)
+            try await Writes.transaction(request.db) { db in try await session.delete(on: db) }
             return nil
         }
         return try Principal(user, sessionID: session.requireID(), stage: SessionStage(rawValue: session.stage) ?? .totp)
@@ -61,15 +62,18 @@ enum Sessions {
 
     /// Ends every session and revokes every token of a user (sign-out everywhere, deactivation).
     static func endAll(for userID: UUID, on db: any Database, at now: Date) async throws {
-        try await WebSession.query(on: db).filter(\.$user.$id == userID).delete()
-        try await APIToken.query(on: db).filter(\.$user.$id == userID).filter(\.$revokedAt == nil).set(\.$revokedAt, to: now).update()
+        try await Writes.transaction(db) { db in
+            try await WebSession.query(on: db).filter(\.$user.$id == userID).delete()
+            try await APIToken.query(on: db).filter(\.$user.$id == userID).filter(\.$revokedAt == nil).set(\.$revokedAt, to: now).update()
+        }
     }
 
     /// Issues an API token; the plain token is returned once and never stored.
     static func issueToken(for userID: UUID, name: String, days: Int, on db: any Database, at now: Date) async throws -> String {
         let token = Secrets.token()
-        try await APIToken(userID: userID, name: name, tokenHash: Secrets.digest(token), createdAt: now,
-                           expiresAt: now.addingTimeInterval(Double(days) * 86400)).create(on: db)
+        let stored = APIToken(userID: userID, name: name, tokenHash: Secrets.digest(token), createdAt: now,
+                              expiresAt: now.addingTimeInterval(Double(days) * 86400))
+        try await Writes.transaction(db) { db in try await stored.create(on: db) }
         return token
     }
 }

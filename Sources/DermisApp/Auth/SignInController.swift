@@ -64,7 +64,7 @@ struct SignInController: RouteCollection {
         let cost = req.dermis.settings.passwordCost
         if let stored = StaffAccounts.cost(of: user.passwordHash), stored < cost {
             user.passwordHash = try await StaffAccounts.hash(password, cost: cost, on: req.application)
-            try await user.save(on: req.db)
+            try await Writes.transaction(req.db) { db in try await user.save(on: db) }
         }
         let stage: SessionStage = user.totpEnabled ? .totp : (user.mustUseTOTP ? .enrol : .full)
         let target = switch stage {
@@ -103,22 +103,30 @@ struct SignInController: RouteCollection {
         let limiter = SignInLimiter(req: req)
         try await limiter.refuseIfLimited(email: user.email)
         let code = (form.code ?? "").trimmingCharacters(in: .whitespaces)
-        guard try await SecondFactor.accepts(code, for: user, on: req) else {
+        // Spending the code, ending the half-signed-in session and starting the full one are one unit of work.
+        let response = req.redirect(to: next, redirectType: .normal)
+        let accepted = try await Writes.transaction(req.db) { db in
+            guard try await SecondFactor.accepts(code, for: user, on: req) else { return false }
+            try await WebSession.query(on: db).filter(\.$id == sessionID).delete()
+            try await Sessions.start(for: user, stage: .full, on: req, response: response)
+            try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
+            return true
+        }
+        guard accepted else {
             try await limiter.recordFailure(email: user.email)
             try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .failure)
             return try await req.view.render("login-totp", CodePage(
                 page: try await PageHeader(req, title: "Second factor"), next: next, error: "That code is not right.")).response(.unauthorized, for: req)
         }
-        try await WebSession.query(on: req.db).filter(\.$id == sessionID).delete()
-        let response = req.redirect(to: next, redirectType: .normal)
-        try await Sessions.start(for: user, stage: .full, on: req, response: response)
         return response
     }
 
     func signOut(req: Request) async throws -> Response {
         if let sessionID = req.principal?.sessionID {
-            try await WebSession.query(on: req.db).filter(\.$id == sessionID).delete()
-            try await req.audit(.signOut, objectType: "StaffUser", objectID: req.principal?.userID.uuidString, outcome: .success)
+            try await Writes.transaction(req.db) { db in
+                try await WebSession.query(on: db).filter(\.$id == sessionID).delete()
+                try await req.audit(.signOut, objectType: "StaffUser", objectID: req.principal?.userID.uuidString, outcome: .success)
+            }
         }
         let response = req.redirect(to: "/login", redirectType: .normal)
         Sessions.setCookie("", on: response, request: req, expire: true)
@@ -150,10 +158,13 @@ struct SignInController: RouteCollection {
     func setup(req: Request) async throws -> Response {
         let form = try req.content.decode(SetupForm.self)
         do {
-            let clinic = try await StaffAccounts.clinic(named: form.clinicName ?? "", timeZone: form.timeZone ?? "UTC", on: req.db)
-            _ = try await StaffAccounts.create(
-                .init(email: form.email ?? "", name: form.name ?? "", password: form.password ?? "", role: .admin),
-                clinicID: clinic.requireID(), createdBy: nil, on: req.application, db: req.db)
+            // The clinic and its first admin: both or neither.
+            try await Writes.transaction(req.db) { db in
+                let clinic = try await StaffAccounts.clinic(named: form.clinicName ?? "", timeZone: form.timeZone ?? "UTC", on: db)
+                _ = try await StaffAccounts.create(
+                    .init(email: form.email ?? "", name: form.name ?? "", password: form.password ?? "", role: .admin),
+                    clinicID: clinic.requireID(), createdBy: nil, on: req.application, db: db)
+            }
             return req.redirect(to: "/login", redirectType: .normal)
         } catch let invalid as InvalidInput {
             let page = SetupPage(page: try await PageHeader(req, title: "First run"),
@@ -191,8 +202,11 @@ struct SignInLimiter {
     /// Records a failure, and drops those older than a day: only the last hour counts.
     func recordFailure(email: String) async throws {
         let now = req.dermis.clock.now()
-        try await SignInFailure(email: email, address: req.clientAddress, at: now).create(on: req.db)
-        try await SignInFailure.query(on: req.db).filter(\.$at < now.addingTimeInterval(-86400)).delete()
+        let failure = SignInFailure(email: email, address: req.clientAddress, at: now)
+        try await Writes.transaction(req.db) { db in
+            try await failure.create(on: db)
+            try await SignInFailure.query(on: db).filter(\.$at < now.addingTimeInterval(-86400)).delete()
+        }
     }
 }
 

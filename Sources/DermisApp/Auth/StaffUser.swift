@@ -58,7 +58,7 @@ final class StaffUser: Model, @unchecked Sendable {
 
     var staffRole: StaffRole { StaffRole(rawValue: role) ?? .frontDesk }
 
-    /// Admins must use a second factor (SECURITY.md R8 and issue #3).
+    /// Admins must use a second factor (docs/SECURITY.md R8).
     var mustUseTOTP: Bool { staffRole == .admin || totpEnabled }
 }
 

@@ -5,6 +5,7 @@ import Vapor
 /// Consent text (admins publish versions) and the patient's signature on the tablet, with a printable copy.
 struct ConsentController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
+        let routes = routes.grouped(UnitOfWorkMiddleware())
         routes.get("admin", "consent", use: templates).access(.staff(AccessRule.admins))
         routes.post("admin", "consent", use: publish).access(.staff(AccessRule.admins))
         let rule = AccessRule.staff(AccessRule.anyStaff, audits: "Patient")

@@ -4,7 +4,7 @@ import Foundation
 import SQLKit
 import Vapor
 
-/// Plans, consents and session charts of one patient: every rule of issue #4 that is not the engine's lives here,
+/// Plans, consents and session charts of one patient: every rule of the course that is not the engine's lives here,
 /// shared by the pages and the JSON API.
 struct TreatmentService {
     let req: Request

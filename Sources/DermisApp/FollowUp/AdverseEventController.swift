@@ -5,7 +5,7 @@ import SQLKit
 import Vapor
 
 /// Adverse events of the clinic: opened by a check-in flag or by a practitioner, managed to resolution,
-/// listed and exported (CSV) for voluntary reporting (FDA MedWatch; PROTOCOL.md regulatory notes).
+/// listed and exported (CSV) for voluntary reporting (FDA MedWatch; docs/PROTOCOL.md regulatory notes).
 struct AdverseEventController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
         let clinical = AccessRule.staff(AccessRule.clinical, audits: "AdverseEvent")

@@ -282,14 +282,15 @@ enum RateLimits {
     }
 
     static func record(_ bucket: String, now: Date, on db: any Database) async throws {
-        try await RateEvent(bucket: bucket, at: now).create(on: db)
         // Events older than any window are pruned, but not on every request: at most every ten minutes per process.
-        if pruning.withLockedValue({ last in
+        let prune = pruning.withLockedValue { last in
             guard now.timeIntervalSince(last) >= 600 || now < last else { return false }
             last = now
             return true
-        }) {
-            try await RateEvent.query(on: db).filter(\.$at < now.addingTimeInterval(-2 * 86_400)).delete()
+        }
+        try await Writes.transaction(db) { db in
+            try await RateEvent(bucket: bucket, at: now).create(on: db)
+            if prune { try await RateEvent.query(on: db).filter(\.$at < now.addingTimeInterval(-2 * 86_400)).delete() }
         }
     }
 

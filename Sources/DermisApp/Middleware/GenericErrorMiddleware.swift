@@ -29,7 +29,7 @@ struct GenericErrorMiddleware: AsyncMiddleware {
         }
     }
 
-    /// `{"error": {"code": "…", "message": "…", "field": "…"}}` (CONTRACT.md).
+    /// `{"error": {"code": "…", "message": "…", "field": "…"}}` (docs/CONTRACT.md).
     struct APIError: Content {
         struct Body: Codable {
             let code: String

@@ -1,6 +1,6 @@
 import Logging
 
-/// Keeps patient data out of the operational log (SECURITY.md R11): Fluent's debug "Running query" lines carry the
+/// Keeps patient data out of the operational log (docs/SECURITY.md R11): Fluent's debug "Running query" lines carry the
 /// bound values of every query (names, dates of birth…), so their values are replaced before any handler sees them.
 public struct PatientSafeLogHandler: LogHandler {
     /// Metadata that carries query values.

@@ -1,6 +1,6 @@
 import Vapor
 
-/// Refuses abusive Range headers (SECURITY.md R18): more than a few ranges, or numbers no file could need.
+/// Refuses abusive Range headers (docs/SECURITY.md R18): more than a few ranges, or numbers no file could need.
 struct RequestLimitsMiddleware: AsyncMiddleware {
     static let maximumRanges = 8
     static let maximumRangeHeaderLength = 200

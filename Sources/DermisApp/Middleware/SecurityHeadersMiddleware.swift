@@ -1,6 +1,6 @@
 import Vapor
 
-/// Security headers on every response, errors included (SECURITY.md R6).
+/// Security headers on every response, errors included (docs/SECURITY.md R6).
 struct SecurityHeadersMiddleware: AsyncMiddleware {
     static let contentSecurityPolicy = [
         "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",

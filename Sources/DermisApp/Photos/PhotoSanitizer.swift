@@ -2,7 +2,7 @@ import CDermisImaging
 import DermisCore
 import Foundation
 
-/// Turns an uploaded file into a photo Dermis may keep (SECURITY.md R13): the type comes from the magic bytes
+/// Turns an uploaded file into a photo Dermis may keep (docs/SECURITY.md R13): the type comes from the magic bytes
 /// (JPEG or PNG; nothing else), the pixel count is checked before any pixel is decoded, and the pixels are
 /// decoded and encoded anew — so no metadata (EXIF, GPS, comments, ICC), trailing bytes or second format
 /// survives. A JPEG's EXIF orientation is applied to the pixels first, so the photo still stands upright.

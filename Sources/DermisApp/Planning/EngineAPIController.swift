@@ -1,7 +1,7 @@
 import DermisCore
 import Vapor
 
-/// The clinical engine over HTTP, exactly as CONTRACT.md shapes it: `POST /api/v1/screen` and `POST /api/v1/plan`.
+/// The clinical engine over HTTP, exactly as docs/CONTRACT.md shapes it: `POST /api/v1/screen` and `POST /api/v1/plan`.
 struct EngineAPIController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
         let api = routes.grouped("api", "v1")

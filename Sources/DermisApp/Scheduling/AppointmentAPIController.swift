@@ -3,7 +3,7 @@ import Fluent
 import Foundation
 import Vapor
 
-/// The scheduling JSON API of CONTRACT.md: availability, appointments (409 with the next free times on a conflict),
+/// The scheduling JSON API of docs/CONTRACT.md: availability, appointments (409 with the next free times on a conflict),
 /// and booking a patient's whole series.
 struct AppointmentAPIController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {

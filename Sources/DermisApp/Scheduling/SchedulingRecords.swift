@@ -123,7 +123,7 @@ enum AppointmentStatus: String, CaseIterable, Sendable {
 
 /// A booking: a service at a location with a practitioner, a room and (for treatments) a pen, from start to end;
 /// it holds them until `holdsUntil` (end plus the service's buffer). No two holding bookings of one resource overlap
-/// — the database enforces it (SECURITY.md R14).
+/// — the database enforces it (docs/SECURITY.md R14).
 final class Appointment: Model, @unchecked Sendable {
     static let schema = "appointment"
 

@@ -417,7 +417,7 @@ struct SchedulingService {
     }
 }
 
-/// The series interval per zone: no treatment of a zone before the minimum interval since its last one (PROTOCOL.md
+/// The series interval per zone: no treatment of a zone before the minimum interval since its last one (docs/PROTOCOL.md
 /// series; a booking inside it needs an override with a reason).
 enum SeriesRule {
     struct Result: Sendable {

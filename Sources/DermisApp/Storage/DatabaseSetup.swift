@@ -42,7 +42,7 @@ enum DatabaseSetup {
     }
 }
 
-/// The durability rules of SECURITY.md R15, as pure checks so that each refusal is testable.
+/// The durability rules of docs/SECURITY.md R15, as pure checks so that each refusal is testable.
 public enum Durability {
     public static let postgresSettings = ["fsync", "synchronous_commit", "full_page_writes"]
 
