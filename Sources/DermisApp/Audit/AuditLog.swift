@@ -40,19 +40,30 @@ enum AuditLog {
         let postgres = sql.dialect.name == "postgresql"
         // Chains in a fixed order, so two appenders never wait on each other's locks in a cycle.
         let chains = Set(entries.map(\.chainID)).sorted { ($0?.uuidString ?? "") < ($1?.uuidString ?? "") }
+        // Plain SQL on this path (no model reflection): it runs for every audited request.
+        let c = Column<AuditEvent>.self
         var nextSeq = 0
         if postgres {
             for chain in chains {
                 try await sql.raw("SELECT pg_advisory_xact_lock(7343001, \(bind: lockKey(chain)))").run()
             }
         } else {
-            nextSeq = (try await AuditEvent.query(on: db).max(\.$seq) ?? 0) + 1
+            let last = try await sql.select().column(SQLFunction("max", args: SQLColumn(c.name(\.$seq))), as: "seq")
+                .from(AuditEvent.schema).first()?.decode(column: "seq", as: Int?.self)
+            nextSeq = (last ?? 0) + 1
         }
         var previous: [UUID?: String] = [:]
         for chain in chains {
-            previous[chain] = try await AuditEvent.query(on: db).filter(\.$chainID == chain).sort(\.$seq, .descending)
-                .first()?.hash ?? genesis(chain)
+            let query = sql.select().column(c.name(\.$hash)).from(AuditEvent.schema)
+            let filtered = if let chain { query.where(SQLColumn(c.name(\.$chainID)), .equal, SQLBind(chain)) }
+                else { query.where(SQLColumn(c.name(\.$chainID)), .is, SQLLiteral.null) }
+            previous[chain] = try await filtered.orderBy(c.name(\.$seq), .descending).limit(1).first()?
+                .decode(column: c.name(\.$hash), as: String.self) ?? genesis(chain)
         }
+        var insert = sql.insert(into: AuditEvent.schema).columns(
+            c.name(\._$id), c.name(\.$seq), c.name(\.$chainID), c.name(\.$at), c.name(\.$actorID), c.name(\.$actorEmail), c.name(\.$action),
+            c.name(\.$objectType), c.name(\.$objectID), c.name(\.$patientID), c.name(\.$outcome), c.name(\.$sourceIP), c.name(\.$prevHash),
+            c.name(\.$hash))
         var rows: [AuditEvent] = []
         for entry in entries {
             let event = AuditEvent()
@@ -76,8 +87,13 @@ enum AuditLog {
             event.hash = event.computedHash
             previous[entry.chainID] = event.hash
             rows.append(event)
+            insert = insert.values([
+                SQLBind(UUID()), SQLBind(event.seq), SQLBind(event.chainID), SQLBind(event.at), SQLBind(event.actorID), SQLBind(event.actorEmail),
+                SQLBind(event.action), SQLBind(event.objectType), SQLBind(event.objectID), SQLBind(event.patientID), SQLBind(event.outcome),
+                SQLBind(event.sourceIP), SQLBind(event.prevHash), SQLBind(event.hash),
+            ] as [any SQLExpression])
         }
-        try await rows.create(on: db)
+        try await insert.run()
         return chains.compactMap { chain in rows.last { $0.chainID == chain }.map { Head(chain: chain, seq: $0.seq, hash: $0.hash) } }
     }
 

@@ -1,4 +1,5 @@
 import Fluent
+import SQLKit
 import Vapor
 
 /// Sessions and API tokens: issue, resolve (enforcing idle and absolute timeouts with the injected clock), end.
@@ -21,43 +22,91 @@ enum Sessions {
             path: "/", isSecure: secure, isHTTPOnly: true, sameSite: .lax)
     }
 
-    /// The session behind the request's cookie, if it is alive; a dead one is deleted.
-    static func session(of request: Request) async throws -> WebSession? {
+    /// The session behind the request's cookie, if it is alive, with its staff member: one query (the hot path of
+    /// every page). A dead session, or one of a deactivated person, is deleted.
+    static func principal(forCookieOf request: Request) async throws -> Principal? {
         let name = cookieName(secure: request.dermis.settings.secureCookies)
         guard let token = request.cookies[name]?.string, !token.isEmpty else { return nil }
-        guard let session = try await WebSession.query(on: request.db).filter(\.$tokenHash == Secrets.digest(token)).first() else {
-            return nil
-        }
+        let session = Column<WebSession>.self
+        guard let row = try await StaffRow.query(request.db, from: WebSession.self, userColumn: session.name(\.$user.$id),
+                                                 extra: [session.name(\.$id), session.name(\.$stage), session.name(\.$createdAt),
+                                                         session.name(\.$lastSeenAt)],
+                                                 where: session.name(\.$tokenHash), equals: Secrets.digest(token)) else { return nil }
+        let sessionID = try row.decode(session.name(\.$id), as: UUID.self)
         let settings = request.dermis.settings
         let now = request.dermis.clock.now()
-        if now.timeIntervalSince(session.lastSeenAt) > settings.idleTimeout
-            || now.timeIntervalSince(session.createdAt) > settings.absoluteTimeout {
-            try await Writes.transaction(request.db) { db in try await session.delete(on: db) }
+        let lastSeen = try row.decode(session.name(\.$lastSeenAt), as: Date.self)
+        let created = try row.decode(session.name(\.$createdAt), as: Date.self)
+        if now.timeIntervalSince(lastSeen) > settings.idleTimeout || now.timeIntervalSince(created) > settings.absoluteTimeout
+            || !row.staff.active {
+            try await Writes.transaction(request.db) { db in try await WebSession.query(on: db).filter(\.$id == sessionID).delete() }
             return nil
         }
         // Refresh the idle timer, at most once a minute so reads stay cheap.
-        if now.timeIntervalSince(session.lastSeenAt) >= 60 {
-            session.lastSeenAt = now
-            try await Writes.transaction(request.db) { db in try await session.save(on: db) }
+        if now.timeIntervalSince(lastSeen) >= 60 {
+            try await Writes.transaction(request.db) { db in
+                try await WebSession.query(on: db).filter(\.$id == sessionID).set(\.$lastSeenAt, to: now).update()
+            }
         }
-        return session
+        let stage = SessionStage(rawValue: try row.decode(session.name(\.$stage), as: String.self)) ?? .totp
+        return row.staff.principal(sessionID: sessionID, stage: stage)
     }
 
-    static func principal(forCookieOf request: Request) async throws -> Principal? {
-        guard let session = try await session(of: request) else { return nil }
-        guard let user = try await StaffUser.find(session.$user.id, on: request.db), user.active else {
-            try await Writes.transaction(request.db) { db in try await session.delete(on: db) }
-            return nil
-        }
-        return try Principal(user, sessionID: session.requireID(), stage: SessionStage(rawValue: session.stage) ?? .totp)
-    }
-
+    /// The staff member behind a bearer token that is neither revoked nor expired: one query.
     static func principal(forToken token: String, on request: Request) async throws -> Principal? {
-        let now = request.dermis.clock.now()
-        guard let stored = try await APIToken.query(on: request.db).filter(\.$tokenHash == Secrets.digest(token)).first(),
-              stored.revokedAt == nil, stored.expiresAt > now,
-              let user = try await StaffUser.find(stored.$user.id, on: request.db), user.active else { return nil }
-        return try Principal(user, sessionID: nil, stage: .full)
+        let column = Column<APIToken>.self
+        guard let row = try await StaffRow.query(request.db, from: APIToken.self, userColumn: column.name(\.$user.$id),
+                                                 extra: [column.name(\.$expiresAt), column.name(\.$revokedAt)],
+                                                 where: column.name(\.$tokenHash), equals: Secrets.digest(token)),
+              try row.decode(column.name(\.$revokedAt), as: Date?.self) == nil,
+              try row.decode(column.name(\.$expiresAt), as: Date.self) > request.dermis.clock.now(),
+              row.staff.active else { return nil }
+        return row.staff.principal(sessionID: nil, stage: .full)
+    }
+
+    /// A credential's row joined with its staff member, read with SQLKit (no model reflection on every request).
+    private struct StaffRow {
+        struct Staff {
+            let id: UUID
+            let clinicID: UUID
+            let email: String
+            let name: String
+            let role: String
+            let maxDepthMm: Double?
+            let active: Bool
+
+            func principal(sessionID: UUID?, stage: SessionStage) -> Principal {
+                Principal(userID: id, clinicID: clinicID, email: email, name: name, role: StaffRole(rawValue: role) ?? .frontDesk,
+                          maxDepthMm: maxDepthMm, sessionID: sessionID, stage: stage)
+            }
+        }
+
+        let row: any SQLRow
+        let staff: Staff
+
+        func decode<T: Decodable>(_ column: String, as type: T.Type) throws -> T { try row.decode(column: column, as: T.self) }
+
+        static func query<Credential: Model>(_ db: any Database, from credential: Credential.Type, userColumn: String, extra: [String],
+                                             where column: String, equals value: String) async throws -> StaffRow? {
+            guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
+            let user = Column<StaffUser>.self
+            let staffColumns = [user.name(\._$id), user.name(\.$clinic.$id), user.name(\.$email), user.name(\.$name), user.name(\.$role),
+                                user.name(\.$maxDepthMm), user.name(\.$active)]
+            var select = sql.select()
+            for (index, name) in staffColumns.enumerated() {
+                select = select.column(SQLAlias(SQLColumn(name, table: StaffUser.schema), as: "staff_\(index)"))
+            }
+            for name in extra { select = select.column(SQLColumn(name, table: Credential.schema)) }
+            guard let row = try await select.from(Credential.schema)
+                .join(StaffUser.schema, on: SQLColumn(userColumn, table: Credential.schema), .equal, SQLColumn(user.name(\._$id), table: StaffUser.schema))
+                .where(SQLColumn(column, table: Credential.schema), .equal, SQLBind(value))
+                .limit(1).first() else { return nil }
+            let staff = Staff(id: try row.decode(column: "staff_0", as: UUID.self), clinicID: try row.decode(column: "staff_1", as: UUID.self),
+                              email: try row.decode(column: "staff_2", as: String.self), name: try row.decode(column: "staff_3", as: String.self),
+                              role: try row.decode(column: "staff_4", as: String.self), maxDepthMm: try row.decode(column: "staff_5", as: Double?.self),
+                              active: try row.decode(column: "staff_6", as: Bool.self))
+            return StaffRow(row: row, staff: staff)
+        }
     }
 
     /// Ends every session and revokes every token of a user (sign-out everywhere, deactivation).

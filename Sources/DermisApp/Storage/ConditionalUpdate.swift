@@ -22,9 +22,7 @@ struct ConditionalUpdate<M: Model> where M.IDValue == UUID {
             .set(version, to: expected + 1)
     }
 
-    static func column<P: QueryableProperty>(_ field: KeyPath<M, P>) -> String {
-        M.path(for: field).map(\.description).joined(separator: "_")
-    }
+    static func column<P: QueryableProperty>(_ field: KeyPath<M, P>) -> String { Column<M>.name(field) }
 
     func set<P: QueryableProperty>(_ field: KeyPath<M, P>, to value: P.Value) -> Self where P.Value: Encodable & Sendable {
         var copy = self
@@ -58,5 +56,12 @@ struct ConditionalUpdate<M: Model> where M.IDValue == UUID {
     func run(orThrow conflict: @autoclosure () -> any Error) async throws {
         let changed = try await builder.returning(SQLIdentifier(Self.column(\M._$id))).all()
         if changed.isEmpty { throw conflict() }
+    }
+}
+
+/// A model field's column name, from the field itself: SQL built by hand names no column as a string.
+enum Column<M: Model> {
+    static func name<P: QueryableProperty>(_ field: KeyPath<M, P>) -> String {
+        M.path(for: field).map(\.description).joined(separator: "_")
     }
 }
