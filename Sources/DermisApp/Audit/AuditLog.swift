@@ -41,29 +41,26 @@ enum AuditLog {
         // Chains in a fixed order, so two appenders never wait on each other's locks in a cycle.
         let chains = Set(entries.map(\.chainID)).sorted { ($0?.uuidString ?? "") < ($1?.uuidString ?? "") }
         // Plain SQL on this path (no model reflection): it runs for every audited request.
-        let c = Column<AuditEvent>.self
+        let c = columns
         var nextSeq = 0
         if postgres {
             for chain in chains {
                 try await sql.raw("SELECT pg_advisory_xact_lock(7343001, \(bind: lockKey(chain)))").run()
             }
         } else {
-            let last = try await sql.select().column(SQLFunction("max", args: SQLColumn(c.name(\.$seq))), as: "seq")
+            let last = try await sql.select().column(SQLFunction("max", args: SQLColumn(c.seq)), as: "seq")
                 .from(AuditEvent.schema).first()?.decode(column: "seq", as: Int?.self)
             nextSeq = (last ?? 0) + 1
         }
         var previous: [UUID?: String] = [:]
         for chain in chains {
-            let query = sql.select().column(c.name(\.$hash)).from(AuditEvent.schema)
-            let filtered = if let chain { query.where(SQLColumn(c.name(\.$chainID)), .equal, SQLBind(chain)) }
-                else { query.where(SQLColumn(c.name(\.$chainID)), .is, SQLLiteral.null) }
-            previous[chain] = try await filtered.orderBy(c.name(\.$seq), .descending).limit(1).first()?
-                .decode(column: c.name(\.$hash), as: String.self) ?? genesis(chain)
+            let query = sql.select().column(c.hash).from(AuditEvent.schema)
+            let filtered = if let chain { query.where(SQLColumn(c.chainID), .equal, SQLBind(chain)) }
+                else { query.where(SQLColumn(c.chainID), .is, SQLLiteral.null) }
+            previous[chain] = try await filtered.orderBy(c.seq, .descending).limit(1).first()?
+                .decode(column: c.hash, as: String.self) ?? genesis(chain)
         }
-        var insert = sql.insert(into: AuditEvent.schema).columns(
-            c.name(\._$id), c.name(\.$seq), c.name(\.$chainID), c.name(\.$at), c.name(\.$actorID), c.name(\.$actorEmail), c.name(\.$action),
-            c.name(\.$objectType), c.name(\.$objectID), c.name(\.$patientID), c.name(\.$outcome), c.name(\.$sourceIP), c.name(\.$prevHash),
-            c.name(\.$hash))
+        var insert = sql.insert(into: AuditEvent.schema).columns(c.all)
         var rows: [AuditEvent] = []
         for entry in entries {
             let event = AuditEvent()
@@ -95,6 +92,21 @@ enum AuditLog {
         }
         try await insert.run()
         return chains.compactMap { chain in rows.last { $0.chainID == chain }.map { Head(chain: chain, seq: $0.seq, hash: $0.hash) } }
+    }
+
+    /// The columns this path names, read once from the model's fields.
+    private static let columns = Columns()
+
+    private struct Columns {
+        let seq = Column<AuditEvent>.name(\.$seq)
+        let hash = Column<AuditEvent>.name(\.$hash)
+        let chainID = Column<AuditEvent>.name(\.$chainID)
+        /// In the order the insert binds them.
+        let all = [Column<AuditEvent>.name(\._$id), Column<AuditEvent>.name(\.$seq), Column<AuditEvent>.name(\.$chainID),
+                   Column<AuditEvent>.name(\.$at), Column<AuditEvent>.name(\.$actorID), Column<AuditEvent>.name(\.$actorEmail),
+                   Column<AuditEvent>.name(\.$action), Column<AuditEvent>.name(\.$objectType), Column<AuditEvent>.name(\.$objectID),
+                   Column<AuditEvent>.name(\.$patientID), Column<AuditEvent>.name(\.$outcome), Column<AuditEvent>.name(\.$sourceIP),
+                   Column<AuditEvent>.name(\.$prevHash), Column<AuditEvent>.name(\.$hash)]
     }
 
     /// The second key of a chain's advisory lock: 32 bits of its id (0 for the chain with no clinic).

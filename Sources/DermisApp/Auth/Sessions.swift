@@ -27,16 +27,15 @@ enum Sessions {
     static func principal(forCookieOf request: Request) async throws -> Principal? {
         let name = cookieName(secure: request.dermis.settings.secureCookies)
         guard let token = request.cookies[name]?.string, !token.isEmpty else { return nil }
-        let session = Column<WebSession>.self
-        guard let row = try await StaffRow.query(request.db, from: WebSession.self, userColumn: session.name(\.$user.$id),
-                                                 extra: [session.name(\.$id), session.name(\.$stage), session.name(\.$createdAt),
-                                                         session.name(\.$lastSeenAt)],
-                                                 where: session.name(\.$tokenHash), equals: Secrets.digest(token)) else { return nil }
-        let sessionID = try row.decode(session.name(\.$id), as: UUID.self)
+        let session = Names.session
+        guard let row = try await StaffRow.query(request.db, from: WebSession.self, userColumn: session.user,
+                                                 extra: [session.id, session.stage, session.createdAt, session.lastSeenAt],
+                                                 where: session.tokenHash, equals: Secrets.digest(token)) else { return nil }
+        let sessionID = try row.decode(session.id, as: UUID.self)
         let settings = request.dermis.settings
         let now = request.dermis.clock.now()
-        let lastSeen = try row.decode(session.name(\.$lastSeenAt), as: Date.self)
-        let created = try row.decode(session.name(\.$createdAt), as: Date.self)
+        let lastSeen = try row.decode(session.lastSeenAt, as: Date.self)
+        let created = try row.decode(session.createdAt, as: Date.self)
         if now.timeIntervalSince(lastSeen) > settings.idleTimeout || now.timeIntervalSince(created) > settings.absoluteTimeout
             || !row.staff.active {
             try await Writes.transaction(request.db) { db in try await WebSession.query(on: db).filter(\.$id == sessionID).delete() }
@@ -48,20 +47,41 @@ enum Sessions {
                 try await WebSession.query(on: db).filter(\.$id == sessionID).set(\.$lastSeenAt, to: now).update()
             }
         }
-        let stage = SessionStage(rawValue: try row.decode(session.name(\.$stage), as: String.self)) ?? .totp
+        let stage = SessionStage(rawValue: try row.decode(session.stage, as: String.self)) ?? .totp
         return row.staff.principal(sessionID: sessionID, stage: stage)
     }
 
     /// The staff member behind a bearer token that is neither revoked nor expired: one query.
     static func principal(forToken token: String, on request: Request) async throws -> Principal? {
-        let column = Column<APIToken>.self
-        guard let row = try await StaffRow.query(request.db, from: APIToken.self, userColumn: column.name(\.$user.$id),
-                                                 extra: [column.name(\.$expiresAt), column.name(\.$revokedAt)],
-                                                 where: column.name(\.$tokenHash), equals: Secrets.digest(token)),
-              try row.decode(column.name(\.$revokedAt), as: Date?.self) == nil,
-              try row.decode(column.name(\.$expiresAt), as: Date.self) > request.dermis.clock.now(),
+        let column = Names.token
+        guard let row = try await StaffRow.query(request.db, from: APIToken.self, userColumn: column.user,
+                                                 extra: [column.expiresAt, column.revokedAt],
+                                                 where: column.tokenHash, equals: Secrets.digest(token)),
+              try row.decode(column.revokedAt, as: Date?.self) == nil,
+              try row.decode(column.expiresAt, as: Date.self) > request.dermis.clock.now(),
               row.staff.active else { return nil }
         return row.staff.principal(sessionID: nil, stage: .full)
+    }
+
+    /// The columns the credential look-ups name, read once from the models' fields.
+    private enum Names {
+        struct Session {
+            let id = Column<WebSession>.name(\._$id), user = Column<WebSession>.name(\.$user.$id)
+            let tokenHash = Column<WebSession>.name(\.$tokenHash), stage = Column<WebSession>.name(\.$stage)
+            let createdAt = Column<WebSession>.name(\.$createdAt), lastSeenAt = Column<WebSession>.name(\.$lastSeenAt)
+        }
+
+        struct Token {
+            let user = Column<APIToken>.name(\.$user.$id), tokenHash = Column<APIToken>.name(\.$tokenHash)
+            let expiresAt = Column<APIToken>.name(\.$expiresAt), revokedAt = Column<APIToken>.name(\.$revokedAt)
+        }
+
+        static let session = Session()
+        static let token = Token()
+        /// The staff member's columns, in the order `StaffRow` reads them (the id first).
+        static let staff = [Column<StaffUser>.name(\._$id), Column<StaffUser>.name(\.$clinic.$id), Column<StaffUser>.name(\.$email),
+                            Column<StaffUser>.name(\.$name), Column<StaffUser>.name(\.$role), Column<StaffUser>.name(\.$maxDepthMm),
+                            Column<StaffUser>.name(\.$active)]
     }
 
     /// A credential's row joined with its staff member, read with SQLKit (no model reflection on every request).
@@ -89,16 +109,13 @@ enum Sessions {
         static func query<Credential: Model>(_ db: any Database, from credential: Credential.Type, userColumn: String, extra: [String],
                                              where column: String, equals value: String) async throws -> StaffRow? {
             guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
-            let user = Column<StaffUser>.self
-            let staffColumns = [user.name(\._$id), user.name(\.$clinic.$id), user.name(\.$email), user.name(\.$name), user.name(\.$role),
-                                user.name(\.$maxDepthMm), user.name(\.$active)]
             var select = sql.select()
-            for (index, name) in staffColumns.enumerated() {
+            for (index, name) in Names.staff.enumerated() {
                 select = select.column(SQLAlias(SQLColumn(name, table: StaffUser.schema), as: "staff_\(index)"))
             }
             for name in extra { select = select.column(SQLColumn(name, table: Credential.schema)) }
             guard let row = try await select.from(Credential.schema)
-                .join(StaffUser.schema, on: SQLColumn(userColumn, table: Credential.schema), .equal, SQLColumn(user.name(\._$id), table: StaffUser.schema))
+                .join(StaffUser.schema, on: SQLColumn(userColumn, table: Credential.schema), .equal, SQLColumn(Names.staff[0], table: StaffUser.schema))
                 .where(SQLColumn(column, table: Credential.schema), .equal, SQLBind(value))
                 .limit(1).first() else { return nil }
             let staff = Staff(id: try row.decode(column: "staff_0", as: UUID.self), clinicID: try row.decode(column: "staff_1", as: UUID.self),
