@@ -426,12 +426,9 @@ extension AppTests {
                     zone: String = "cheeks", view: String = "front") async throws -> (HTTPStatus, [String: Any], String) {
             var multipart = Multipart(fields: [("zone", zone), ("view", view), ("session", signed.chartID)])
             multipart.file = ("photo", name, type, data)
-            var result: (HTTPStatus, [String: Any], String) = (.ok, [:], "")
-            try await app.testing().test(.POST, "/api/v1/patients/\(signed.course.patientID)/photos",
-                                         headers: Multipart.headers(signed.course.session), body: multipart.body) { res in
-                result = (res.status, (try? JSONSerialization.jsonObject(with: Data(buffer: res.body)) as? [String: Any]) ?? [:], res.body.string)
-            }
-            return result
+            let reply = try await TestClient(app: app, headers: signed.course.session)
+                .send(.POST, "/api/v1/patients/\(signed.course.patientID)/photos", rawBody: multipart.body, extraHeaders: Multipart.headers([:]))
+            return (reply.status, reply.object, reply.text)
         }
 
         @Test func aPhotoIsReencodedWithoutMetadataAndStoredUnderAServerName() async throws {

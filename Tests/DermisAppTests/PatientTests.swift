@@ -9,11 +9,8 @@ extension AppTests {
     /// The registry: validation beside the field, accent-blind search, archive not delete, no lost updates (R12).
     @Suite struct Patients {
         private func create(_ app: Application, _ session: HTTPHeaders, _ fields: [String: Any]) async throws -> (HTTPStatus, [String: Any]) {
-            var result: (HTTPStatus, [String: Any]) = (.ok, [:])
-            try await app.testing().test(.POST, "/api/v1/patients", headers: json(session), body: jsonBody(fields)) { res in
-                result = (res.status, (try? JSONSerialization.jsonObject(with: Data(buffer: res.body)) as? [String: Any]) ?? [:])
-            }
-            return result
+            let reply = try await TestClient(app: app, headers: session).send(.POST, "/api/v1/patients", fields)
+            return (reply.status, reply.object)
         }
 
         @Test func aCreatedPatientHasARecordNumberVersionAndLocation() async throws {

@@ -18,13 +18,8 @@ extension AppTests {
             let sam: UUID
 
             func call(_ method: HTTPMethod, _ path: String, _ body: [String: Any]? = nil, ifMatch: Int? = nil) async throws -> (HTTPStatus, Any?, String) {
-                var headers = json(self.headers)
-                if let ifMatch { headers.add(name: .ifMatch, value: "W/\"\(ifMatch)\"") }
-                var result: (HTTPStatus, Any?, String) = (.ok, nil, "")
-                try await app.testing().test(method, path, headers: headers, body: body.map(jsonBody)) { res in
-                    result = (res.status, try? JSONSerialization.jsonObject(with: Data(buffer: res.body)), res.body.string)
-                }
-                return result
+                let reply = try await TestClient(app: app, headers: headers).send(method, path, body, ifMatch: ifMatch)
+                return (reply.status, reply.json, reply.text)
             }
 
             func slots(_ service: String = "consultation", on day: String, zones: String = "", patient: UUID? = nil,

@@ -116,3 +116,30 @@ func jsonBody(_ object: [String: Any]) -> ByteBuffer {
 
 /// App tests share one PostgreSQL database when DATABASE_URL is set, so they run one at a time.
 @Suite(.serialized) struct AppTests {}
+
+/// The one typed way app tests call the JSON API: a body as JSON, `If-Match` when given; the status, the decoded JSON
+/// and the text back.
+struct TestClient {
+    let app: Application
+    let headers: HTTPHeaders
+
+    struct Reply {
+        let status: HTTPStatus
+        let json: Any?
+        let text: String
+        /// The JSON object answered, or empty.
+        var object: [String: Any] { json as? [String: Any] ?? [:] }
+    }
+
+    func send(_ method: HTTPMethod, _ path: String, _ body: [String: Any]? = nil, ifMatch: Int? = nil,
+              rawBody: ByteBuffer? = nil, extraHeaders: HTTPHeaders = [:]) async throws -> Reply {
+        var headers = json(self.headers)
+        if let ifMatch { headers.add(name: .ifMatch, value: "W/\"\(ifMatch)\"") }
+        for (name, value) in extraHeaders { headers.replaceOrAdd(name: name, value: value) }
+        var reply = Reply(status: .ok, json: nil, text: "")
+        try await app.testing().test(method, path, headers: headers, body: rawBody ?? body.map(jsonBody)) { res in
+            reply = Reply(status: res.status, json: try? JSONSerialization.jsonObject(with: Data(buffer: res.body)), text: res.body.string)
+        }
+        return reply
+    }
+}

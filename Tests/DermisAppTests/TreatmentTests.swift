@@ -16,13 +16,8 @@ struct Course {
     let patientID: UUID
 
     func call(_ method: HTTPMethod, _ path: String, _ body: [String: Any]? = nil, ifMatch: Int? = nil) async throws -> (HTTPStatus, [String: Any], String) {
-        var headers = json(session)
-        if let ifMatch { headers.add(name: .ifMatch, value: "W/\"\(ifMatch)\"") }
-        var result: (HTTPStatus, [String: Any], String) = (.ok, [:], "")
-        try await app.testing().test(method, "/api/v1/patients/\(patientID)\(path)", headers: headers, body: body.map(jsonBody)) { res in
-            result = (res.status, (try? JSONSerialization.jsonObject(with: Data(buffer: res.body)) as? [String: Any]) ?? [:], res.body.string)
-        }
-        return result
+        let reply = try await TestClient(app: app, headers: session).send(method, "/api/v1/patients/\(patientID)\(path)", body, ifMatch: ifMatch)
+        return (reply.status, reply.object, reply.text)
     }
 
     static var eligibleIntake: [String: Any] { ["dateOfBirth": "1988-03-14", "fitzpatrickType": 3, "pregnant": false, "nursing": false,

@@ -309,56 +309,42 @@ extension AppTests {
             }
         }
 
+        /// Four half-signed-in sessions of one person send the same second-factor code at once; the statuses.
+        func sendAtOnce(_ app: Application, _ staff: TestStaff, code: String) async throws -> [HTTPStatus] {
+            var cookies: [String] = []
+            for _ in 0..<4 {
+                try await app.testing().test(.POST, "/login", headers: formHeaders,
+                                             body: form([("email", staff.user.email), ("password", staff.password)])) { res in
+                    cookies.append(sessionCookie(res) ?? "")
+                }
+            }
+            return try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
+                for cookie in cookies {
+                    group.addTask {
+                        var headers = formHeaders
+                        headers.add(name: .cookie, value: cookie)
+                        var status = HTTPStatus.ok
+                        try await app.testing().test(.POST, "/login/totp", headers: headers, body: form([("code", code)])) { status = $0.status }
+                        return status
+                    }
+                }
+                return try await group.reduce(into: [HTTPStatus]()) { $0.append($1) }
+            }
+        }
+
         @Test func oneAuthenticatorCodeSentTwiceAtOnceOpensOneSession() async throws {
             try await withDermis { app, settings in
                 let staff = try await makeStaff(app, role: .practitioner, withTOTP: true)
-                var cookies: [String] = []
-                for _ in 0..<4 {
-                    try await app.testing().test(.POST, "/login", headers: formHeaders,
-                                                 body: form([("email", staff.user.email), ("password", staff.password)])) { res in
-                        cookies.append(sessionCookie(res) ?? "")
-                    }
-                }
-                let code = try #require(staff.totp).code(at: settings.clock.now())
-                let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
-                    for cookie in cookies {
-                        group.addTask {
-                            var headers = formHeaders
-                            headers.add(name: .cookie, value: cookie)
-                            var status = HTTPStatus.ok
-                            try await app.testing().test(.POST, "/login/totp", headers: headers, body: form([("code", code)])) { status = $0.status }
-                            return status
-                        }
-                    }
-                    return try await group.reduce(into: [HTTPStatus]()) { $0.append($1) }
-                }
+                let statuses = try await sendAtOnce(app, staff, code: try #require(staff.totp).code(at: settings.clock.now()))
                 #expect(statuses.filter { $0 == .seeOther }.count == 1, "one code, one sign-in: \(statuses)")
             }
         }
 
         @Test func oneRecoveryCodeSentTwiceAtOnceOpensOneSession() async throws {
-            try await withDermis { app, settings in
+            try await withDermis { app, _ in
                 let staff = try await makeStaff(app, role: .practitioner, withTOTP: true)
                 let code = try await SecondFactor.newRecoveryCodes(for: staff.id, on: app.db)[0]
-                var cookies: [String] = []
-                for _ in 0..<4 {
-                    try await app.testing().test(.POST, "/login", headers: formHeaders,
-                                                 body: form([("email", staff.user.email), ("password", staff.password)])) { res in
-                        cookies.append(sessionCookie(res) ?? "")
-                    }
-                }
-                let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
-                    for cookie in cookies {
-                        group.addTask {
-                            var headers = formHeaders
-                            headers.add(name: .cookie, value: cookie)
-                            var status = HTTPStatus.ok
-                            try await app.testing().test(.POST, "/login/totp", headers: headers, body: form([("code", code)])) { status = $0.status }
-                            return status
-                        }
-                    }
-                    return try await group.reduce(into: [HTTPStatus]()) { $0.append($1) }
-                }
+                let statuses = try await sendAtOnce(app, staff, code: code)
                 #expect(statuses.filter { $0 == .seeOther }.count == 1, "one recovery code, one sign-in: \(statuses)")
             }
         }

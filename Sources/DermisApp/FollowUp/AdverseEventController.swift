@@ -48,7 +48,7 @@ struct AdverseEventController: RouteCollection {
         let labels = Dictionary(uniqueKeysWithValues: req.dermis.clinicalProtocol.followUp.eventTypes.map { ($0.id, $0.label) })
         return events.map { event in
             let patient = patients[event.$patient.id]
-            return Row(id: event.id!, patientID: event.$patient.id, patientName: patient.map { "\($0.givenName) \($0.familyName)" } ?? "?",
+            return Row(id: event.id!, patientID: event.$patient.id, patientName: patient.map { $0.fullName } ?? "?",
                        mrn: patient?.mrn ?? "", chartID: event.chartID, type: event.type, typeLabel: labels[event.type] ?? event.type,
                        severity: event.severity, onset: event.onset, description: event.details, actions: event.actions,
                        outcome: event.outcome, resolvedOn: event.resolvedOn,

@@ -87,7 +87,7 @@ struct FollowUpController: RouteCollection {
         let staff = try req.staff()
         let page = FollowUpPage(
             page: try await PageHeader(req, title: "Follow-up"), patientID: try patient.requireID().uuidString,
-            patientName: "\(patient.givenName) \(patient.familyName)", chartID: session.chartID.uuidString, signed: session.isSigned,
+            patientName: patient.fullName, chartID: session.chartID.uuidString, signed: session.isSigned,
             canEdit: AccessRule.clinical.contains(staff.role),
             sessionEnd: schedule.map { LocalTime.words($0.sessionEnd, in: zone) },
             downtime: schedule.map { "\($0.downtime.min)–\($0.downtime.max) days at \(formatMillimetres($0.deepestDepthMm)) mm (\($0.downtime.source))" },

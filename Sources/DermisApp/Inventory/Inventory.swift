@@ -82,16 +82,15 @@ struct CreateInventory: AsyncMigration {
 
 /// The clinic's pens and cartridge stock.
 struct Inventory {
-    private let base: any Database
+    private let database: UnitOfWorkDatabase
     let clinicID: UUID
 
     init(db: any Database, clinicID: UUID) {
-        base = db
+        database = UnitOfWorkDatabase(db)
         self.clinicID = clinicID
     }
 
-    /// The open unit of work's transaction when there is one (even if this store was made before it opened).
-    var db: any Database { Writes.current?.db ?? base }
+    var db: any Database { database.current }
 
     func devices(activeOnly: Bool = false) async throws -> [Device] {
         var query = Device.query(on: db).filter(\.$clinic.$id == clinicID)

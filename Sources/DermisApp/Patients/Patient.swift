@@ -28,6 +28,9 @@ final class Patient: Model, @unchecked Sendable {
 
     init() {}
 
+    /// Given then family name, as staff read it and the patient types it on a consent.
+    var fullName: String { "\(givenName) \(familyName)" }
+
     var details: PatientDetails {
         PatientDetails(givenName: givenName, familyName: familyName, dateOfBirth: dateOfBirth, phone: phoneE164,
                        email: email, fitzpatrickType: fitzpatrickType)
@@ -64,16 +67,15 @@ struct CreatePatient: AsyncMigration {
 
 /// The patient registry of one clinic: every query is scoped to the caller's clinic, so another clinic's ids are 404.
 struct PatientRegistry {
-    private let base: any Database
+    private let database: UnitOfWorkDatabase
     let clinicID: UUID
 
     init(db: any Database, clinicID: UUID) {
-        base = db
+        database = UnitOfWorkDatabase(db)
         self.clinicID = clinicID
     }
 
-    /// The open unit of work's transaction when there is one (even if this store was made before it opened).
-    var db: any Database { Writes.current?.db ?? base }
+    var db: any Database { database.current }
 
     func find(_ id: UUID) async throws -> Patient {
         guard let patient = try await Patient.query(on: db).filter(\.$id == id).filter(\.$clinic.$id == clinicID).first() else {

@@ -32,7 +32,7 @@ struct PatientPagesController: RouteCollection {
         init(_ p: Patient) {
             id = p.id?.uuidString ?? ""
             mrn = p.mrn
-            name = "\(p.givenName) \(p.familyName)"
+            name = p.fullName
             givenName = p.givenName
             familyName = p.familyName
             dateOfBirth = p.dateOfBirth

@@ -79,7 +79,7 @@ struct PhotoController: RouteCollection {
         let p = req.dermis.clinicalProtocol
         let page = GalleryPage(
             page: try await PageHeader(req, title: "Photos"), patientID: try patient.requireID().uuidString,
-            patientName: "\(patient.givenName) \(patient.familyName)", photos: try await tiles(req, photos, sessions: sessions),
+            patientName: patient.fullName, photos: try await tiles(req, photos, sessions: sessions),
             zones: p.zones.map { Option(id: $0.id, name: $0.displayName, selected: false) },
             views: Photo.views.map { Option(id: $0.id, name: $0.label, selected: $0.id == "front") },
             sessions: sessions.map { Option(id: $0.chartID.uuidString, name: "Session of \(AuditLog.isoDay($0.createdAt))", selected: $0.chartID == sessions.last?.chartID) },
@@ -184,7 +184,7 @@ struct PhotoController: RouteCollection {
         let sessions = try await TreatmentService(req: req, patient: patient, staff: try req.staff()).sessions()
         return try await req.view.render("photo-compare", ComparePage(
             page: try await PageHeader(req, title: "Compare photos"), patientID: try patient.requireID().uuidString,
-            patientName: "\(patient.givenName) \(patient.familyName)", zoneName: p.zone(zone)?.displayName ?? zone,
+            patientName: patient.fullName, zoneName: p.zone(zone)?.displayName ?? zone,
             viewName: Photo.views.first { $0.id == view }?.label ?? view, photos: try await tiles(req, photos, sessions: sessions),
             zones: p.zones.map { Option(id: $0.id, name: $0.displayName, selected: $0.id == zone) },
             views: Photo.views.map { Option(id: $0.id, name: $0.label, selected: $0.id == view) }))

@@ -109,7 +109,7 @@ struct PlanPageController: RouteCollection {
         let p = req.dermis.clinicalProtocol
         let base = patient.map { "/patients/\($0.id!)/plans" }
         let page = PlanPage(
-            formAction: base.map { "\($0)/preview" } ?? "/plan", saveAction: base, patientName: patient.map { "\($0.givenName) \($0.familyName)" },
+            formAction: base.map { "\($0)/preview" } ?? "/plan", saveAction: base, patientName: patient.map { $0.fullName },
             practitionerLimitFixed: patient != nil && req.principal?.maxDepthMm != nil,
             page: try await PageHeader(req, title: "Plan a treatment"),
             zoneGroups: [ZoneGroup(title: "Face", zones: form.zoneOptions(protocol: p, region: "face")),
@@ -217,17 +217,6 @@ struct PlanForm {
     }
 }
 
-struct Option: Encodable {
-    let id: String
-    let name: String
-    let selected: Bool
-
-    /// Every value of an outcome scale, labelled from its definition.
-    static func levels(of scale: ClinicalProtocol.OutcomeScale, selected: Int? = nil) -> [Option] {
-        (scale.min...scale.max).map { Option(id: String($0), name: scale.label(for: $0) ?? String($0), selected: $0 == selected) }
-    }
-}
-
 struct ZoneOption: Encodable {
     let id: String
     let name: String
@@ -238,29 +227,6 @@ struct ZoneOption: Encodable {
 struct ZoneGroup: Encodable {
     let title: String
     let zones: [ZoneOption]
-}
-
-/// How long free text may be, so nothing unbounded reaches the database.
-enum TextLimits {
-    static let short = 100
-    static let reason = 1000
-    static let notes = 5000
-
-    /// The problem with `text` in `field`, if it is longer than `limit` characters.
-    static func issue(_ text: String?, _ field: String, max limit: Int) -> FieldIssue? {
-        guard let text, text.count > limit else { return nil }
-        return FieldIssue(path: field, problem: "must be at most \(limit) characters (it has \(text.count))")
-    }
-}
-
-struct ErrorLine: Encodable {
-    let field: String
-    let message: String
-
-    /// One line per problem, each saying its field.
-    static func list(_ invalid: InvalidInput) -> [ErrorLine] {
-        invalid.issues.map { ErrorLine(field: $0.path, message: $0.description) }
-    }
 }
 
 struct PlanPage: Encodable {

@@ -166,7 +166,7 @@ struct AppointmentAPIController: RouteCollection {
         return SchedulingService.Booking(
             location: location, service: service, zones: service.isTreatment ? (input.zones ?? []) : [], start: start,
             practitionerID: input.practitioner, patientID: try patient?.requireID(),
-            contactName: patient.map { "\($0.givenName) \($0.familyName)" } ?? "", contactEmail: patient?.email ?? "", contactPhone: patient?.phoneE164 ?? "",
+            contactName: patient.map { $0.fullName } ?? "", contactEmail: patient?.email ?? "", contactPhone: patient?.phoneE164 ?? "",
             notes: input.notes ?? "", source: "staff", status: .booked, overrideReason: (reason?.isEmpty ?? true) ? nil : reason, seriesID: nil)
     }
 

@@ -347,7 +347,7 @@ struct SchedulingService {
                 }
                 let booking = Booking(
                     location: location, service: service, zones: zones, start: start, practitionerID: practitionerID, patientID: patientID,
-                    contactName: "\(patient.givenName) \(patient.familyName)", contactEmail: patient.email ?? "", contactPhone: patient.phoneE164 ?? "",
+                    contactName: patient.fullName, contactEmail: patient.email ?? "", contactPhone: patient.phoneE164 ?? "",
                     notes: "Session \(index + 1) of \(plan.series.sessions)", source: "staff", status: .booked, overrideReason: nil, seriesID: seriesID)
                 booked.append(try await req.audited(.create, objectType: "Appointment", patientID: patientID) { try await book(booking, by: staffID) })
             }

@@ -97,6 +97,16 @@ final class UnitOfWork: Sendable {
     }
 }
 
+/// The database a store holds: the open unit of work's transaction when there is one — even if the store was made
+/// before it opened — else the one it was given.
+struct UnitOfWorkDatabase: Sendable {
+    private let base: any Database
+
+    init(_ base: any Database) { self.base = base }
+
+    var current: any Database { Writes.current?.db ?? base }
+}
+
 /// Carries a value across Fluent's `@Sendable` closure boundary; the value never crosses threads concurrently.
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T

@@ -206,7 +206,7 @@ enum LotRecall {
         for session in sessions where seen.insert(session.chartID).inserted {
             let patient = try await Patient.find(session.$patient.id, on: db)
             let practitioner = try await StaffUser.find(session.practitionerID, on: db)
-            rows.append(.init(patientID: session.$patient.id.uuidString, patientName: patient.map { "\($0.givenName) \($0.familyName)" } ?? "?",
+            rows.append(.init(patientID: session.$patient.id.uuidString, patientName: patient.map { $0.fullName } ?? "?",
                               mrn: patient?.mrn ?? "", sessionID: session.chartID.uuidString,
                               date: AuditLog.isoDay(session.createdAt), practitioner: practitioner?.name ?? "?"))
         }

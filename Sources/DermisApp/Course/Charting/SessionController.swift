@@ -114,7 +114,7 @@ struct SessionController: RouteCollection {
         let now = req.dermis.clock.now()
         return try await req.view.render("session", SessionPage(
             page: try await PageHeader(req, title: "Session chart"), patientID: service.patientID.uuidString,
-            patientName: "\(service.patient.givenName) \(service.patient.familyName)", chartID: id.uuidString, version: session.version,
+            patientName: service.patient.fullName, chartID: id.uuidString, version: session.version,
             signed: session.isSigned, identityConfirmed: typed?.identityConfirmed ?? session.identityConfirmed,
             skinCleansed: typed?.skinCleansed ?? session.skinCleansed,
             anaestheticAppliedAt: session.anaestheticAppliedAt.map(AuditLog.isoMilliseconds),

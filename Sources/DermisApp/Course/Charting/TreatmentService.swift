@@ -70,8 +70,8 @@ struct TreatmentService {
         if let templateID, templateID != template.id {
             throw Abort(.conflict, reason: "The consent text changed while it was being read; read the current version and sign again.")
         }
-        if searchFolded(typedName).split(separator: " ") != searchFolded("\(patient.givenName) \(patient.familyName)").split(separator: " ") {
-            issues.append(FieldIssue(path: "typedName", problem: "type the patient's full name as registered: \(patient.givenName) \(patient.familyName)"))
+        if searchFolded(typedName).split(separator: " ") != searchFolded(patient.fullName).split(separator: " ") {
+            issues.append(FieldIssue(path: "typedName", problem: "type the patient's full name as registered: \(patient.fullName)"))
         }
         let png = Self.decodePNG(dataURL: signature)
         if png == nil { issues.append(FieldIssue(path: "signature", problem: "sign in the box (a PNG drawing up to 256 KB is expected)")) }

@@ -104,7 +104,7 @@ struct CourseController: RouteCollection {
                 + (rule?.earliest.map { " Next treatment of these zones not before \($0): \(rule!.reason)." } ?? "")
         }
         return try await req.view.render("course", CoursePage(page: try await PageHeader(req, title: "Treatment course"),
-                                                              patientID: id.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
+                                                              patientID: id.uuidString, patientName: patient.fullName,
                                                               steps: steps, canStart: problems.isEmpty,
                                                               charts: OutcomeChartView.charts(signed, scores: scores, protocol: req.dermis.clinicalProtocol),
                                                               sessionLinks: signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) },
@@ -180,7 +180,7 @@ struct CourseController: RouteCollection {
         let zoneChecks = { (chosen: [String]) in p.zones.map { Option(id: $0.id, name: $0.displayName, selected: chosen.contains($0.id)) } }
         let page = IntakePage(
             page: try await PageHeader(req, title: "Intake"), patientID: try patient.requireID().uuidString,
-            patientName: "\(patient.givenName) \(patient.familyName)", dateOfBirth: patient.dateOfBirth,
+            patientName: patient.fullName, dateOfBirth: patient.dateOfBirth,
             pregnant: form.one("pregnant") ?? "", nursing: form.one("nursing") ?? "",
             fitzpatrick: (1...6).map { Option(id: String($0), name: ["I", "II", "III", "IV", "V", "VI"][$0 - 1], selected: form.one("fitzpatrickType") == String($0)) },
             zones: zoneChecks(form.all("zone")),
@@ -271,7 +271,7 @@ struct CourseController: RouteCollection {
         }
         return try await req.view.render("screening", ScreeningPage(
             page: try await PageHeader(req, title: "Screening"), patientID: try patient.requireID().uuidString,
-            screeningID: screeningID.uuidString, patientName: "\(patient.givenName) \(patient.familyName)",
+            screeningID: screeningID.uuidString, patientName: patient.fullName,
             outcome: result.outcome.words, outcomeCode: result.outcome.rawValue, until: result.until?.description,
             screenedOn: record.screenedOn, protocolVersion: record.protocolVersion,
             reasons: result.reasons.map(view), precautions: result.precautions.map(view),

@@ -104,7 +104,7 @@ struct ConsentController: RouteCollection {
         let zones = try plan.plan.zones.map { "\(p.zone($0.zone)?.displayName ?? $0.zone): \(formatMillimetres($0.depthMm)) mm, \($0.passes) passes" }
         return try await req.view.render("consent-sign", SignPage(
             page: try await PageHeader(req, title: "Consent"), patientID: service.patientID.uuidString, planID: try plan.requireID().uuidString,
-            patientName: "\(service.patient.givenName) \(service.patient.familyName)", planVersion: plan.version, zones: zones,
+            patientName: service.patient.fullName, planVersion: plan.version, zones: zones,
             template: try await service.latestTemplate().map(Self.text), typedName: typedName, errors: errors))
     }
 
@@ -175,7 +175,7 @@ struct ConsentController: RouteCollection {
         let plan = try await TreatmentPlanRecord.require(consent.$plan.id, on: req.db)
         let digest = Secrets.digest(consent.signaturePNG)
         return try await req.view.render("consent", ConsentPage(
-            page: try await PageHeader(req, title: "Signed consent"), patientName: "\(service.patient.givenName) \(service.patient.familyName)",
+            page: try await PageHeader(req, title: "Signed consent"), patientName: service.patient.fullName,
             patientID: service.patientID.uuidString, mrn: service.patient.mrn, planVersion: plan.version, template: Self.text(template),
             typedName: consent.typedName, signedAt: AuditLog.isoMilliseconds(consent.signedAt),
             signatureDataURL: "data:image/png;base64," + consent.signaturePNG.base64EncodedString(), sha256: consent.signatureSHA256,

@@ -1,0 +1,42 @@
+import DermisCore
+import Foundation
+import Vapor
+
+/// What handlers read from a request: path ids, the version an edit starts from, a JSON body with errors that name the field.
+extension Request {
+    /// A UUID path parameter; a missing or malformed one is simply not found.
+    func uuidParameter(_ name: String, notFound reason: String = "Not found.") throws -> UUID {
+        guard let id = (parameters.get(name) as String?).flatMap(UUID.init(uuidString:)) else { throw Abort(.notFound, reason: reason) }
+        return id
+    }
+
+    /// The `:patientID` path parameter.
+    func patientID() throws -> UUID { try uuidParameter("patientID", notFound: "No such patient.") }
+
+    /// The patient of the path, in the caller's clinic; another clinic's patient is not found.
+    func patient() async throws -> Patient {
+        try await PatientRegistry(db: db, clinicID: try staff().clinicID).find(try patientID())
+    }
+
+    /// The version an edit starts from, from If-Match (`W/"3"`, `"3"` or `3`); required.
+    func ifMatchVersion() throws -> Int {
+        guard let header = headers.first(name: .ifMatch) else {
+            throw Abort(.preconditionRequired, reason: "Send If-Match with the version you read (its ETag).")
+        }
+        guard let version = Int(header.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
+            throw Abort(.badRequest, reason: "If-Match must be a version such as W/\"3\".")
+        }
+        return version
+    }
+
+    /// Decodes a JSON body with errors that name the field (JSON path).
+    func decodeJSON<T: Decodable>(_ type: T.Type) throws -> T {
+        guard let buffer = body.data else { throw InvalidInput(path: "", problem: "the request has no JSON body") }
+        return try decodeInput(type, from: Data(buffer: buffer))
+    }
+}
+
+extension InvalidInput: AbortError {
+    public var status: HTTPResponseStatus { .unprocessableEntity }
+    public var reason: String { description }
+}
