@@ -115,3 +115,29 @@ def test_a_cross_site_post_is_refused(tmp_path):
         assert status == 403
     finally:
         server.stop()
+
+
+def test_verify_audit_finds_the_newest_rows_deleted_against_the_checkpoint(tmp_path):
+    data = tmp_path / "data"
+    assert create_admin(data)[0] == 0
+    code, token, _ = run_dermis("create-token", "--email", "owner@clinic.example", "--data-dir", str(data))
+    server = RunningServer(data).wait_ready()
+    try:
+        for _ in range(5):
+            request = urllib.request.Request(server.base + "/api/v1/patients", headers={"Authorization": f"Bearer {token.strip()}"})
+            urllib.request.urlopen(request, timeout=10).read()
+    finally:
+        server.stop()
+    checkpoints = json.loads((data / "audit-checkpoints.json").read_text())
+    with sqlite3.connect(data / "dermis.sqlite") as db:
+        newest = db.execute("SELECT max(seq) FROM audit_event").fetchone()[0]
+    assert max(head["seq"] for head in checkpoints) == newest, "the server anchored its newest row when it stopped"
+    assert "audit checkpoint" in server.output(), "and wrote the head to its log"
+    assert run_dermis("verify-audit", "--data-dir", str(data))[0] == 0
+    # Someone with the database file drops the guard and deletes the two newest rows: the rest still links up.
+    with sqlite3.connect(data / "dermis.sqlite") as db:
+        db.execute("DROP TRIGGER audit_event_no_delete")
+        db.execute("DELETE FROM audit_event WHERE seq > ?", (newest - 2,))
+    code, _, err = run_dermis("verify-audit", "--data-dir", str(data))
+    assert code == 1
+    assert "removed from the end" in err and f"seq {newest}" in err

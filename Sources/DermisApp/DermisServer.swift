@@ -45,11 +45,13 @@ public enum DermisServer {
     }
 
     /// Checks the audit hash chains against the checkpoints in the data folder: nil when intact, else the first problem.
-    public static func verifyAudit(_ settings: DermisSettings) async throws -> (rows: Int, problem: String?) {
-        var result: (Int, String?) = (0, nil)
+    /// `checkpoints` is how many chain heads the checkpoint file anchors (0: no file, so a cut tail cannot be seen).
+    public static func verifyAudit(_ settings: DermisSettings) async throws -> (rows: Int, problem: String?, checkpoints: Int) {
+        var result: (Int, String?, Int) = (0, nil, 0)
         try await withApplication(settings, arguments: ["dermis"]) { app in
             let checkpoints = AuditCheckpoints.read(app.auditCheckpoints.path) ?? []
-            result = (try await AuditEvent.query(on: app.db).count(), try await AuditLog.firstBreak(on: app.db, checkpoints: checkpoints))
+            result = (try await AuditEvent.query(on: app.db).count(), try await AuditLog.firstBreak(on: app.db, checkpoints: checkpoints),
+                      checkpoints.count)
         }
         return result
     }

@@ -44,16 +44,19 @@ struct CreateToken: AsyncParsableCommand {
 
 struct VerifyAudit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "verify-audit", abstract: "Check the audit log's hash chain; exit 1 naming the first bad row.")
+        commandName: "verify-audit", abstract: "Check the audit log's hash chains against the data folder's checkpoints; exit 1 naming the first problem.")
     @OptionGroup var storage: StorageOptions
 
     func run() async throws {
-        let (rows, problem) = try await DermisServer.verifyAudit(storage.settings())
+        let (rows, problem, checkpoints) = try await DermisServer.verifyAudit(storage.settings())
         if let problem {
             printError("The audit chain is broken: \(problem)")
             throw ExitCode(1)
         }
-        print("The audit chain is intact (\(rows) rows).")
+        if rows > 0 && checkpoints == 0 {
+            printError("Warning: the data folder has no audit-checkpoints.json, so rows removed from the end would not be seen.")
+        }
+        print("The audit chain is intact (\(rows) rows)" + (checkpoints > 0 ? ", up to the newest row of each checkpointed chain." : "."))
     }
 }
 
