@@ -143,8 +143,8 @@ extension AppTests {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for index in 0..<60 {
                         group.addTask {
-                            try await app.auditWriter.append(.init(chainID: clinics[index % 3], at: testNow, action: .read, objectType: "Patient",
-                                                                   objectID: "\(index)", outcome: .success, sourceIP: "127.0.0.1"))
+                            try await app.auditWriter.append([.init(chainID: clinics[index % 3], at: testNow, action: .read, objectType: "Patient",
+                                                                    objectID: "\(index)", outcome: .success, sourceIP: "127.0.0.1")])
                         }
                     }
                     try await group.waitForAll()
@@ -158,6 +158,7 @@ extension AppTests {
                     #expect(own.first?.prevHash == AuditLog.genesis(chain), "each clinic's chain starts at its own genesis")
                 }
                 #expect(Set(rows.map(\.seq)).count == 60)
+                #expect(app.auditWriter.batches < 60, "concurrent appends shared commits (\(app.auditWriter.batches) for 60 rows)")
             }
         }
 

@@ -170,6 +170,43 @@ extension AppTests {
             }
         }
 
+        @Test func aConsentRefusedOnThePageIsAuditedAsARefusal() async throws {
+            try await withDermis { app, settings in
+                let staff = try await makeStaff(app, role: .practitioner)
+                let session = try await signIn(app, staff, clock: settings.clock)
+                let course = Course(app: app, session: session, patientID: try await zoe(app).requireID())
+                try await course.intake()
+                let planID = try #require(try await course.plan()["planID"] as? String)
+                try await app.testing().test(.POST, "/patients/\(course.patientID)/plans/\(planID)/consent", headers: formHeaders.merging(session),
+                                             body: form([("typedName", "Somebody Else"), ("signature", "data:image/png;base64,\(tinyPNG)")])) {
+                    #expect($0.status == .unprocessableEntity)
+                }
+                let refusal = try await AuditEvent.query(on: app.db).filter(\.$objectType == "Consent").all()
+                #expect(refusal.map(\.outcome) == ["invalid"], "the refused signature is in the log as such")
+                #expect(try await ConsentRecord.query(on: app.db).count() == 0)
+            }
+        }
+
+        // MARK: PostgreSQL: a handled failure leaves the transaction usable
+
+        @Test func aDuplicatePenSerialOnTheAdminPageIsRefusedNamingTheField() async throws {
+            try await withDermis { app, settings in
+                let admin = try await signIn(app, try await makeStaff(app, role: .admin), clock: settings.clock)
+                let pen = try #require(try await Device.query(on: app.db).first())
+                try await app.testing().test(.POST, "/admin/inventory/devices", headers: formHeaders.merging(admin),
+                                             body: form([("model", "SkinPen Precision"), ("serial", pen.serial), ("profile", pen.profile)])) { res in
+                    #expect(res.status == .unprocessableEntity, "a caught duplicate must not poison the transaction the page renders in")
+                    #expect(res.body.string.contains("serial"))
+                }
+                #expect(try await Device.query(on: app.db).count() == 1)
+                try await app.testing().test(.POST, "/admin/schedule/rooms", headers: formHeaders.merging(admin),
+                                             body: form([("location", try await Location.query(on: app.db).first()!.id!.uuidString),
+                                                         ("name", try await Room.query(on: app.db).first()!.name)])) { res in
+                    #expect(res.status == .conflict || res.status == .unprocessableEntity, "\(res.status)")
+                }
+            }
+        }
+
         // MARK: Multi-step operations are one transaction
 
         /// Zoë's course up to a saved draft chart that is ready to sign; returns the chart id and its version.

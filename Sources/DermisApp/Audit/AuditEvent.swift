@@ -118,29 +118,49 @@ extension Request {
         set { storage[AuditClinicKey.self] = newValue }
     }
 
-    /// Writes one audit row for this request's caller. Inside a unit of work the row joins its transaction and commits
-    /// with the change, or not at all; outside one (reads, refusals) it is group-committed, and this returns once the
-    /// row is durable. A failure throws: a request whose audit row cannot be written fails (docs/SECURITY.md R9).
-    func audit(_ action: AuditAction, objectType: String, objectID: String? = nil, patientID: UUID? = nil,
-               outcome: AuditOutcome) async throws {
+    /// A row for this request's caller.
+    private func auditEntry(_ action: AuditAction, objectType: String, objectID: String?, patientID: UUID?,
+                            outcome: AuditOutcome) -> AuditLog.Entry {
         let pathPatient = parameters.get("patientID") as String?
-        let entry = AuditLog.Entry(
+        return AuditLog.Entry(
             chainID: auditClinicID, at: dermis.clock.now(),
             actorID: principal?.userID, actorEmail: principal?.email ?? patientLink.map { "patient-link \($0.id?.uuidString.prefix(8) ?? "")" },
             action: action, objectType: objectType,
             objectID: objectID ?? pathPatient, patientID: patientID ?? pathPatient.flatMap(UUID.init(uuidString:)),
             outcome: outcome, sourceIP: clientAddress)
+    }
+
+    /// Writes one audit row for this request's caller. Inside a unit of work the row joins its transaction and commits
+    /// with the change, or not at all; outside one (reads, refusals) it is group-committed, and this returns once the
+    /// row is durable. A failure throws: a request whose audit row cannot be written fails (docs/SECURITY.md R9).
+    func audit(_ action: AuditAction, objectType: String, objectID: String? = nil, patientID: UUID? = nil,
+               outcome: AuditOutcome) async throws {
+        let entry = auditEntry(action, objectType: objectType, objectID: objectID, patientID: patientID, outcome: outcome)
         if let work = Writes.current {
-            let heads = try await AuditLog.append([entry], in: work.db)
-            let checkpoints = application.auditCheckpoints
-            work.afterCommit {
-                checkpoints.advance(heads)
-                self.hasAudited = true
-            }
+            work.record(entry, checkpoints: application.auditCheckpoints)
+            work.afterCommit { self.hasAudited = true }
         } else {
-            try await application.auditWriter.append(entry)
+            try await application.auditWriter.append([entry])
             hasAudited = true
         }
+    }
+
+    /// Refusals of work nested in an enclosing unit of work: they cannot join it (it will roll back), so the access
+    /// layer writes them once the request is done.
+    private var pendingRefusals: [AuditLog.Entry] {
+        get { storage[PendingRefusalsKey.self] ?? [] }
+        set { storage[PendingRefusalsKey.self] = newValue }
+    }
+
+    private struct PendingRefusalsKey: StorageKey { typealias Value = [AuditLog.Entry] }
+
+    /// Writes the refusals of nested work (see `pendingRefusals`); called outside any unit of work.
+    func writePendingRefusals() async throws {
+        let pending = pendingRefusals
+        guard !pending.isEmpty else { return }
+        pendingRefusals = []
+        try await application.auditWriter.append(pending)
+        hasAudited = true
     }
 
     /// Runs `body` and audits it. A change (any action but read, search and export) is one unit of work: the body's
@@ -161,9 +181,13 @@ extension Request {
             if action.isRead { return try await succeed() }
             return try await Writes.transaction(db) { _ in try await succeed() }
         } catch {
-            // Inside an enclosing unit of work the refusal is audited by whoever opened it, once it has rolled back.
+            let refusal = auditEntry(action, objectType: objectType, objectID: objectID, patientID: patientID, outcome: AuditOutcome(error))
             if Writes.current == nil {
-                try await audit(action, objectType: objectType, objectID: objectID, patientID: patientID, outcome: AuditOutcome(error))
+                try await application.auditWriter.append([refusal])
+                hasAudited = true
+            } else {
+                // The enclosing unit of work may roll back; the refusal is written after the request either way.
+                pendingRefusals.append(refusal)
             }
             throw error
         }

@@ -77,15 +77,16 @@ struct AccessMiddleware: AsyncMiddleware {
                 throw Abort(.forbidden, reason: "Your role may not do this.")
             }
         }
-        guard let audits else { return try await next.respond(to: request) }
         let response: Response
         do {
             response = try await next.respond(to: request)
         } catch {
-            if !request.hasAudited { try await request.audit(.access, objectType: audits, outcome: AuditOutcome(error)) }
+            try await request.writePendingRefusals()
+            if let audits, !request.hasAudited { try await request.audit(.access, objectType: audits, outcome: AuditOutcome(error)) }
             throw error
         }
-        if !request.hasAudited {
+        try await request.writePendingRefusals()
+        if let audits, !request.hasAudited {
             let outcome: AuditOutcome = response.status.code < 400 ? .success : AuditOutcome(Abort(response.status))
             try await request.audit(.access, objectType: audits, outcome: outcome)
         }

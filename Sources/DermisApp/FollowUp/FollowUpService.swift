@@ -31,7 +31,7 @@ struct FollowUpService {
         plan.issuedAt = now
         plan.issuedBy = staffID
         do {
-            try await plan.create(on: db)
+            try await Writes.savepoint(db) { db in try await plan.create(on: db) }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             return try await latestAftercare(of: session.chartID)
         }

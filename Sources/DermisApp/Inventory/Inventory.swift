@@ -134,7 +134,7 @@ struct Inventory {
         device.active = true
         device.createdAt = now
         do {
-            try await device.create(on: db)
+            try await Writes.savepoint(db) { db in try await device.create(on: db) }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw InvalidInput(path: "serial", problem: "a pen with serial '\(serial)' is already registered")
         }
@@ -162,7 +162,7 @@ struct Inventory {
         lot.quantityRemaining = count!
         lot.receivedAt = now
         do {
-            try await lot.create(on: db)
+            try await Writes.savepoint(db) { db in try await lot.create(on: db) }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw InvalidInput(path: "lotNumber", problem: "lot '\(number)' is already in stock")
         }

@@ -99,7 +99,7 @@ struct PatientRegistry {
             patient.id = UUID()
             patient.mrn = "DRM-" + String(format: "%06d", Int.random(in: 0...999_999))
             do {
-                try await patient.create(on: db)
+                try await Writes.savepoint(db) { db in try await patient.create(on: db) }
                 return patient
             } catch let error as any DatabaseError where error.isConstraintFailure && attempt < 5 {
                 continue

@@ -221,7 +221,7 @@ enum ScheduleSetup {
         location.phone = phone
         location.active = true
         do {
-            try await location.create(on: db)
+            try await Writes.savepoint(db) { db in try await location.create(on: db) }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw Abort(.conflict, reason: "A location named \(trimmed) exists already.")
         }
@@ -236,7 +236,7 @@ enum ScheduleSetup {
         room.name = name
         room.active = true
         do {
-            try await room.create(on: db)
+            try await Writes.savepoint(db) { db in try await room.create(on: db) }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw Abort(.conflict, reason: "\(location.name) has a room named \(name) already.")
         }
@@ -251,7 +251,7 @@ enum ScheduleSetup {
         closure.day = day.description
         closure.reason = reason
         do {
-            try await closure.create(on: db)
+            try await Writes.savepoint(db) { db in try await closure.create(on: db) }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw Abort(.conflict, reason: "\(location.name) is already closed on \(day).")
         }
@@ -331,7 +331,7 @@ enum ScheduleSetup {
         service.isPublic = isPublic
         let chosen = practitioners
         do {
-            try await Writes.transaction(db) { tx in
+            try await Writes.savepoint(db) { tx in
                 try await service.create(on: tx)
                 for staffID in chosen {
                     let qualification = ServiceQualification()

@@ -298,7 +298,9 @@ struct SchedulingService {
         guard let current = appointment.appointmentStatus, allowed[current]?.contains(status) == true else {
             throw Abort(.conflict, reason: "A \(appointment.status) booking cannot become \(status.rawValue).")
         }
+        // From the status read, too: expiring a lapsed hold changes the status and not the version.
         try await ConditionalUpdate.versioned(Appointment.self, id: try appointment.requireID(), version: \.$version, expected: expectedVersion, on: db)
+            .where(\.$status, .equal, appointment.status)
             .set(\.$status, to: status.rawValue).set(\.$updatedAt, to: now)
             .set(\.$holdExpiresAt, to: status == .booked ? nil : appointment.holdExpiresAt)
             .run(orThrow: Self.changedSince)
@@ -384,16 +386,11 @@ struct SchedulingService {
                     }
                 if let excluding { check = check.where("id", .notEqual, excluding) }
                 if try await check.limit(1).first() != nil { throw OverlapRefused() }
-                try await write(tx)
-                return
             }
-            try await sql.raw("SAVEPOINT booking_guard").run()
             do {
-                try await write(tx)
-                try await sql.raw("RELEASE SAVEPOINT booking_guard").run()
+                try await Writes.savepoint(tx) { db in try await write(db) }
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23P01" {
                 // exclusion_violation: one of the no-overlap constraints refused the write.
-                try await sql.raw("ROLLBACK TO SAVEPOINT booking_guard").run()
                 throw OverlapRefused()
             }
         }

@@ -57,18 +57,59 @@ enum Writes {
     private static func run<T>(_ body: (any Database) async throws -> T, on db: any Database,
                                _ hooks: UnitOfWork.Hooks) async throws -> UncheckedBox<T> {
         let work = UnitOfWork(db: db, hooks: hooks)
-        return UncheckedBox(try await $current.withValue(work) { try await body(db) })
+        let value = try await $current.withValue(work) { try await body(db) }
+        try await work.appendAudit()
+        return UncheckedBox(value)
+    }
+
+    /// Runs `body` so that, if it fails, only its own writes are undone and the unit of work goes on: for a write whose
+    /// constraint failure the caller handles (a duplicate serial, a record-number collision). PostgreSQL aborts the
+    /// whole transaction on a failed statement unless it ran under a savepoint; SQLite undoes only the statement.
+    /// Audit rows recorded inside `body` go with it.
+    static func savepoint<T>(_ db: any Database, _ body: @escaping (any Database) async throws -> T) async throws -> T {
+        guard let work = current else { return try await transaction(db, body) }
+        guard let sql = work.db as? any SQLDatabase else { throw Abort(.internalServerError) }
+        let postgres = sql.dialect.name == "postgresql"
+        let recorded = work.auditMark()
+        if postgres { try await sql.raw("SAVEPOINT dermis_step").run() }
+        do {
+            let value = try await body(work.db)
+            if postgres { try await sql.raw("RELEASE SAVEPOINT dermis_step").run() }
+            return value
+        } catch {
+            if postgres { try await sql.raw("ROLLBACK TO SAVEPOINT dermis_step").run() }
+            work.dropAudit(after: recorded)
+            throw error
+        }
     }
 }
 
-/// An open transaction, and what to do once it has committed or rolled back.
+/// An open transaction: its audit rows, appended just before it commits (so a chain's lock is held only for the end of
+/// the transaction), and what to do once it has committed or rolled back.
 final class UnitOfWork: Sendable {
     let db: any Database
     fileprivate let hooks: Hooks
+    private let audit = NIOLockedValueBox<(entries: [AuditLog.Entry], checkpoints: AuditCheckpoints?)>(([], nil))
 
     fileprivate init(db: any Database, hooks: Hooks) {
         self.db = db
         self.hooks = hooks
+    }
+
+    /// An audit row that commits with this unit of work, or not at all.
+    func record(_ entry: AuditLog.Entry, checkpoints: AuditCheckpoints) {
+        audit.withLockedValue { $0.entries.append(entry); $0.checkpoints = checkpoints }
+    }
+
+    fileprivate func auditMark() -> Int { audit.withLockedValue { $0.entries.count } }
+
+    fileprivate func dropAudit(after mark: Int) { audit.withLockedValue { $0.entries.removeSubrange(mark...) } }
+
+    fileprivate func appendAudit() async throws {
+        let (entries, checkpoints) = audit.withLockedValue { ($0.entries, $0.checkpoints) }
+        guard !entries.isEmpty, let checkpoints else { return }
+        let heads = try await AuditLog.append(entries, in: db)
+        afterCommit { checkpoints.advance(heads) }
     }
 
     /// Runs `hook` after the commit; never if the transaction rolls back.
@@ -165,11 +206,24 @@ final class AsyncLock: @unchecked Sendable {
 }
 
 /// Makes each state-changing request of a route group one unit of work: whatever the handler writes, and the audit
-/// rows it appends, commit together when it answers and roll back together when it throws. For the set-up pages and
-/// APIs (staff, schedule, inventory, account), whose handlers change a few rows and then audit the change.
+/// rows it appends, commit together when it answers and roll back together when it throws or answers with a refusal
+/// (a page re-rendered with its errors). For the set-up pages and APIs (staff, schedule, inventory, account), whose
+/// handlers change a few rows and then audit the change.
 struct UnitOfWorkMiddleware: AsyncMiddleware {
+    private struct Refused: Error {
+        let response: Response
+    }
+
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
         guard ![.GET, .HEAD, .OPTIONS].contains(request.method) else { return try await next.respond(to: request) }
-        return try await Writes.transaction(request.db) { _ in try await next.respond(to: request) }
+        do {
+            return try await Writes.transaction(request.db) { _ in
+                let response = try await next.respond(to: request)
+                if response.status.code >= 400 { throw Refused(response: response) }
+                return response
+            }
+        } catch let refused as Refused {
+            return refused.response
+        }
     }
 }

@@ -5,7 +5,6 @@ import Vapor
 /// Consent text (admins publish versions) and the patient's signature on the tablet, with a printable copy.
 struct ConsentController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
-        let routes = routes.grouped(UnitOfWorkMiddleware())
         routes.get("admin", "consent", use: templates).access(.staff(AccessRule.admins))
         routes.post("admin", "consent", use: publish).access(.staff(AccessRule.admins))
         let rule = AccessRule.staff(AccessRule.anyStaff, audits: "Patient")
@@ -192,16 +191,23 @@ enum ConsentTexts {
         if title.isEmpty || title.count > 200 { issues.append(FieldIssue(path: "title", problem: "is required (at most 200 characters)")) }
         if body.count < 50 { issues.append(FieldIssue(path: "body", problem: "the consent text is too short (at least 50 characters)")) }
         if !issues.isEmpty { throw InvalidInput(issues) }
-        let last = try await ConsentTemplate.query(on: db).filter(\.$clinic.$id == clinicID).sort(\.$version, .descending).first()
-        let template = ConsentTemplate()
-        template.$clinic.id = clinicID
-        template.version = (last?.version ?? 0) + 1
-        template.title = title
-        template.body = body
-        template.createdAt = now
-        template.createdBy = userID
-        try await template.create(on: db)
-        return template
+        // The next version number and the new text are one unit of work; two publishing at once: one gets 409.
+        return try await Writes.transaction(db) { db in
+            let last = try await ConsentTemplate.query(on: db).filter(\.$clinic.$id == clinicID).sort(\.$version, .descending).first()
+            let template = ConsentTemplate()
+            template.$clinic.id = clinicID
+            template.version = (last?.version ?? 0) + 1
+            template.title = title
+            template.body = body
+            template.createdAt = now
+            template.createdBy = userID
+            do {
+                try await template.create(on: db)
+            } catch let error as any DatabaseError where error.isConstraintFailure {
+                throw Abort(.conflict, reason: "Someone published a consent text at the same moment; reload and try again.")
+            }
+            return template
+        }
     }
 
     /// The demo clinic's consent text (fictional clinic; a real clinic writes its own with its lawyers).
