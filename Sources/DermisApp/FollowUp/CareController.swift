@@ -142,22 +142,27 @@ struct CareController: RouteCollection {
         do {
             if !issues.isEmpty { throw InvalidInput(issues) }
             let service = FollowUpService(req: req)
-            let outcome = try await req.audited(.create, objectType: "CheckIn", patientID: link.$patient.id, subject: { (o: FollowUpService.CheckInOutcome) in o.checkIn.$patient.id }) {
-                var photoID: UUID?
-                if let file = form.photo, file.data.readableBytes > 0 {
-                    let clinic = try await req.clinic()
-                    let photo = try await PhotoService(req: req).save(.init(
-                        data: Data(buffer: file.data), patientID: link.$patient.id, chartID: link.chartID,
-                        zone: form.zone ?? "", view: form.view ?? "front",
-                        takenOn: CalendarDate(now, in: clinic?.zone ?? .current), source: "patient-link", uploadedBy: nil))
-                    photoID = photo.id
+            let photos = PhotoService(req: req)
+            var upload: PhotoService.Upload?
+            if let file = form.photo, file.data.readableBytes > 0 {
+                let clinic = try await req.clinic()
+                upload = .init(data: Data(buffer: file.data), patientID: link.$patient.id, chartID: link.chartID, zone: form.zone ?? "",
+                               view: form.view ?? "front", takenOn: CalendarDate(now, in: clinic?.zone ?? .current), source: "patient-link",
+                               uploadedBy: nil)
+            }
+            // The photo is cleaned before the unit of work; its row, the check-in, the rating and the events commit together.
+            let outcome = try await photos.keeping(upload) { prepared in
+                try await req.audited(.create, objectType: "CheckIn", patientID: link.$patient.id,
+                                      subject: { (o: FollowUpService.CheckInOutcome) in o.checkIn.$patient.id }) {
+                    var photoID: UUID?
+                    if let prepared { photoID = try await photos.record(prepared).id }
+                    let outcome = try await service.checkIn(report, through: link, photoID: photoID)
+                    if let rating { try await service.ratePatientGAIS(rating, through: link) }
+                    for event in outcome.openedEvents {
+                        try await req.audit(.create, objectType: "AdverseEvent", objectID: event.id?.uuidString, patientID: link.$patient.id, outcome: .success)
+                    }
+                    return outcome
                 }
-                let outcome = try await service.checkIn(report, through: link, photoID: photoID)
-                if let rating { try await service.ratePatientGAIS(rating, through: link) }
-                for event in outcome.openedEvents {
-                    try await req.audit(.create, objectType: "AdverseEvent", objectID: event.id?.uuidString, patientID: link.$patient.id, outcome: .success)
-                }
-                return outcome
             }
             return try await render(req, status: .created, errors: [], thanks: true, flags: outcome.flags.map(\.message))
         } catch let invalid as InvalidInput {

@@ -131,10 +131,14 @@ struct PhotoController: RouteCollection {
             chartID = id
         }
         let staff = try req.staff()
-        return try await req.audited(.create, objectType: "Photo", patientID: try patient.requireID()) {
-            try await PhotoService(req: req).save(.init(data: Data(buffer: file.data), patientID: try patient.requireID(), chartID: chartID,
-                                                        zone: form.zone ?? "", view: form.view ?? "", takenOn: takenOn,
-                                                        source: "staff", uploadedBy: staff.userID))
+        let photos = PhotoService(req: req)
+        let upload = PhotoService.Upload(data: Data(buffer: file.data), patientID: try patient.requireID(), chartID: chartID,
+                                         zone: form.zone ?? "", view: form.view ?? "", takenOn: takenOn, source: "staff", uploadedBy: staff.userID)
+        return try await photos.keeping(upload) { prepared in
+            try await req.audited(.create, objectType: "Photo", patientID: upload.patientID) {
+                guard let prepared else { throw Abort(.internalServerError) }
+                return try await photos.record(prepared)
+            }
         }
     }
 

@@ -17,7 +17,7 @@ struct PhotoService {
     var store: PhotoStore { PhotoStore(dataDirectory: req.dermis.settings.dataDirectory) }
     var sanitizer: PhotoSanitizer { PhotoSanitizer(maxBytes: Self.maxBytes, maxPixels: Self.maxPixels) }
 
-    struct Upload {
+    struct Upload: Sendable {
         var data: Data
         var patientID: UUID
         var chartID: UUID?
@@ -28,8 +28,16 @@ struct PhotoService {
         var uploadedBy: UUID?
     }
 
-    /// Checks the zone and view, cleans the image, stores it, and records it. Nothing is kept when any step fails.
-    func save(_ upload: Upload, field: String = "photo") async throws -> Photo {
+    /// A photo checked, cleaned and written to the store, not yet recorded.
+    struct Prepared: Sendable {
+        let upload: Upload
+        let clean: PhotoSanitizer.Clean
+        let storedName: String
+    }
+
+    /// Checks the zone and view, cleans the image and writes it to the store. This is the slow part (decoding and
+    /// encoding up to 50 megapixels), so it runs before any unit of work opens: nobody's write waits for it.
+    func prepare(_ upload: Upload, field: String = "photo") async throws -> Prepared {
         let p = req.dermis.clinicalProtocol
         var issues: [FieldIssue] = []
         if p.zone(upload.zone) == nil { issues.append(FieldIssue(path: "zone", problem: "unknown zone '\(upload.zone)'")) }
@@ -40,7 +48,13 @@ struct PhotoService {
         let data = upload.data
         let sanitizer = sanitizer
         let clean = try await req.application.threadPool.runIfActive { try sanitizer.clean(data, field: field) }
-        let name = try store.write(clean.data, fileExtension: clean.kind.fileExtension)
+        return Prepared(upload: upload, clean: clean, storedName: try store.write(clean.data, fileExtension: clean.kind.fileExtension))
+    }
+
+    /// Records a prepared photo, in the open unit of work when there is one.
+    func record(_ prepared: Prepared) async throws -> Photo {
+        let upload = prepared.upload
+        let clean = prepared.clean
         let photo = Photo()
         photo.$patient.id = upload.patientID
         photo.chartID = upload.chartID
@@ -55,17 +69,26 @@ struct PhotoService {
         photo.height = clean.height
         photo.byteCount = clean.data.count
         photo.sha256 = Secrets.digest(clean.data)
-        photo.storedName = name
-        // The file is written before its row; if the row never commits (here or later in the unit of work), the file goes.
-        let store = self.store
+        photo.storedName = prepared.storedName
+        try await photo.create(on: req.db)
+        return photo
+    }
+
+    /// Removes a prepared photo's file when its row never committed.
+    func discard(_ prepared: Prepared) {
+        store.remove(prepared.storedName)
+    }
+
+    /// Prepares a photo, then runs `body` with it (which records it in its unit of work); if `body` fails, the file goes.
+    func keeping<T>(_ upload: Upload?, _ body: (Prepared?) async throws -> T) async throws -> T {
+        var prepared: Prepared?
+        if let upload { prepared = try await prepare(upload) }
         do {
-            try await photo.create(on: req.db)
+            return try await body(prepared)
         } catch {
-            store.remove(name)
+            if let prepared { discard(prepared) }
             throw error
         }
-        Writes.current?.afterRollback { store.remove(name) }
-        return photo
     }
 
     /// The photo's bytes as a response, after its digest is checked; a mismatch is logged and refused, never served.
