@@ -29,6 +29,31 @@ final class AuditEvent: Model, @unchecked Sendable {
 
     init() {}
 
+    /// The row's fields as stored.
+    var record: AuditRecord {
+        AuditRecord(seq: seq, chainID: chainID, at: at, actorID: actorID, actorEmail: actorEmail, action: action, objectType: objectType,
+                    objectID: objectID, patientID: patientID, outcome: outcome, sourceIP: sourceIP, prevHash: prevHash)
+    }
+
+    var computedHash: String { record.computedHash }
+}
+
+/// An audit row's stored fields, without the model: what the hash covers, and what appending writes.
+struct AuditRecord: Sendable {
+    var seq: Int
+    var chainID: UUID?
+    /// ISO 8601 UTC with milliseconds, stored as text so the hash is computed over exactly what is stored.
+    var at: String
+    var actorID: UUID?
+    var actorEmail: String?
+    var action: String
+    var objectType: String
+    var objectID: String?
+    var patientID: UUID?
+    var outcome: String
+    var sourceIP: String
+    var prevHash: String
+
     /// The text the hash covers: every field, in a fixed order, then the previous hash. A row of a clinic's chain also
     /// covers its chain; rows of the chain with no clinic hash exactly as rows did before chains existed.
     var canonicalText: String {
@@ -37,9 +62,7 @@ final class AuditEvent: Model, @unchecked Sendable {
                 patientID?.uuidString ?? "", outcome, sourceIP, prevHash]).joined(separator: "\u{1f}")
     }
 
-    var computedHash: String {
-        Secrets.digest(canonicalText)
-    }
+    var computedHash: String { Secrets.digest(canonicalText) }
 }
 
 enum AuditAction: String, Sendable, CaseIterable {

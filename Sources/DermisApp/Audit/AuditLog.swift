@@ -43,55 +43,51 @@ enum AuditLog {
         // Plain SQL on this path (no model reflection): it runs for every audited request.
         let c = columns
         var nextSeq = 0
-        if postgres {
-            for chain in chains {
-                try await sql.raw("SELECT pg_advisory_xact_lock(7343001, \(bind: lockKey(chain)))").run()
-            }
-        } else {
-            let last = try await sql.select().column(SQLFunction("max", args: SQLColumn(c.seq)), as: "seq")
-                .from(AuditEvent.schema).first()?.decode(column: "seq", as: Int?.self)
-            nextSeq = (last ?? 0) + 1
-        }
         var previous: [UUID?: String] = [:]
         for chain in chains {
-            let query = sql.select().column(c.hash).from(AuditEvent.schema)
-            let filtered = if let chain { query.where(SQLColumn(c.chainID), .equal, SQLBind(chain)) }
-                else { query.where(SQLColumn(c.chainID), .is, SQLLiteral.null) }
-            previous[chain] = try await filtered.orderBy(c.seq, .descending).limit(1).first()?
-                .decode(column: c.hash, as: String.self) ?? genesis(chain)
+            if postgres {
+                try await sql.raw("SELECT pg_advisory_xact_lock(7343001, \(bind: lockKey(chain)))").run()
+                let query = sql.select().column(c.hash).from(AuditEvent.schema)
+                let filtered = if let chain { query.where(SQLColumn(c.chainID), .equal, SQLBind(chain)) }
+                    else { query.where(SQLColumn(c.chainID), .is, SQLLiteral.null) }
+                previous[chain] = try await filtered.orderBy(c.seq, .descending).limit(1).first()?
+                    .decode(column: c.hash, as: String.self) ?? genesis(chain)
+            } else {
+                // One statement: the newest number overall and the chain's newest hash (`IS ?` also matches NULL).
+                let row = try await sql.raw("""
+                    SELECT (SELECT max(\(ident: c.seq)) FROM \(ident: AuditEvent.schema)) AS top,
+                           (SELECT \(ident: c.hash) FROM \(ident: AuditEvent.schema) WHERE \(ident: c.chainID) IS \(bind: chain)
+                            ORDER BY \(ident: c.seq) DESC LIMIT 1) AS head
+                    """).first()
+                nextSeq = (try row?.decode(column: "top", as: Int?.self) ?? 0) + 1
+                previous[chain] = try row?.decode(column: "head", as: String?.self) ?? genesis(chain)
+            }
         }
         var insert = sql.insert(into: AuditEvent.schema).columns(c.all)
-        var rows: [AuditEvent] = []
+        var heads: [UUID?: Head] = [:]
         for entry in entries {
-            let event = AuditEvent()
+            let seq: Int
             if postgres {
-                event.seq = try await sql.raw("SELECT nextval('audit_event_seq') AS seq").first()?.decode(column: "seq", as: Int.self) ?? 0
+                seq = try await sql.raw("SELECT nextval('audit_event_seq') AS seq").first()?.decode(column: "seq", as: Int.self) ?? 0
             } else {
-                event.seq = nextSeq
+                seq = nextSeq
                 nextSeq += 1
             }
-            event.chainID = entry.chainID
-            event.at = isoMilliseconds(entry.at)
-            event.actorID = entry.actorID
-            event.actorEmail = entry.actorEmail
-            event.action = entry.action.rawValue
-            event.objectType = entry.objectType
-            event.objectID = entry.objectID
-            event.patientID = entry.patientID
-            event.outcome = entry.outcome.rawValue
-            event.sourceIP = entry.sourceIP
-            event.prevHash = previous[entry.chainID] ?? genesis(entry.chainID)
-            event.hash = event.computedHash
-            previous[entry.chainID] = event.hash
-            rows.append(event)
+            let row = AuditRecord(seq: seq, chainID: entry.chainID, at: isoMilliseconds(entry.at), actorID: entry.actorID,
+                                  actorEmail: entry.actorEmail, action: entry.action.rawValue, objectType: entry.objectType,
+                                  objectID: entry.objectID, patientID: entry.patientID, outcome: entry.outcome.rawValue,
+                                  sourceIP: entry.sourceIP, prevHash: previous[entry.chainID] ?? genesis(entry.chainID))
+            let hash = row.computedHash
+            previous[entry.chainID] = hash
+            heads[entry.chainID] = Head(chain: entry.chainID, seq: seq, hash: hash)
             insert = insert.values([
-                SQLBind(UUID()), SQLBind(event.seq), SQLBind(event.chainID), SQLBind(event.at), SQLBind(event.actorID), SQLBind(event.actorEmail),
-                SQLBind(event.action), SQLBind(event.objectType), SQLBind(event.objectID), SQLBind(event.patientID), SQLBind(event.outcome),
-                SQLBind(event.sourceIP), SQLBind(event.prevHash), SQLBind(event.hash),
+                SQLBind(UUID()), SQLBind(row.seq), SQLBind(row.chainID), SQLBind(row.at), SQLBind(row.actorID), SQLBind(row.actorEmail),
+                SQLBind(row.action), SQLBind(row.objectType), SQLBind(row.objectID), SQLBind(row.patientID), SQLBind(row.outcome),
+                SQLBind(row.sourceIP), SQLBind(row.prevHash), SQLBind(hash),
             ] as [any SQLExpression])
         }
         try await insert.run()
-        return chains.compactMap { chain in rows.last { $0.chainID == chain }.map { Head(chain: chain, seq: $0.seq, hash: $0.hash) } }
+        return chains.compactMap { heads[$0] }
     }
 
     /// The columns this path names, read once from the model's fields.

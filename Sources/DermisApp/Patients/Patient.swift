@@ -1,6 +1,7 @@
 import DermisCore
 import Fluent
 import Foundation
+import SQLKit
 import Vapor
 
 /// A patient of the clinic. Never deleted: archived. Each save bumps `version` (optimistic concurrency, R12).
@@ -77,11 +78,53 @@ struct PatientRegistry {
 
     var db: any Database { database.current }
 
+    /// One patient of this clinic. The hottest read of the app (every patient page and API call), so it is plain SQL
+    /// decoded field by field rather than through the model's reflection.
     func find(_ id: UUID) async throws -> Patient {
-        guard let patient = try await Patient.query(on: db).filter(\.$id == id).filter(\.$clinic.$id == clinicID).first() else {
+        guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
+        let c = Self.columns
+        guard let row = try await sql.select().columns(c.all.map { SQLIdentifier($0) }).from(Patient.schema)
+            .where(SQLIdentifier(c.id), .equal, SQLBind(id)).where(SQLIdentifier(c.clinic), .equal, SQLBind(clinicID))
+            .limit(1).first() else {
             throw Abort(.notFound, reason: "No such patient.")
         }
+        let patient = Patient()
+        patient.id = try row.decode(column: c.id, as: UUID.self)
+        patient.$clinic.id = try row.decode(column: c.clinic, as: UUID.self)
+        patient.mrn = try row.decode(column: c.mrn, as: String.self)
+        patient.givenName = try row.decode(column: c.givenName, as: String.self)
+        patient.familyName = try row.decode(column: c.familyName, as: String.self)
+        patient.searchName = try row.decode(column: c.searchName, as: String.self)
+        patient.dateOfBirth = try row.decode(column: c.dateOfBirth, as: String.self)
+        patient.phoneE164 = try row.decode(column: c.phone, as: String?.self)
+        patient.email = try row.decode(column: c.email, as: String?.self)
+        patient.fitzpatrickType = try row.decode(column: c.fitzpatrick, as: Int?.self)
+        patient.archived = try row.decode(column: c.archived, as: Bool.self)
+        patient.version = try row.decode(column: c.version, as: Int.self)
+        patient.createdAt = try row.decode(column: c.createdAt, as: Date.self)
+        patient.updatedAt = try row.decode(column: c.updatedAt, as: Date.self)
+        patient.createdBy = try row.decode(column: c.createdBy, as: UUID.self)
+        patient.updatedBy = try row.decode(column: c.updatedBy, as: UUID.self)
+        patient._$idExists = true
         return patient
+    }
+
+    /// The columns `find` reads, from the model's fields, once.
+    private static let columns = Columns()
+
+    private struct Columns {
+        let id = Column<Patient>.name(\._$id), clinic = Column<Patient>.name(\.$clinic.$id), mrn = Column<Patient>.name(\.$mrn)
+        let givenName = Column<Patient>.name(\.$givenName), familyName = Column<Patient>.name(\.$familyName)
+        let searchName = Column<Patient>.name(\.$searchName), dateOfBirth = Column<Patient>.name(\.$dateOfBirth)
+        let phone = Column<Patient>.name(\.$phoneE164), email = Column<Patient>.name(\.$email)
+        let fitzpatrick = Column<Patient>.name(\.$fitzpatrickType), archived = Column<Patient>.name(\.$archived)
+        let version = Column<Patient>.name(\.$version), createdAt = Column<Patient>.name(\.$createdAt)
+        let updatedAt = Column<Patient>.name(\.$updatedAt), createdBy = Column<Patient>.name(\.$createdBy)
+        let updatedBy = Column<Patient>.name(\.$updatedBy)
+        var all: [String] {
+            [id, clinic, mrn, givenName, familyName, searchName, dateOfBirth, phone, email, fitzpatrick, archived, version, createdAt,
+             updatedAt, createdBy, updatedBy]
+        }
     }
 
     func create(_ details: PatientDetails.Valid, by actor: UUID, at now: Date) async throws -> Patient {
