@@ -407,7 +407,8 @@ extension AppTests {
 
         @Test func aMissingReferencedRowFailsTheRequestNotTheServer() async throws {
             try await withDermis { app, _ in
-                await #expect(throws: Abort.self) { _ = try await Service.require(UUID(), on: app.db) }
+                let missing = UUID()
+                await #expect(throws: DomainError.notFound("A record this page needs is missing (service).")) { _ = try await Service.require(missing, on: app.db) }
                 // And the app has no force-unwrapped look-up left to crash on.
                 let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
                     .appendingPathComponent("Sources/DermisApp")

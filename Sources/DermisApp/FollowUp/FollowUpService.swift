@@ -48,11 +48,11 @@ struct FollowUpService {
     /// It lasts the protocol's follow-up window from the session's end. The token is returned once and never stored.
     func createLink(chartID: UUID, patientID: UUID, by staffID: UUID) async throws -> (link: PatientLink, token: String) {
         guard let aftercare = try await latestAftercare(of: chartID) else {
-            throw Abort(.conflict, reason: "Sign the chart first: the link shows the aftercare a signed session issues.")
+            throw DomainError.conflict("Sign the chart first: the link shows the aftercare a signed session issues.")
         }
         let expires = try aftercare.schedule.sessionEnd.addingTimeInterval(Double(p.followUp.linkValidDays) * 86_400)
         guard expires > now else {
-            throw Abort(.conflict, reason: "The \(p.followUp.linkValidDays)-day follow-up window of this session has ended; no new link can be issued.")
+            throw DomainError.conflict("The \(p.followUp.linkValidDays)-day follow-up window of this session has ended; no new link can be issued.")
         }
         let token = Secrets.token()
         let link = PatientLink()
@@ -93,7 +93,7 @@ struct FollowUpService {
     func checkIn(_ report: CheckInReport, through link: PatientLink, photoID: UUID?) async throws -> CheckInOutcome {
         let issues = report.issues(protocol: p)
         if !issues.isEmpty { throw InvalidInput(issues) }
-        guard let aftercare = try await latestAftercare(of: link.chartID) else { throw Abort(.notFound) }
+        guard let aftercare = try await latestAftercare(of: link.chartID) else { throw DomainError.notFound("No such follow-up.") }
         let schedule = try aftercare.schedule
         let clinic = try await req.clinic()
         let zone = clinic?.zone ?? .current
@@ -114,7 +114,7 @@ struct FollowUpService {
         checkIn.notes = report.notes
         checkIn.photoID = photoID
         checkIn.flagsJSON = String(decoding: try JSONEncoder().encode(flags), as: UTF8.self)
-        guard let clinicID = try await Patient.find(link.$patient.id, on: db)?.$clinic.id else { throw Abort(.notFound) }
+        guard let clinicID = try await Patient.find(link.$patient.id, on: db)?.$clinic.id else { throw DomainError.notFound("No such follow-up.") }
         let opened = try await Writes.transaction(db) { tx -> [AdverseEvent] in
             var opened: [AdverseEvent] = []
             try await checkIn.create(on: tx)

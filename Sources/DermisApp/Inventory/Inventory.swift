@@ -104,14 +104,14 @@ struct Inventory {
 
     func device(_ id: UUID) async throws -> Device {
         guard let device = try await Device.query(on: db).filter(\.$id == id).filter(\.$clinic.$id == clinicID).first() else {
-            throw Abort(.notFound, reason: "No such pen.")
+            throw DomainError.notFound("No such pen.")
         }
         return device
     }
 
     func lot(_ id: UUID) async throws -> CartridgeLot {
         guard let lot = try await CartridgeLot.query(on: db).filter(\.$id == id).filter(\.$clinic.$id == clinicID).first() else {
-            throw Abort(.notFound, reason: "No such cartridge lot.")
+            throw DomainError.notFound("No such cartridge lot.")
         }
         return lot
     }
@@ -191,7 +191,7 @@ struct Inventory {
             .whereNull(\.$recalledAt)
             .set(\.$recalledAt, to: now)
             .set(\.$recallReason, to: trimmed)
-            .run(orThrow: Abort(.conflict, reason: "Lot \(lot.lotNumber) is already recalled."))
+            .run(orThrow: DomainError.conflict("Lot \(lot.lotNumber) is already recalled."))
         return try await self.lot(id)
     }
 }

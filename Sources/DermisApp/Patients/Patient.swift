@@ -86,7 +86,7 @@ struct PatientRegistry {
         guard let row = try await sql.select().columns(c.all.map { SQLIdentifier($0) }).from(Patient.schema)
             .where(SQLIdentifier(c.id), .equal, SQLBind(id)).where(SQLIdentifier(c.clinic), .equal, SQLBind(clinicID))
             .limit(1).first() else {
-            throw Abort(.notFound, reason: "No such patient.")
+            throw DomainError.notFound("No such patient.")
         }
         let patient = Patient()
         patient.id = try row.decode(column: c.id, as: UUID.self)
@@ -169,7 +169,7 @@ struct PatientRegistry {
         return try await find(id)
     }
 
-    static let savedSince = Abort(.conflict, reason: "Someone saved this patient since you opened it.")
+    static let savedSince = DomainError.conflict("Someone saved this patient since you opened it.")
 
     /// Archives or restores from `expectedVersion` (the version shown, or the one just read), in one conditional update.
     func setArchived(_ id: UUID, _ archived: Bool, expectedVersion: Int? = nil, by actor: UUID, at now: Date) async throws -> Patient {

@@ -252,7 +252,7 @@ struct SchedulingService {
     func move(_ appointment: Appointment, to start: Date, practitionerID: UUID?, expectedVersion: Int) async throws -> Appointment {
         guard appointment.version == expectedVersion else { throw Self.changedSince }
         guard [.booked, .pending].contains(appointment.appointmentStatus) else {
-            throw Abort(.conflict, reason: "A \(appointment.status) booking cannot be moved.")
+            throw DomainError.conflict("A \(appointment.status) booking cannot be moved.")
         }
         let location = try await self.location(appointment.$location.id)
         let service = try await Service.require(appointment.$service.id, on: db)
@@ -284,7 +284,7 @@ struct SchedulingService {
         return try await Appointment.require(id, on: db)
     }
 
-    static let changedSince = Abort(.conflict, reason: "Someone changed this booking since you opened it.")
+    static let changedSince = DomainError.conflict("Someone changed this booking since you opened it.")
 
     /// Changes a booking's status (cancel, no-show, check-in, confirm), version-checked.
     func setStatus(_ appointment: Appointment, to status: AppointmentStatus, expectedVersion: Int) async throws -> Appointment {
@@ -296,7 +296,7 @@ struct SchedulingService {
             || (appointment.appointmentStatus == .pending && (appointment.holdExpiresAt ?? .distantPast) <= now)
         if lapsed && status == .booked { throw Abort(.gone, reason: "This hold lapsed before it was confirmed; please book again.") }
         guard let current = appointment.appointmentStatus, allowed[current]?.contains(status) == true else {
-            throw Abort(.conflict, reason: "A \(appointment.status) booking cannot become \(status.rawValue).")
+            throw DomainError.conflict("A \(appointment.status) booking cannot become \(status.rawValue).")
         }
         // From the status read, too: expiring a lapsed hold changes the status and not the version.
         try await ConditionalUpdate.versioned(Appointment.self, id: try appointment.requireID(), version: \.$version, expected: expectedVersion, on: db)

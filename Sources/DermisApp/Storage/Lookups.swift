@@ -6,7 +6,7 @@ extension Model where IDValue == UUID {
     /// force-unwrapped `find(…)!` would.
     static func require(_ id: UUID, on db: any Database) async throws -> Self {
         guard let row = try await find(id, on: db) else {
-            throw Abort(.notFound, reason: "A record this page needs is missing (\(schema)).")
+            throw DomainError.notFound("A record this page needs is missing (\(schema)).")
         }
         return row
     }

@@ -40,3 +40,18 @@ extension InvalidInput: AbortError {
     public var status: HTTPResponseStatus { .unprocessableEntity }
     public var reason: String { description }
 }
+
+extension DomainError: AbortError {
+    var status: HTTPResponseStatus {
+        switch self {
+        case .notFound: .notFound
+        case .conflict: .conflict
+        }
+    }
+
+    var reason: String {
+        switch self {
+        case let .notFound(reason), let .conflict(reason): reason
+        }
+    }
+}

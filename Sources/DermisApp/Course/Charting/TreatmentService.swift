@@ -36,7 +36,7 @@ struct TreatmentService {
         do {
             try await record.create(on: db)
         } catch let error as any DatabaseError where error.isConstraintFailure {
-            throw Abort(.conflict, reason: "Someone saved a plan for this patient at the same moment; reload and try again.")
+            throw DomainError.conflict("Someone saved a plan for this patient at the same moment; reload and try again.")
         }
         return record
     }
@@ -47,7 +47,7 @@ struct TreatmentService {
 
     func plan(_ id: UUID) async throws -> TreatmentPlanRecord {
         guard let plan = try await TreatmentPlanRecord.query(on: db).filter(\.$id == id).filter(\.$patient.$id == patientID).first() else {
-            throw Abort(.notFound, reason: "No such plan.")
+            throw DomainError.notFound("No such plan.")
         }
         return plan
     }
@@ -65,10 +65,10 @@ struct TreatmentService {
     func sign(plan: TreatmentPlanRecord, templateID: UUID?, typedName: String, signature: String) async throws -> ConsentRecord {
         var issues: [FieldIssue] = []
         guard let template = try await latestTemplate() else {
-            throw Abort(.conflict, reason: "The clinic has no consent text yet: an admin publishes one under Consent text.")
+            throw DomainError.conflict("The clinic has no consent text yet: an admin publishes one under Consent text.")
         }
         if let templateID, templateID != template.id {
-            throw Abort(.conflict, reason: "The consent text changed while it was being read; read the current version and sign again.")
+            throw DomainError.conflict("The consent text changed while it was being read; read the current version and sign again.")
         }
         if searchFolded(typedName).split(separator: " ") != searchFolded(patient.fullName).split(separator: " ") {
             issues.append(FieldIssue(path: "typedName", problem: "type the patient's full name as registered: \(patient.fullName)"))
@@ -103,7 +103,7 @@ struct TreatmentService {
 
     func consent(_ id: UUID) async throws -> ConsentRecord {
         guard let consent = try await ConsentRecord.query(on: db).filter(\.$id == id).filter(\.$patient.$id == patientID).first() else {
-            throw Abort(.notFound, reason: "No such consent.")
+            throw DomainError.notFound("No such consent.")
         }
         return consent
     }
@@ -130,10 +130,10 @@ struct TreatmentService {
     func startSession() async throws -> TreatmentSession {
         guard staff.role == .practitioner || staff.role == .admin else { throw Abort(.forbidden, reason: "Only a practitioner charts a session.") }
         let problems = try await startProblems()
-        if !problems.isEmpty { throw Abort(.conflict, reason: "The session cannot start: " + problems.joined(separator: " ")) }
+        if !problems.isEmpty { throw DomainError.conflict("The session cannot start: " + problems.joined(separator: " ")) }
         guard let plan = try await latestPlan(), let consent = try await consent(for: plan),
               let screening = try await ScreeningService(req: req, patient: patient).latestScreening() else {
-            throw Abort(.conflict, reason: "The session cannot start: the plan, consent or screening changed a moment ago; reload.")
+            throw DomainError.conflict("The session cannot start: the plan, consent or screening changed a moment ago; reload.")
         }
         let session = TreatmentSession()
         session.chartID = UUID()
@@ -158,7 +158,7 @@ struct TreatmentService {
 
     func latestVersion(of chartID: UUID) async throws -> TreatmentSession {
         guard let session = try await TreatmentSession.query(on: db).filter(\.$chartID == chartID).filter(\.$patient.$id == patientID)
-            .sort(\.$version, .descending).first() else { throw Abort(.notFound, reason: "No such session.") }
+            .sort(\.$version, .descending).first() else { throw DomainError.notFound("No such session.") }
         return session
     }
 
@@ -233,8 +233,8 @@ struct TreatmentService {
     /// Choosing the cartridge lot takes one cartridge from stock, in the same transaction.
     func saveDraft(_ chartID: UUID, expectedVersion: Int, changes: ChartChanges) async throws -> TreatmentSession {
         let session = try await latestVersion(of: chartID)
-        guard !session.isSigned else { throw Abort(.conflict, reason: "This chart is signed: amend it instead.") }
-        guard session.version == expectedVersion else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
+        guard !session.isSigned else { throw DomainError.conflict("This chart is signed: amend it instead.") }
+        guard session.version == expectedVersion else { throw DomainError.conflict("Someone saved this chart since you opened it.") }
         let zones = try await checked(changes, on: session)
         let today = try await req.today(in: req.clinic())
         let clinicID = staff.clinicID
@@ -275,13 +275,13 @@ struct TreatmentService {
         return try await latestVersion(of: chartID)
     }
 
-    static let savedSince = Abort(.conflict, reason: "Someone saved this chart since you opened it.")
+    static let savedSince = DomainError.conflict("Someone saved this chart since you opened it.")
 
     /// Signs the chart: every checklist item done, and only by the practitioner who charted it.
     func signChart(_ chartID: UUID, expectedVersion: Int) async throws -> TreatmentSession {
         let session = try await latestVersion(of: chartID)
-        guard !session.isSigned else { throw Abort(.conflict, reason: "This chart is already signed.") }
-        guard session.version == expectedVersion else { throw Abort(.conflict, reason: "Someone saved this chart since you opened it.") }
+        guard !session.isSigned else { throw DomainError.conflict("This chart is already signed.") }
+        guard session.version == expectedVersion else { throw DomainError.conflict("Someone saved this chart since you opened it.") }
         guard session.practitionerID == staff.userID else { throw Abort(.forbidden, reason: "Only the practitioner who charted the session signs it.") }
         var issues: [FieldIssue] = []
         if !session.identityConfirmed { issues.append(FieldIssue(path: "identityConfirmed", problem: "confirm the patient's identity")) }
@@ -312,8 +312,8 @@ struct TreatmentService {
     /// Two amendments from the same version: the database lets exactly one in (unique chart + version).
     func amend(_ chartID: UUID, expectedVersion: Int, reason: String, changes: ChartChanges) async throws -> TreatmentSession {
         let current = try await latestVersion(of: chartID)
-        guard current.isSigned else { throw Abort(.conflict, reason: "This chart is not signed yet: save the draft instead.") }
-        guard current.version == expectedVersion else { throw Abort(.conflict, reason: "Someone amended this chart since you opened it.") }
+        guard current.isSigned else { throw DomainError.conflict("This chart is not signed yet: save the draft instead.") }
+        guard current.version == expectedVersion else { throw DomainError.conflict("Someone amended this chart since you opened it.") }
         let trimmed = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.count < 10 { throw InvalidInput(path: "amendmentReason", problem: "say why the signed chart is amended (at least 10 characters)") }
         if let issue = TextLimits.issue(trimmed, "amendmentReason", max: TextLimits.reason) { throw InvalidInput([issue]) }
@@ -340,7 +340,7 @@ struct TreatmentService {
             do {
                 try await next.create(on: db)
             } catch let error as any DatabaseError where error.isConstraintFailure {
-                throw Abort(.conflict, reason: "Someone amended this chart since you opened it.")
+                throw DomainError.conflict("Someone amended this chart since you opened it.")
             }
             try await FollowUpService(req: req).issueAftercare(for: next, by: staff.userID)
             return next

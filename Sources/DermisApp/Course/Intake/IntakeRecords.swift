@@ -119,7 +119,7 @@ struct ScreeningService {
                 return (intakeRecord, screening)
             }
         } catch let error as any DatabaseError where error.isConstraintFailure {
-            throw Abort(.conflict, reason: "Someone saved an intake for this patient at the same moment; reload and try again.")
+            throw DomainError.conflict("Someone saved an intake for this patient at the same moment; reload and try again.")
         }
     }
 
@@ -160,7 +160,7 @@ struct ScreeningService {
 
     func screening(_ id: UUID) async throws -> ScreeningRecord {
         guard let record = try await ScreeningRecord.query(on: db).filter(\.$id == id).filter(\.$patient.$id == patient.requireID()).first() else {
-            throw Abort(.notFound, reason: "No such screening.")
+            throw DomainError.notFound("No such screening.")
         }
         return record
     }
@@ -201,7 +201,7 @@ struct ScreeningService {
         do {
             try await record.create(on: db)
         } catch let error as any DatabaseError where error.isConstraintFailure {
-            throw Abort(.conflict, reason: "'\(rule)' is already overridden in this screening.")
+            throw DomainError.conflict("'\(rule)' is already overridden in this screening.")
         }
         return record
     }
