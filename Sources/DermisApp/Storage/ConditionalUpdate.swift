@@ -11,7 +11,7 @@ struct ConditionalUpdate<M: Model> where M.IDValue == UUID {
 
     init(_ type: M.Type, id: UUID, on db: any Database) throws {
         guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
-        builder = sql.update(M.schema).where(SQLIdentifier(Self.column(\M._$id)), .equal, SQLBind(id))
+        builder = sql.update(M.schema).where(SQLIdentifier(Column<M>.name(\M._$id)), .equal, SQLBind(id))
     }
 
     /// The versioned update (docs/SECURITY.md R12): only from `expected`, and the version goes up by one.
@@ -22,18 +22,16 @@ struct ConditionalUpdate<M: Model> where M.IDValue == UUID {
             .set(version, to: expected + 1)
     }
 
-    static func column<P: QueryableProperty>(_ field: KeyPath<M, P>) -> String { Column<M>.name(field) }
-
     func set<P: QueryableProperty>(_ field: KeyPath<M, P>, to value: P.Value) -> Self where P.Value: Encodable & Sendable {
         var copy = self
-        copy.builder = builder.set(SQLIdentifier(Self.column(field)), to: SQLBind(value))
+        copy.builder = builder.set(SQLIdentifier(Column<M>.name(field)), to: SQLBind(value))
         return copy
     }
 
     /// Sets a field to an expression of the row itself, e.g. `quantity_remaining - 1`.
     func set<P: QueryableProperty>(_ field: KeyPath<M, P>, adding amount: Int) -> Self {
         var copy = self
-        let column = SQLIdentifier(Self.column(field))
+        let column = SQLIdentifier(Column<M>.name(field))
         copy.builder = builder.set(column, to: SQLBinaryExpression(left: column, op: SQLBinaryOperator.add, right: SQLBind(amount)))
         return copy
     }
@@ -41,20 +39,20 @@ struct ConditionalUpdate<M: Model> where M.IDValue == UUID {
     func `where`<P: QueryableProperty>(_ field: KeyPath<M, P>, _ op: SQLBinaryOperator, _ value: P.Value) -> Self
         where P.Value: Encodable & Sendable {
         var copy = self
-        copy.builder = builder.where(SQLIdentifier(Self.column(field)), op, SQLBind(value))
+        copy.builder = builder.where(SQLIdentifier(Column<M>.name(field)), op, SQLBind(value))
         return copy
     }
 
     /// A condition that the field is NULL (or, with `not`, that it is not).
     func whereNull<P: QueryableProperty>(_ field: KeyPath<M, P>, not: Bool = false) -> Self {
         var copy = self
-        copy.builder = builder.where(SQLIdentifier(Self.column(field)), not ? .isNot : .is, SQLLiteral.null)
+        copy.builder = builder.where(SQLIdentifier(Column<M>.name(field)), not ? .isNot : .is, SQLLiteral.null)
         return copy
     }
 
     /// Runs the update; no matching row throws `conflict`.
     func run(orThrow conflict: @autoclosure () -> any Error) async throws {
-        let changed = try await builder.returning(SQLIdentifier(Self.column(\M._$id))).all()
+        let changed = try await builder.returning(SQLIdentifier(Column<M>.name(\M._$id))).all()
         if changed.isEmpty { throw conflict() }
     }
 }

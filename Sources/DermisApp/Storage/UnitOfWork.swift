@@ -27,30 +27,25 @@ enum Writes {
         let box = UncheckedBox(body)
         let hooks = UnitOfWork.Hooks()
         let result: UncheckedBox<T>
-        do {
-            if db is any SQLiteDatabase {
-                result = try await lock.withLock {
-                    try await db.withConnection { connection in
-                        guard let sql = connection as? any SQLDatabase else { throw Abort(.internalServerError) }
-                        try await sql.raw("BEGIN IMMEDIATE").run()
-                        do {
-                            let outcome = try await run(box.value, on: connection, hooks)
-                            try await sql.raw("COMMIT").run()
-                            return outcome
-                        } catch {
-                            try? await sql.raw("ROLLBACK").run()
-                            throw error
-                        }
+        if db is any SQLiteDatabase {
+            result = try await lock.withLock {
+                try await db.withConnection { connection in
+                    guard let sql = connection as? any SQLDatabase else { throw Abort(.internalServerError) }
+                    try await sql.raw("BEGIN IMMEDIATE").run()
+                    do {
+                        let outcome = try await run(box.value, on: connection, hooks)
+                        try await sql.raw("COMMIT").run()
+                        return outcome
+                    } catch {
+                        try? await sql.raw("ROLLBACK").run()
+                        throw error
                     }
                 }
-            } else {
-                result = try await db.transaction { tx in try await run(box.value, on: tx, hooks) }
             }
-        } catch {
-            hooks.run(\.rollback)
-            throw error
+        } else {
+            result = try await db.transaction { tx in try await run(box.value, on: tx, hooks) }
         }
-        hooks.run(\.commit)
+        hooks.run()
         return result.value
     }
 
@@ -85,7 +80,7 @@ enum Writes {
 }
 
 /// An open transaction: its audit rows, appended just before it commits (so a chain's lock is held only for the end of
-/// the transaction), and what to do once it has committed or rolled back.
+/// the transaction), and what to do once it has committed.
 final class UnitOfWork: Sendable {
     let db: any Database
     fileprivate let hooks: Hooks
@@ -114,26 +109,16 @@ final class UnitOfWork: Sendable {
 
     /// Runs `hook` after the commit; never if the transaction rolls back.
     func afterCommit(_ hook: @escaping @Sendable () -> Void) {
-        hooks.add { $0.commit.append(hook) }
-    }
-
-    /// Runs `hook` after a rollback, to undo what is outside the database (a file written for a row that is gone).
-    func afterRollback(_ hook: @escaping @Sendable () -> Void) {
-        hooks.add { $0.rollback.append(hook) }
+        hooks.add(hook)
     }
 
     fileprivate final class Hooks: Sendable {
-        struct Lists {
-            var commit: [@Sendable () -> Void] = []
-            var rollback: [@Sendable () -> Void] = []
-        }
+        private let afterCommit = NIOLockedValueBox<[@Sendable () -> Void]>([])
 
-        private let lists = NIOLockedValueBox(Lists())
+        func add(_ hook: @escaping @Sendable () -> Void) { afterCommit.withLockedValue { $0.append(hook) } }
 
-        func add(_ change: (inout Lists) -> Void) { lists.withLockedValue(change) }
-
-        func run(_ which: KeyPath<Lists, [@Sendable () -> Void]>) {
-            for hook in lists.withLockedValue({ $0[keyPath: which] }) { hook() }
+        func run() {
+            for hook in afterCommit.withLockedValue({ $0 }) { hook() }
         }
     }
 }
