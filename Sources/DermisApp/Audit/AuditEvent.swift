@@ -123,7 +123,6 @@ struct CreateAuditEvent: AsyncMigration {
     }
 }
 
-
 extension Request {
     private struct AuditedKey: StorageKey { typealias Value = Bool }
     private struct AuditClinicKey: StorageKey { typealias Value = UUID }
