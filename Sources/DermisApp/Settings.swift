@@ -28,6 +28,9 @@ public struct DermisSettings: Sendable {
     public var failuresPerAddressPerHour: Int
     /// A screening lets a session start for this many days (default 30).
     public var screeningValidDays: Int
+    /// Addresses and CIDR networks of the reverse proxies in front of Dermis (`DERMIS_TRUSTED_PROXIES`); only requests
+    /// from these may name the client in `X-Forwarded-For`. Checked at start.
+    public var trustedProxies: String?
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String
 
@@ -38,7 +41,8 @@ public struct DermisSettings: Sendable {
                 seedDemo: Bool = false, clock: any Clock = SystemClock(), secureCookies: Bool = false, publicURL: String? = nil,
                 idleTimeout: TimeInterval = maximumIdleTimeout, absoluteTimeout: TimeInterval = maximumAbsoluteTimeout,
                 passwordCost: Int = 12, failuresPerAccountPerHour: Int = 100, failuresPerAddressPerHour: Int = 300,
-                screeningValidDays: Int = 30, randomPassword: @escaping @Sendable () -> String = Secrets.password) {
+                screeningValidDays: Int = 30, trustedProxies: String? = nil,
+                randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
         self.protocolFile = protocolFile
@@ -52,6 +56,7 @@ public struct DermisSettings: Sendable {
         self.failuresPerAccountPerHour = failuresPerAccountPerHour
         self.failuresPerAddressPerHour = failuresPerAddressPerHour
         self.screeningValidDays = screeningValidDays
+        self.trustedProxies = trustedProxies
         self.randomPassword = randomPassword
     }
 
@@ -65,7 +70,8 @@ public struct DermisSettings: Sendable {
             publicURL: environment["DERMIS_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : String($0.trimmingSuffix("/")) },
             idleTimeout: environment["DERMIS_IDLE_TIMEOUT_MINUTES"].flatMap(Double.init).map { $0 * 60 } ?? maximumIdleTimeout,
             absoluteTimeout: environment["DERMIS_SESSION_HOURS"].flatMap(Double.init).map { $0 * 3600 } ?? maximumAbsoluteTimeout,
-            screeningValidDays: environment["DERMIS_SCREENING_VALID_DAYS"].flatMap(Int.init).map { max(1, $0) } ?? 30)
+            screeningValidDays: environment["DERMIS_SCREENING_VALID_DAYS"].flatMap(Int.init).map { max(1, $0) } ?? 30,
+            trustedProxies: environment[TrustedProxies.variable])
     }
 
     /// The protocol this server runs on: the override file when set, else the bundled one. Refuses an invalid file.

@@ -7,7 +7,8 @@ import Vapor
 
 /// The one composition root: the `dermis` executable and the tests both call it.
 public func configure(_ app: Application, settings: DermisSettings) async throws {
-    app.dermis = DermisContext(clinicalProtocol: try settings.loadProtocol(), clock: settings.clock, settings: settings)
+    app.dermis = DermisContext(clinicalProtocol: try settings.loadProtocol(), clock: settings.clock, settings: settings,
+                               trustedProxies: try TrustedProxies(parsing: settings.trustedProxies))
     app.passwords.use(.bcrypt(cost: settings.passwordCost))
 
     // Order matters: headers and errors wrap everything; static files need no session; then who, then may they.
@@ -87,6 +88,7 @@ struct DermisContext: Sendable {
     let clinicalProtocol: ClinicalProtocol
     let clock: any Clock
     let settings: DermisSettings
+    let trustedProxies: TrustedProxies
 }
 
 extension Application {

@@ -63,6 +63,9 @@ extension Request {
 
     var isAPI: Bool { url.path.hasPrefix("/api/") }
 
-    /// The client address as this server sees it (no proxy headers are trusted).
-    var clientAddress: String { peerAddress?.ipAddress ?? remoteAddress?.ipAddress ?? "unknown" }
+    /// The client's address (docs/SECURITY.md R19): the socket's, or — only from a configured trusted proxy — the
+    /// right-most `X-Forwarded-For` hop that is not one. Vapor's `peerAddress` would believe anyone's header.
+    var clientAddress: String {
+        dermis.trustedProxies.client(socket: remoteAddress?.ipAddress, forwardedFor: headers[.xForwardedFor])
+    }
 }

@@ -174,10 +174,19 @@ struct SignInController: RouteCollection {
         }
     }
 
-    /// Only paths on this site: never an absolute URL an attacker could send someone to.
-    func safeNext(_ next: String) -> String {
-        next.hasPrefix("/") && !next.hasPrefix("//") && !next.contains("\\") ? next : "/"
+    /// Only paths on this site: never an absolute URL an attacker could send someone to. The check is made on the text
+    /// as a browser (or Python's URL parser) reads it — tabs and line breaks dropped, backslashes as slashes, leading
+    /// controls and spaces trimmed — so `/\t/evil.example` cannot become `//evil.example` after the check.
+    static func safeNext(_ next: String) -> String {
+        let dropped = String(String.UnicodeScalarView(next.unicodeScalars.filter { !["\t", "\n", "\r"].contains($0) }))
+        let read = dropped.replacingOccurrences(of: "\\", with: "/")
+            .trimmingCharacters(in: CharacterSet.controlCharacters.union(.whitespaces))
+        guard read == next, read.hasPrefix("/"), !read.hasPrefix("//"),
+              let url = URLComponents(string: read), url.scheme == nil, url.host == nil else { return "/" }
+        return read
     }
+
+    func safeNext(_ next: String) -> String { Self.safeNext(next) }
 }
 
 /// Counts failed sign-ins in the database, so the limit holds across server instances (R8).
