@@ -96,6 +96,7 @@ extension AppTests {
         @Test func aPlanIsSavedAsVersionsWithTheLoweredDepth() async throws {
             try await withDermis { app, settings in
                 let (course, _) = try await setUp(app, settings)
+                try await course.intake()
                 let first = try await course.plan(depths: ["cheeks": 1.0])
                 #expect(first["version"] as? Int == 1)
                 #expect(((first["plan"] as! [String: Any])["zones"] as! [[String: Any]])[0]["depthMm"] as? Double == 1.0)
@@ -132,6 +133,7 @@ extension AppTests {
         @Test func aConsentNeedsThePatientsNameAndARealDrawing() async throws {
             try await withDermis { app, settings in
                 let (course, _) = try await setUp(app, settings)
+                try await course.intake()
                 let planID = try await course.plan()["planID"] as! String
                 let jpeg = Data([0xFF, 0xD8, 0xFF, 0xE0] + Array(repeating: 0, count: 100)).base64EncodedString()
                 let huge = Data(TreatmentService.pngMagic + Array(repeating: 7, count: 300 * 1024)).base64EncodedString()

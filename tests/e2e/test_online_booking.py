@@ -1,4 +1,4 @@
-"""Issue 6's done-when in a real browser: a patient books a consultation on the public page with no account, and the
+"""In a real browser: a patient books a consultation on the public page with no account, and the
 front desk sees it on the calendar."""
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select

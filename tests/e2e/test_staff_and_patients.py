@@ -1,4 +1,4 @@
-"""Issue 3's done-when, in a real browser: a newcomer creates an admin, signs in with TOTP, adds a practitioner and a
+"""In a real browser: a newcomer creates an admin, signs in with TOTP, adds a practitioner and a
 patient, and sees the patient's reads and edits in the audit log."""
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select

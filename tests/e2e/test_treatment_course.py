@@ -1,4 +1,4 @@
-"""Issues 4 and 5 in a real browser: a practitioner takes a demo patient from intake to a signed session chart; the
+"""In a real browser: a practitioner takes a demo patient from intake to a signed session chart; the
 patient opens her aftercare link with no account, checks in with a sign of infection, and the practitioner sees the
 adverse event it opened."""
 from selenium.webdriver.common.action_chains import ActionChains

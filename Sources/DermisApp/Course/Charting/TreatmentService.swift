@@ -23,6 +23,8 @@ struct TreatmentService {
         let today = try await req.today(in: req.clinic())
         let engine = try Planning.plan(request, today: today, protocol: p)
         let adjusted = try Planning.adjust(engine, with: adjustments, request: request, protocol: p)
+        let unscreened = try await unscreened(request.zones.map(\.zone)) { "zones[\($0)].zone" }
+        if !unscreened.isEmpty { throw InvalidInput(unscreened) }
         let last = try await TreatmentPlanRecord.query(on: db).filter(\.$patient.$id == patientID).sort(\.$version, .descending).first()
         let record = TreatmentPlanRecord()
         record.$patient.id = patientID
@@ -108,6 +110,21 @@ struct TreatmentService {
         return consent
     }
 
+    // MARK: Screened zones
+
+    /// A problem for each zone the current screening did not check: only the treatment areas of the intake it read were
+    /// screened for in-area contraindications (a toxin in the forehead, a lesion on the cheek). Nothing is screened
+    /// before the first intake, so every zone is a problem then.
+    func unscreened(_ zones: [String], path: (Int) -> String) async throws -> [FieldIssue] {
+        let screening = try await ScreeningService(req: req, patient: patient).latestScreening()
+        var screened: Set<String> = []
+        if let screening { screened = Set(try await IntakeRecord.require(screening.$intake.id, on: db).intake.treatmentZones) }
+        return zones.enumerated().filter { !screened.contains($0.element) }.map { index, zone in
+            FieldIssue(path: path(index), problem: "the \(p.zone(zone)?.displayName.lowercased() ?? zone) was not among the areas of the intake "
+                       + "the current screening checked; take a new intake that includes it")
+        }
+    }
+
     // MARK: Sessions
 
     /// Why a session cannot start now, or nil: a plan, a valid consent for that plan, and a current, clear screening.
@@ -121,6 +138,9 @@ struct TreatmentService {
         else if !clearance.cleared { problems.append("The screening does not clear treatment (\(clearance.blocking.joined(separator: ", "))); a practitioner may record an override.") }
         if let plan = try await latestPlan() {
             if try await consent(for: plan) == nil { problems.append("Plan version \(plan.version) has no signed consent.") }
+            for issue in try await unscreened(try plan.plan.zones.map(\.zone), path: { "zones[\($0)]" }) {
+                problems.append("Plan version \(plan.version): \(issue.problem).")
+            }
         } else {
             problems.append("There is no plan.")
         }
@@ -212,6 +232,7 @@ struct TreatmentService {
                 issues.append(FieldIssue(path: field, problem: "must be \(scale.min) to \(scale.max)"))
             }
         }
+        issues += try await unscreened(changes.zones.map(\.zone)) { "zones[\($0)].zone" }
         var zones = changes.zones
         if let device, !zones.isEmpty {
             let practitioner = try await StaffUser.find(session.practitionerID, on: db)
