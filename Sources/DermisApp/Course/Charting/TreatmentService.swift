@@ -112,11 +112,13 @@ struct TreatmentService {
 
     // MARK: Screened zones
 
-    /// A problem for each zone the current screening did not check: only the treatment areas of the intake it read were
-    /// screened for in-area contraindications (a toxin in the forehead, a lesion on the cheek). Nothing is screened
-    /// before the first intake, so every zone is a problem then.
-    func unscreened(_ zones: [String], path: (Int) -> String) async throws -> [FieldIssue] {
-        let screening = try await ScreeningService(req: req, patient: patient).latestScreening()
+    /// A problem for each zone the screening did not check — by default the current one; a chart is checked against the
+    /// screening that cleared its session. Only the treatment areas of the intake it read were screened for in-area
+    /// contraindications (a toxin in the forehead, a lesion on the cheek). Nothing is screened before the first intake,
+    /// so every zone is a problem then.
+    func unscreened(_ zones: [String], screening chosen: UUID? = nil, path: (Int) -> String) async throws -> [FieldIssue] {
+        let screening = if let chosen { try await ScreeningRecord.find(chosen, on: db) }
+            else { try await ScreeningService(req: req, patient: patient).latestScreening() }
         var screened: Set<String> = []
         if let screening { screened = Set(try await IntakeRecord.require(screening.$intake.id, on: db).intake.treatmentZones) }
         return zones.enumerated().filter { !screened.contains($0.element) }.map { index, zone in
@@ -232,7 +234,7 @@ struct TreatmentService {
                 issues.append(FieldIssue(path: field, problem: "must be \(scale.min) to \(scale.max)"))
             }
         }
-        issues += try await unscreened(changes.zones.map(\.zone)) { "zones[\($0)].zone" }
+        issues += try await unscreened(changes.zones.map(\.zone), screening: session.$screening.id) { "zones[\($0)].zone" }
         var zones = changes.zones
         if let device, !zones.isEmpty {
             let practitioner = try await StaffUser.find(session.practitionerID, on: db)
