@@ -159,8 +159,7 @@ extension Request {
                outcome: AuditOutcome) async throws {
         let entry = auditEntry(action, objectType: objectType, objectID: objectID, patientID: patientID, outcome: outcome)
         if let work = Writes.current {
-            work.record(entry, checkpoints: application.auditCheckpoints)
-            work.afterCommit { self.hasAudited = true }
+            work.record(entry, checkpoints: application.auditCheckpoints) { self.hasAudited = true }
         } else {
             try await application.auditWriter.append([entry])
             hasAudited = true

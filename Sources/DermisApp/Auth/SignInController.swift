@@ -23,7 +23,7 @@ struct SignInController: RouteCollection {
     }
 
     func form(req: Request) async throws -> View {
-        let next = safeNext((try? req.query.get(String.self, at: "next")) ?? "/")
+        let next = Self.safeNext((try? req.query.get(String.self, at: "next")) ?? "/")
         let firstRun = try await FirstRun.isOpen(on: req.db)
         return try await req.view.render("login", LoginPage(page: try await PageHeader(req, title: "Sign in"), email: "", next: next,
                                                             error: nil, firstRun: firstRun))
@@ -38,7 +38,7 @@ struct SignInController: RouteCollection {
     func signIn(req: Request) async throws -> Response {
         let credentials = try req.content.decode(Credentials.self)
         let email = (credentials.email ?? "").trimmingCharacters(in: .whitespaces).lowercased()
-        let next = safeNext(credentials.next ?? "/")
+        let next = Self.safeNext(credentials.next ?? "/")
         let limiter = SignInLimiter(req: req)
         try await limiter.refuseIfLimited(email: email)
 
@@ -86,7 +86,7 @@ struct SignInController: RouteCollection {
     }
 
     func totpForm(req: Request) async throws -> View {
-        let next = safeNext((try? req.query.get(String.self, at: "next")) ?? "/")
+        let next = Self.safeNext((try? req.query.get(String.self, at: "next")) ?? "/")
         return try await req.view.render("login-totp", CodePage(page: try await PageHeader(req, title: "Second factor"), next: next, error: nil))
     }
 
@@ -99,7 +99,7 @@ struct SignInController: RouteCollection {
         guard let principal = req.principal, principal.stage == .totp, let sessionID = principal.sessionID,
               let user = try await StaffUser.find(principal.userID, on: req.db) else { return req.redirect(to: "/login") }
         let form = try req.content.decode(CodeForm.self)
-        let next = safeNext(form.next ?? "/")
+        let next = Self.safeNext(form.next ?? "/")
         let limiter = SignInLimiter(req: req)
         try await limiter.refuseIfLimited(email: user.email)
         let code = (form.code ?? "").trimmingCharacters(in: .whitespaces)
@@ -186,7 +186,6 @@ struct SignInController: RouteCollection {
         return read
     }
 
-    func safeNext(_ next: String) -> String { Self.safeNext(next) }
 }
 
 /// Counts failed sign-ins in the database, so the limit holds across server instances (R8).

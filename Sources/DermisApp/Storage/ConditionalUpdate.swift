@@ -43,10 +43,10 @@ struct ConditionalUpdate<M: Model> where M.IDValue == UUID {
         return copy
     }
 
-    /// A condition that the field is NULL (or, with `not`, that it is not).
-    func whereNull<P: QueryableProperty>(_ field: KeyPath<M, P>, not: Bool = false) -> Self {
+    /// A condition that the field is NULL.
+    func whereNull<P: QueryableProperty>(_ field: KeyPath<M, P>) -> Self {
         var copy = self
-        copy.builder = builder.where(SQLIdentifier(Column<M>.name(field)), not ? .isNot : .is, SQLLiteral.null)
+        copy.builder = builder.where(SQLIdentifier(Column<M>.name(field)), .is, SQLLiteral.null)
         return copy
     }
 

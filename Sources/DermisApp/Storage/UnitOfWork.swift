@@ -84,16 +84,18 @@ enum Writes {
 final class UnitOfWork: Sendable {
     let db: any Database
     fileprivate let hooks: Hooks
-    private let audit = NIOLockedValueBox<(entries: [AuditLog.Entry], checkpoints: AuditCheckpoints?)>(([], nil))
+    /// Audit rows to append before the commit, each with what to do once it has committed.
+    private let audit = NIOLockedValueBox<(entries: [(AuditLog.Entry, @Sendable () -> Void)], checkpoints: AuditCheckpoints?)>(([], nil))
 
     fileprivate init(db: any Database, hooks: Hooks) {
         self.db = db
         self.hooks = hooks
     }
 
-    /// An audit row that commits with this unit of work, or not at all.
-    func record(_ entry: AuditLog.Entry, checkpoints: AuditCheckpoints) {
-        audit.withLockedValue { $0.entries.append(entry); $0.checkpoints = checkpoints }
+    /// An audit row that commits with this unit of work, or not at all; `committed` runs only if the row does (a row
+    /// dropped with a rolled-back savepoint takes it along).
+    func record(_ entry: AuditLog.Entry, checkpoints: AuditCheckpoints, committed: @escaping @Sendable () -> Void) {
+        audit.withLockedValue { $0.entries.append((entry, committed)); $0.checkpoints = checkpoints }
     }
 
     fileprivate func auditMark() -> Int { audit.withLockedValue { $0.entries.count } }
@@ -103,8 +105,9 @@ final class UnitOfWork: Sendable {
     fileprivate func appendAudit() async throws {
         let (entries, checkpoints) = audit.withLockedValue { ($0.entries, $0.checkpoints) }
         guard !entries.isEmpty, let checkpoints else { return }
-        let heads = try await AuditLog.append(entries, in: db)
+        let heads = try await AuditLog.append(entries.map(\.0), in: db)
         afterCommit { checkpoints.advance(heads) }
+        for (_, committed) in entries { afterCommit(committed) }
     }
 
     /// Runs `hook` after the commit; never if the transaction rolls back.
