@@ -23,7 +23,7 @@ let package = Package(
         // Pure domain: the protocol as data and the clinical engine. Foundation only.
         .target(
             name: "DermisCore",
-            resources: [.copy("Resources/protocol.json")]
+            resources: [.copy("Resources/protocol.json"), .copy("Resources/common-passwords.txt")]
         ),
         // Photo decoding and re-encoding on Debian's libjpeg-turbo and libpng (libjpeg62-turbo-dev, libpng-dev).
         .target(

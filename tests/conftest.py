@@ -140,7 +140,7 @@ def totp_now(secret_base32, at=None):
     return f"{value:06d}"
 
 
-def post_form(url, fields, origin):
+def post_form(url, fields, origin, headers=None):
     """A same-origin form POST (as a browser sends it); returns (status, body, headers) without following redirects."""
     import urllib.error
     import urllib.parse
@@ -151,7 +151,7 @@ def post_form(url, fields, origin):
 
     data = urllib.parse.urlencode(fields).encode()
     request = urllib.request.Request(url, data=data, method="POST", headers={
-        "Content-Type": "application/x-www-form-urlencoded", "Origin": origin})
+        "Content-Type": "application/x-www-form-urlencoded", "Origin": origin, **(headers or {})})
     opener = urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(request, timeout=30) as response:

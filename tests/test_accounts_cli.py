@@ -1,5 +1,6 @@
 """Accounts from the command line and the first-run page: create-admin, create-token, verify-audit, /setup."""
 import json
+import re
 import sqlite3
 import urllib.error
 import urllib.request
@@ -83,16 +84,22 @@ def test_verify_audit_names_the_first_tampered_row(tmp_path):
     assert "seq 2" in err
 
 
-def test_the_first_run_page_creates_one_admin_from_this_machine_then_disappears(tmp_path):
+def test_the_first_run_page_wants_the_code_serve_printed_then_disappears(tmp_path):
     server = RunningServer(tmp_path / "data").wait_ready()
     try:
+        match = re.search(r"setup code\s+([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})", server.output())
+        assert match, server.output()
+        code = match.group(1)
         with urllib.request.urlopen(server.base + "/setup", timeout=10) as response:
             assert response.status == 200
-        status, body, _ = post_form(server.base + "/setup", {"clinicName": "Setup Clinic", "timeZone": "UTC", "name": "First",
-                                                            "email": "first@clinic.example", "password": "short"}, server.base)
+        fields = {"clinicName": "Setup Clinic", "timeZone": "UTC", "name": "First", "email": "first@clinic.example"}
+        # A forged "local" address is worth nothing: without the code, no admin.
+        status, body, _ = post_form(server.base + "/setup", {**fields, "password": "a long enough passphrase", "setupCode": "WRNG-WRNG-WRNG-WRNG"},
+                                    server.base, headers={"X-Forwarded-For": "127.0.0.1"})
+        assert status == 403 and "setupCode" in body
+        status, body, _ = post_form(server.base + "/setup", {**fields, "password": "short", "setupCode": code}, server.base)
         assert status == 422 and "password" in body
-        status, _, headers = post_form(server.base + "/setup", {"clinicName": "Setup Clinic", "timeZone": "UTC", "name": "First",
-                                                               "email": "first@clinic.example", "password": "a long enough passphrase"},
+        status, _, headers = post_form(server.base + "/setup", {**fields, "password": "a long enough passphrase", "setupCode": code},
                                        server.base)
         assert status == 303 and headers["Location"] == "/login"
         try:
@@ -100,7 +107,7 @@ def test_the_first_run_page_creates_one_admin_from_this_machine_then_disappears(
             raise AssertionError("/setup is still open after the first admin")
         except urllib.error.HTTPError as error:
             assert error.code == 404
-        status, _, _ = post_form(server.base + "/setup", {"clinicName": "X", "timeZone": "UTC", "name": "Second",
+        status, _, _ = post_form(server.base + "/setup", {"clinicName": "X", "timeZone": "UTC", "name": "Second", "setupCode": code,
                                                          "email": "second@clinic.example", "password": "a long enough passphrase"},
                                  server.base)
         assert status == 404

@@ -8,6 +8,16 @@ public enum DermisServer {
     public static func serve(_ settings: DermisSettings, hostname: String, port: Int) async throws {
         try await withApplication(settings, arguments: ["dermis", "serve"]) { app in
             if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app))) }
+            if try await FirstRun.isOpen(on: app.db) {
+                let code = app.dermis.firstRunCode.issue()
+                let shown = hostname == "0.0.0.0" || hostname == "::" ? "127.0.0.1" : hostname
+                announce("""
+                    No admin exists yet. Open http://\(shown):\(port)/setup (or this server's address) and enter the setup code
+                        \(code)
+                    or run `dermis create-admin`. The code works until the first admin exists or this server stops.
+
+                    """)
+            }
             app.http.server.configuration.hostname = hostname
             app.http.server.configuration.port = port
             try await app.execute()

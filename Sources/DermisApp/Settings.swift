@@ -31,6 +31,8 @@ public struct DermisSettings: Sendable {
     /// Addresses and CIDR networks of the reverse proxies in front of Dermis (`DERMIS_TRUSTED_PROXIES`); only requests
     /// from these may name the client in `X-Forwarded-For`. Checked at start.
     public var trustedProxies: String?
+    /// The key that encrypts secrets at rest (`DERMIS_SECRET_KEY_FILE`); `<data dir>/secret.key` when nil.
+    public var secretKeyFile: String?
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String
 
@@ -41,7 +43,7 @@ public struct DermisSettings: Sendable {
                 seedDemo: Bool = false, clock: any Clock = SystemClock(), secureCookies: Bool = false, publicURL: String? = nil,
                 idleTimeout: TimeInterval = maximumIdleTimeout, absoluteTimeout: TimeInterval = maximumAbsoluteTimeout,
                 passwordCost: Int = 12, failuresPerAccountPerHour: Int = 100, failuresPerAddressPerHour: Int = 300,
-                screeningValidDays: Int = 30, trustedProxies: String? = nil,
+                screeningValidDays: Int = 30, trustedProxies: String? = nil, secretKeyFile: String? = nil,
                 randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -57,6 +59,7 @@ public struct DermisSettings: Sendable {
         self.failuresPerAddressPerHour = failuresPerAddressPerHour
         self.screeningValidDays = screeningValidDays
         self.trustedProxies = trustedProxies
+        self.secretKeyFile = secretKeyFile
         self.randomPassword = randomPassword
     }
 
@@ -71,7 +74,13 @@ public struct DermisSettings: Sendable {
             idleTimeout: environment["DERMIS_IDLE_TIMEOUT_MINUTES"].flatMap(Double.init).map { $0 * 60 } ?? maximumIdleTimeout,
             absoluteTimeout: environment["DERMIS_SESSION_HOURS"].flatMap(Double.init).map { $0 * 3600 } ?? maximumAbsoluteTimeout,
             screeningValidDays: environment["DERMIS_SCREENING_VALID_DAYS"].flatMap(Int.init).map { max(1, $0) } ?? 30,
-            trustedProxies: environment[TrustedProxies.variable])
+            trustedProxies: environment[TrustedProxies.variable],
+            secretKeyFile: environment[SecretBox.variable].flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    /// Where the secret key file is.
+    var secretKeyPath: String {
+        secretKeyFile ?? URL(fileURLWithPath: dataDirectory).appendingPathComponent("secret.key").path
     }
 
     /// The protocol this server runs on: the override file when set, else the bundled one. Refuses an invalid file.

@@ -7,8 +7,11 @@ import Vapor
 
 /// The one composition root: the `dermis` executable and the tests both call it.
 public func configure(_ app: Application, settings: DermisSettings) async throws {
+    try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true,
+                                            attributes: [.posixPermissions: 0o700])
     app.dermis = DermisContext(clinicalProtocol: try settings.loadProtocol(), clock: settings.clock, settings: settings,
-                               trustedProxies: try TrustedProxies(parsing: settings.trustedProxies))
+                               trustedProxies: try TrustedProxies(parsing: settings.trustedProxies),
+                               secretBox: try SecretBox.load(path: settings.secretKeyPath), firstRunCode: FirstRunCode())
     app.passwords.use(.bcrypt(cost: settings.passwordCost))
 
     // Order matters: headers and errors wrap everything; static files need no session; then who, then may they.
@@ -34,7 +37,9 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CreateFollowUp())
     app.migrations.add(CreateScheduling())
     app.migrations.add(AuditChains())
+    app.migrations.add(CredentialLifecycle())
     try await app.autoMigrate()
+    try await SecondFactor.sealStoredKeys(on: app)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)
     app.auditCheckpoints = checkpoints
     app.auditWriter = AuditWriter(database: { [unowned app] in app.db }, checkpoints: checkpoints)
@@ -49,6 +54,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
 
     try app.register(collection: HomeController())
     try app.register(collection: SignInController())
+    try app.register(collection: PasswordController())
     try app.register(collection: AccountController())
     try app.register(collection: PatientPagesController())
     try app.register(collection: PatientAPIController())
@@ -89,6 +95,8 @@ struct DermisContext: Sendable {
     let clock: any Clock
     let settings: DermisSettings
     let trustedProxies: TrustedProxies
+    let secretBox: SecretBox
+    let firstRunCode: FirstRunCode
 }
 
 extension Application {

@@ -99,18 +99,40 @@ public func searchFolded(_ text: String) -> String {
         .trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
-/// The sign-in password rules (docs/SECURITY.md R7/R8): 8–128 characters, at most 72 bytes (bcrypt's limit), no NUL.
+/// The sign-in password rules (docs/SECURITY.md R7/R8), after NIST SP 800-63B §5.1.1.2: 8–128 characters, at most 72
+/// bytes (bcrypt's limit), no NUL, and not one of the commonly used passwords in `Resources/common-passwords.txt`.
+/// No composition rules.
 public enum PasswordPolicy {
     public static let minimumCharacters = 8
     public static let maximumCharacters = 128
     public static let maximumBytes = 72
 
-    /// The problem with a new password, or nil when it is acceptable. No composition rules.
+    /// The problem with a new password, or nil when it is acceptable.
     public static func problem(with password: String) -> String? {
         if password.count < minimumCharacters { return "must be at least \(minimumCharacters) characters" }
         if password.count > maximumCharacters { return "must be at most \(maximumCharacters) characters" }
         if password.utf8.count > maximumBytes { return "must be at most \(maximumBytes) bytes (fewer accented or non-Latin characters)" }
         if password.contains("\u{0}") { return "must not contain a NUL character" }
+        if isCommon(password) {
+            return "is one of the most commonly used passwords (\(commonListSource)); choose another"
+        }
         return nil
     }
+
+    /// Whether the password, lower-cased and trimmed as the list is, appears in the common-password list.
+    public static func isCommon(_ password: String) -> Bool {
+        commonPasswords.contains(password.lowercased().trimmingCharacters(in: .whitespaces))
+    }
+
+    /// Where the list comes from, as shown to the person choosing a password.
+    public static let commonListSource = "Royce Williams's list of 20,000 from breach data, as NIST SP 800-63B §5.1.1.2 asks"
+
+    /// The shipped list; lines starting with "# " are its provenance. Read once.
+    static let commonPasswords: Set<String> = {
+        guard let url = Bundle.module.url(forResource: "common-passwords", withExtension: "txt"),
+              let text = try? String(contentsOf: url, encoding: .utf8) else {
+            fatalError("Resources/common-passwords.txt is missing from the DermisCore bundle")
+        }
+        return Set(text.split(separator: "\n").lazy.filter { !$0.hasPrefix("# ") }.map(String.init))
+    }()
 }

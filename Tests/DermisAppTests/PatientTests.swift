@@ -198,22 +198,28 @@ extension AppTests {
         }
     }
 
-    /// Staff administration: add with a one-time password, set role, credential and depth, reset TOTP, deactivate.
+    /// Staff administration: add with a one-time set-password link, set role, credential and depth, reset TOTP, deactivate.
     @Suite struct StaffAdmin {
-        @Test func anAdminAddsAPractitionerWhoCanThenSignIn() async throws {
-            try await withDermis(change: { $0.randomPassword = { "fixed-first-password" } }) { app, settings in
+        @Test func anAdminAddsAPractitionerWhoSetsTheirOwnPasswordThenSignsIn() async throws {
+            try await withDermis { app, settings in
                 var admin = try await signIn(app, try await makeStaff(app, role: .admin), clock: settings.clock)
                 admin.add(name: .contentType, value: "application/x-www-form-urlencoded")
+                var link = ""
                 try await app.testing().test(.POST, "/admin/staff", headers: admin,
                                              body: form([("name", "Dr New"), ("email", "dr.new@test.example"), ("role", "practitioner"),
                                                          ("credential", "physician"), ("maxDepthMm", "2.0")])) { res in
                     #expect(res.status == .ok)
-                    #expect(res.body.string.contains("fixed-first-password"))
+                    link = Credentials.passwordLink(in: res.body.string)
                 }
                 let user = try #require(try await StaffUser.query(on: app.db).filter(\.$email == "dr.new@test.example").first())
                 #expect(user.staffRole == .practitioner && user.credential == "physician" && user.maxDepthMm == 2.0)
                 #expect(user.createdBy != nil)
-                _ = try await signIn(app, TestStaff(user: user, password: "fixed-first-password", totp: nil), clock: settings.clock)
+                let path = try #require(URL(string: link)?.path)
+                try await app.testing().test(.POST, path, headers: formHeaders,
+                                             body: form([("password", "first chosen passphrase"), ("confirm", "first chosen passphrase")])) {
+                    #expect($0.status == .seeOther)
+                }
+                _ = try await signIn(app, TestStaff(user: user, password: "first chosen passphrase", totp: nil), clock: settings.clock)
             }
         }
 

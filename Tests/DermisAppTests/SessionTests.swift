@@ -142,7 +142,7 @@ extension AppTests {
 
         @Test func longPassphrasesWithoutCompositionRulesAreFine() {
             #expect(PasswordPolicy.problem(with: "correct horse battery staple") == nil)
-            #expect(PasswordPolicy.problem(with: "abcdefgh") == nil)
+            #expect(PasswordPolicy.problem(with: "zqkvbemw") == nil, "eight lower-case letters, no rule about kinds of character")
         }
 
         @Test func passwordsSharingTheirFirst72BytesDoNotCrossVerify() async throws {

@@ -69,8 +69,7 @@ func makeStaff(_ app: Application, role: StaffRole, email: String? = nil, passwo
     var totp: AuthenticatorApp?
     if withTOTP || role == .admin {
         let generated = AuthenticatorApp.generate()
-        user.totpSecret = generated.base32
-        user.totpEnabled = true
+        try user.setAuthenticator(generated, app.dermis.secretBox)
         try await user.save(on: app.db)
         totp = generated
     }

@@ -51,7 +51,8 @@ def test_admin_totp_practitioner_patient_and_audit(tmp_path, browser):
         browser.find_element(By.ID, "staffCredential").send_keys("physician")
         browser.find_element(By.ID, "staffMaxDepth").send_keys("2.0")
         browser.find_element(By.ID, "create-staff").click()
-        assert len(browser.find_element(By.ID, "new-password").text) == 20
+        # No password is shown or set by the admin: a one-time link to pass on.
+        assert browser.find_element(By.ID, "password-link").text.startswith(server.base + "/password/")
         row = browser.find_element(By.CSS_SELECTOR, "#staff-list tr[data-email='lena.park@clinic.example']")
         assert "Dr Lena Park" in row.text
 

@@ -94,8 +94,7 @@ struct AccountController: RouteCollection {
         guard totp.verify(form.code ?? "", at: req.dermis.clock.now()) else {
             return try await enrolPage(req, user: user, totp: totp, error: "That code is not right; check the time on your phone and try the next one.").response(.unprocessableEntity, for: req)
         }
-        user.totpSecret = totp.base32
-        user.totpEnabled = true
+        try user.setAuthenticator(totp, req.dermis.secretBox)
         try await user.save(on: req.db)
         let codes = try await SecondFactor.newRecoveryCodes(for: user.requireID(), on: req.db)
         try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)

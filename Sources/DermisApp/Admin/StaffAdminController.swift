@@ -12,6 +12,7 @@ struct StaffAdminController: RouteCollection {
         staff.post(use: create).access(rule)
         staff.post(":staffID", use: update).access(rule)
         staff.post(":staffID", "reset-totp", use: resetTOTP).access(rule)
+        staff.post(":staffID", "password-link", use: passwordLink).access(rule)
         staff.post(":staffID", "deactivate", use: deactivate).access(rule)
         staff.post(":staffID", "activate", use: activate).access(rule)
     }
@@ -37,9 +38,11 @@ struct StaffAdminController: RouteCollection {
         let form: StaffForm
     }
 
+    /// A set-password link, shown once to the admin to pass on (the admin never sees or sets the password).
     struct CreatedStaff: Encodable {
         let email: String
-        let password: String
+        let link: String
+        let welcome: Bool
     }
 
     struct StaffForm: Content {
@@ -68,21 +71,22 @@ struct StaffAdminController: RouteCollection {
             errors: errors, created: created, form: form))
     }
 
-    /// A new staff member gets a random first password, shown once to the admin to hand over.
+    /// A new staff member gets a one-time link to set their own password (24 hours), shown once to the admin to pass
+    /// on; until it is used the account has no password anyone knows.
     func create(req: Request) async throws -> Response {
         let admin = try req.staff()
         let form = try req.content.decode(StaffForm.self)
         do {
             let role = try Self.role(form.role)
             let depth = try Self.depth(form.maxDepthMm)
-            let password = req.dermis.settings.randomPassword()
             let user = try await StaffAccounts.create(
-                .init(email: form.email ?? "", name: form.name ?? "", password: password, role: role,
+                .init(email: form.email ?? "", name: form.name ?? "", password: Secrets.token(), role: role,
                       credential: Self.blankToNil(form.credential), maxDepthMm: depth),
                 clinicID: admin.clinicID, createdBy: admin.userID, on: req.application, db: req.db)
+            let token = try await PasswordLinks.issue(for: user, purpose: "welcome", by: admin.userID, on: req)
             try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
-            return try await render(req, errors: [], created: CreatedStaff(email: user.email, password: password), form: StaffForm())
-                .encodeResponse(for: req)
+            let created = CreatedStaff(email: user.email, link: FollowUpController.absoluteURL(req, "/password/\(token)"), welcome: true)
+            return try await render(req, errors: [], created: created, form: StaffForm()).encodeResponse(for: req)
         } catch let invalid as InvalidInput {
             return try await render(req, errors: ErrorLine.list(invalid), created: nil, form: form)
                 .response(.unprocessableEntity, for: req)
@@ -97,11 +101,14 @@ struct StaffAdminController: RouteCollection {
             if user.id == (try req.staff()).userID && role != .admin {
                 throw InvalidInput(path: "role", problem: "you cannot remove your own admin role")
             }
+            let roleChanged = user.staffRole != role
             user.role = role.rawValue
             if let issue = TextLimits.issue(form.credential, "credential", max: TextLimits.short) { throw InvalidInput([issue]) }
             user.credential = Self.blankToNil(form.credential)
             user.maxDepthMm = try Self.depth(form.maxDepthMm)
             try await user.save(on: req.db)
+            // A new role starts from a new sign-in: what was granted under the old one ends now.
+            if roleChanged { try await Sessions.endAll(for: user.requireID(), on: req.db, at: req.dermis.clock.now()) }
             try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
             return req.redirect(to: "/admin/staff", redirectType: .normal)
         } catch let invalid as InvalidInput {
@@ -112,13 +119,24 @@ struct StaffAdminController: RouteCollection {
 
     func resetTOTP(req: Request) async throws -> Response {
         let user = try await member(req)
-        user.totpEnabled = false
-        user.totpSecret = nil
+        try user.setAuthenticator(nil, req.dermis.secretBox)
         try await user.save(on: req.db)
         try await RecoveryCode.query(on: req.db).filter(\.$user.$id == user.requireID()).delete()
         try await Sessions.endAll(for: user.requireID(), on: req.db, at: req.dermis.clock.now())
         try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
         return req.redirect(to: "/admin/staff", redirectType: .normal)
+    }
+
+    /// A password reset: a new one-time link for the person (earlier unused ones stop working), shown once. Their current
+    /// password keeps working until the link is used.
+    func passwordLink(req: Request) async throws -> Response {
+        let admin = try req.staff()
+        let user = try await member(req)
+        guard user.active else { throw Abort(.unprocessableEntity, reason: "Activate the account first.") }
+        let token = try await PasswordLinks.issue(for: user, purpose: "reset", by: admin.userID, on: req)
+        try await req.audit(.staffChange, objectType: "PasswordLink", objectID: user.id?.uuidString, outcome: .success)
+        let created = CreatedStaff(email: user.email, link: FollowUpController.absoluteURL(req, "/password/\(token)"), welcome: false)
+        return try await render(req, errors: [], created: created, form: StaffForm()).encodeResponse(for: req)
     }
 
     /// Deactivation ends the person's sessions and tokens at once.

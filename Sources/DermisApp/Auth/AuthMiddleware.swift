@@ -1,4 +1,5 @@
 import Fluent
+import NIOConcurrencyHelpers
 import Vapor
 
 /// Refuses cross-site state changes (docs/SECURITY.md R5): on POST/PUT/PATCH/DELETE a browser's Sec-Fetch-Site must be
@@ -55,7 +56,7 @@ struct AccessMiddleware: AsyncMiddleware {
         case .open:
             break
         case .firstRun:
-            guard Loopback.contains(request.clientAddress), try await FirstRun.isOpen(on: request.db) else { throw Abort(.notFound) }
+            guard request.dermis.firstRunCode.isIssued, try await FirstRun.isOpen(on: request.db) else { throw Abort(.notFound) }
         case .patientLink:
             audits = "PatientLink"
             if let refusal = try await PatientLinks.authorize(request) { return refusal }
@@ -94,10 +95,35 @@ struct AccessMiddleware: AsyncMiddleware {
     }
 }
 
-/// Addresses of this machine, for the first-run page.
-enum Loopback {
-    static func contains(_ address: String) -> Bool {
-        address == "::1" || address.hasPrefix("127.") || address.hasPrefix("::ffff:127.")
+/// The one-time code the first-run page asks for. `dermis serve` issues it and prints it on its terminal while no admin
+/// exists, so only someone who sees that terminal can create the first admin — wherever their browser is (no address test:
+/// addresses can be forwarded). Only its digest is kept; it lives as long as the process.
+final class FirstRunCode: Sendable {
+    private let digest = NIOLockedValueBox<String?>(nil)
+
+    var isIssued: Bool { digest.withLockedValue { $0 != nil } }
+
+    /// A new code (replacing any earlier one): 16 characters from an unambiguous alphabet, grouped by four.
+    func issue() -> String {
+        let alphabet = Array("ABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        let characters = (0..<16).map { _ in alphabet.randomElement()! }
+        let code = stride(from: 0, to: 16, by: 4).map { String(characters[$0..<$0 + 4]) }.joined(separator: "-")
+        digest.withLockedValue { $0 = Secrets.digest(Self.normalized(code)) }
+        return code
+    }
+
+    /// Whether `code` is the issued one; case, spaces and dashes do not matter.
+    func matches(_ code: String) -> Bool {
+        let offered = Array(Secrets.digest(Self.normalized(code)).utf8)
+        guard let stored = digest.withLockedValue({ $0 }) else { return false }
+        // Digests of equal length, compared without an early exit.
+        return zip(offered, Array(stored.utf8)).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    func retire() { digest.withLockedValue { $0 = nil } }
+
+    private static func normalized(_ code: String) -> String {
+        code.uppercased().filter { $0.isLetter || $0.isNumber }
     }
 }
 

@@ -47,11 +47,15 @@ enum Sessions {
                 try await WebSession.query(on: db).filter(\.$id == sessionID).set(\.$lastSeenAt, to: now).update()
             }
         }
-        let stage = SessionStage(rawValue: try row.decode(session.stage, as: String.self)) ?? .totp
+        var stage = SessionStage(rawValue: try row.decode(session.stage, as: String.self)) ?? .totp
+        // An admin acts as one only once an authenticator is enrolled (a promotion does not skip it).
+        if stage == .full && row.staff.needsEnrolment { stage = .enrol }
         return row.staff.principal(sessionID: sessionID, stage: stage)
     }
 
-    /// The staff member behind a bearer token that is neither revoked nor expired: one query.
+    /// The staff member behind a bearer token that is neither revoked nor expired: one query. (Tokens are minted only by
+    /// a fully signed-in session — for an admin, after the authenticator — or by the server's operator with
+    /// `dermis create-token`; a role change revokes them all.)
     static func principal(forToken token: String, on request: Request) async throws -> Principal? {
         let column = Names.token
         guard let row = try await StaffRow.query(request.db, from: APIToken.self, userColumn: column.user,
@@ -81,7 +85,7 @@ enum Sessions {
         /// The staff member's columns, in the order `StaffRow` reads them (the id first).
         static let staff = [Column<StaffUser>.name(\._$id), Column<StaffUser>.name(\.$clinic.$id), Column<StaffUser>.name(\.$email),
                             Column<StaffUser>.name(\.$name), Column<StaffUser>.name(\.$role), Column<StaffUser>.name(\.$maxDepthMm),
-                            Column<StaffUser>.name(\.$active)]
+                            Column<StaffUser>.name(\.$active), Column<StaffUser>.name(\.$totpEnabled)]
     }
 
     /// A credential's row joined with its staff member, read with SQLKit (no model reflection on every request).
@@ -94,6 +98,10 @@ enum Sessions {
             let role: String
             let maxDepthMm: Double?
             let active: Bool
+            let totpEnabled: Bool
+
+            /// An admin without an authenticator: no admin rights until one is enrolled.
+            var needsEnrolment: Bool { role == StaffRole.admin.rawValue && !totpEnabled }
 
             func principal(sessionID: UUID?, stage: SessionStage) -> Principal {
                 Principal(userID: id, clinicID: clinicID, email: email, name: name, role: StaffRole(rawValue: role) ?? .frontDesk,
@@ -121,15 +129,18 @@ enum Sessions {
             let staff = Staff(id: try row.decode(column: "staff_0", as: UUID.self), clinicID: try row.decode(column: "staff_1", as: UUID.self),
                               email: try row.decode(column: "staff_2", as: String.self), name: try row.decode(column: "staff_3", as: String.self),
                               role: try row.decode(column: "staff_4", as: String.self), maxDepthMm: try row.decode(column: "staff_5", as: Double?.self),
-                              active: try row.decode(column: "staff_6", as: Bool.self))
+                              active: try row.decode(column: "staff_6", as: Bool.self), totpEnabled: try row.decode(column: "staff_7", as: Bool.self))
             return StaffRow(row: row, staff: staff)
         }
     }
 
-    /// Ends every session and revokes every token of a user (sign-out everywhere, deactivation).
-    static func endAll(for userID: UUID, on db: any Database, at now: Date) async throws {
+    /// Ends every session and revokes every token of a user (sign-out everywhere, deactivation, a role or password
+    /// change), except the session `keeping` (the person's own, when they change their password).
+    static func endAll(for userID: UUID, on db: any Database, at now: Date, keeping: UUID? = nil) async throws {
         try await Writes.transaction(db) { db in
-            try await WebSession.query(on: db).filter(\.$user.$id == userID).delete()
+            var sessions = WebSession.query(on: db).filter(\.$user.$id == userID)
+            if let keeping { sessions = sessions.filter(\.$id != keeping) }
+            try await sessions.delete()
             try await APIToken.query(on: db).filter(\.$user.$id == userID).filter(\.$revokedAt == nil).set(\.$revokedAt, to: now).update()
         }
     }

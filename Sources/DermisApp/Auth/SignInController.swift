@@ -1,5 +1,6 @@
 import DermisCore
 import Fluent
+import SQLKit
 import Vapor
 
 /// `/login`, the second factor, `/logout` and the first-run page.
@@ -102,21 +103,32 @@ struct SignInController: RouteCollection {
         let next = Self.safeNext(form.next ?? "/")
         let limiter = SignInLimiter(req: req)
         try await limiter.refuseIfLimited(email: user.email)
+        func refuse(_ status: HTTPStatus, _ error: String) async throws -> Response {
+            try await req.view.render("login-totp", CodePage(page: try await PageHeader(req, title: "Second factor"), next: next, error: error))
+                .response(status, for: req)
+        }
+        if let until = SecondFactor.lockedUntil(user, at: req.dermis.clock.now()) {
+            try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .denied)
+            return try await refuse(.tooManyRequests, SecondFactor.lockedMessage(until: until, for: req))
+        }
         let code = (form.code ?? "").trimmingCharacters(in: .whitespaces)
         // Spending the code, ending the half-signed-in session and starting the full one are one unit of work.
         let response = req.redirect(to: next, redirectType: .normal)
         let accepted = try await Writes.transaction(req.db) { db in
             guard try await SecondFactor.accepts(code, for: user, on: req) else { return false }
+            try await SecondFactor.clearFailures(of: user, on: db)
             try await WebSession.query(on: db).filter(\.$id == sessionID).delete()
             try await Sessions.start(for: user, stage: .full, on: req, response: response)
             try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
             return true
         }
         guard accepted else {
-            try await limiter.recordFailure(email: user.email)
+            // Wrong codes have their own count (not the password's hourly budget): ten in a row lock the factor.
+            if let until = try await SecondFactor.recordWrongCode(for: user, on: req) {
+                return try await refuse(.tooManyRequests, SecondFactor.lockedMessage(until: until, for: req))
+            }
             try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .failure)
-            return try await req.view.render("login-totp", CodePage(
-                page: try await PageHeader(req, title: "Second factor"), next: next, error: "That code is not right.")).response(.unauthorized, for: req)
+            return try await refuse(.unauthorized, "That code is not right.")
         }
         return response
     }
@@ -148,6 +160,7 @@ struct SignInController: RouteCollection {
     }
 
     struct SetupForm: Content {
+        var setupCode: String?
         var clinicName: String?
         var timeZone: String?
         var name: String?
@@ -157,7 +170,14 @@ struct SignInController: RouteCollection {
 
     func setup(req: Request) async throws -> Response {
         let form = try req.content.decode(SetupForm.self)
+        let limiter = SignInLimiter(req: req)
+        try await limiter.refuseIfLimited(email: SignInLimiter.setupKey)
         do {
+            guard req.dermis.firstRunCode.matches(form.setupCode ?? "") else {
+                try await limiter.recordFailure(email: SignInLimiter.setupKey)
+                try await req.audit(.staffChange, objectType: "StaffUser", outcome: .denied)
+                throw InvalidInput(path: "setupCode", problem: "is not the code `dermis serve` printed on its terminal")
+            }
             // The clinic and its first admin: both or neither.
             try await Writes.transaction(req.db) { db in
                 let clinic = try await StaffAccounts.clinic(named: form.clinicName ?? "", timeZone: form.timeZone ?? "UTC", on: db)
@@ -165,12 +185,14 @@ struct SignInController: RouteCollection {
                     .init(email: form.email ?? "", name: form.name ?? "", password: form.password ?? "", role: .admin),
                     clinicID: clinic.requireID(), createdBy: nil, on: req.application, db: db)
             }
+            req.dermis.firstRunCode.retire()
             return req.redirect(to: "/login", redirectType: .normal)
         } catch let invalid as InvalidInput {
             let page = SetupPage(page: try await PageHeader(req, title: "First run"),
                                  errors: ErrorLine.list(invalid),
                                  clinicName: form.clinicName ?? "", timeZone: form.timeZone ?? "", name: form.name ?? "", email: form.email ?? "")
-            return try await req.view.render("setup", page).response(.unprocessableEntity, for: req)
+            let status: HTTPStatus = invalid.issues.contains { $0.path == "setupCode" } ? .forbidden : .unprocessableEntity
+            return try await req.view.render("setup", page).response(status, for: req)
         }
     }
 
@@ -191,6 +213,9 @@ struct SignInController: RouteCollection {
 /// Counts failed sign-ins in the database, so the limit holds across server instances (R8).
 struct SignInLimiter {
     let req: Request
+
+    /// The key wrong first-run setup codes are counted under (the per-address limit applies as to passwords).
+    static let setupKey = "(first-run setup code)"
 
     /// A valid bcrypt hash of a random string, verified against when the account does not exist.
     static let dummyHash = (try? Bcrypt.hash(Secrets.token(), cost: 12)) ?? ""
@@ -223,8 +248,66 @@ struct SignInLimiter {
 enum SecondFactor {
     private struct CodeAlreadyUsed: Error {}
 
+    /// Wrong codes in a row that lock the second factor, and for how long.
+    static let lockAfter = 10
+    static let lockDuration: TimeInterval = 15 * 60
+
+    static func lockedUntil(_ user: StaffUser, at now: Date) -> Date? {
+        guard let until = user.totpLockedUntil, until > now else { return nil }
+        return until
+    }
+
+    static func lockedMessage(until: Date, for req: Request) -> String {
+        let minutes = max(1, Int((until.timeIntervalSince(req.dermis.clock.now()) / 60).rounded(.up)))
+        return "Too many wrong codes in a row: the second factor is locked for \(minutes) more minute\(minutes == 1 ? "" : "s"). "
+            + "Wait, or ask an admin to reset your authenticator."
+    }
+
+    /// Counts a wrong code (an atomic increment, so parallel guesses are all counted); at `lockAfter` in a row the
+    /// factor locks for `lockDuration`, audited and logged. Returns the end of the lock when this code set one.
+    static func recordWrongCode(for user: StaffUser, on req: Request) async throws -> Date? {
+        let id = try user.requireID()
+        let now = req.dermis.clock.now()
+        return try await Writes.transaction(req.db) { db -> Date? in
+            guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
+            let failures = Column<StaffUser>.name(\.$totpFailures)
+            let row = try await sql.update(StaffUser.schema)
+                .set(SQLIdentifier(failures), to: SQLBinaryExpression(SQLFunction("COALESCE", args: SQLIdentifier(failures), SQLLiteral.numeric("0")),
+                                                                      .add, SQLLiteral.numeric("1")))
+                .where(SQLIdentifier(Column<StaffUser>.name(\._$id)), .equal, SQLBind(id))
+                .returning(SQLIdentifier(failures))
+                .first()
+            let count = try row?.decode(column: failures, as: Int.self) ?? 0
+            guard count >= lockAfter else { return nil }
+            let until = now.addingTimeInterval(lockDuration)
+            try await StaffUser.query(on: db).filter(\.$id == id).set(\.$totpFailures, to: 0).set(\.$totpLockedUntil, to: until).update()
+            req.logger.warning("Second factor locked for 15 minutes after \(lockAfter) wrong codes in a row", metadata: ["staff": "\(id)"])
+            try await req.audit(.signIn, objectType: "StaffUser", objectID: id.uuidString, outcome: .denied)
+            return until
+        }
+    }
+
+    static func clearFailures(of user: StaffUser, on db: any Database) async throws {
+        guard (user.totpFailures ?? 0) > 0 || user.totpLockedUntil != nil else { return }
+        try await StaffUser.query(on: db).filter(\.$id == user.requireID()).set(\.$totpFailures, to: nil).set(\.$totpLockedUntil, to: nil).update()
+    }
+
+    /// Encrypts authenticator keys stored before keys were encrypted at rest (a one-time upgrade at start).
+    static func sealStoredKeys(on app: Application) async throws {
+        let box = app.dermis.secretBox
+        let plain = try await StaffUser.query(on: app.db).filter(\.$totpSecret != nil).all().filter { !SecretBox.isSealed($0.totpSecret ?? "") }
+        guard !plain.isEmpty else { return }
+        try await Writes.transaction(app.db) { db in
+            for user in plain {
+                user.totpSecret = try box.seal(user.totpSecret ?? "")
+                try await user.save(on: db)
+            }
+        }
+        app.logger.notice("Encrypted \(plain.count) stored authenticator key(s) with the secret key file")
+    }
+
     static func accepts(_ code: String, for user: StaffUser, on req: Request) async throws -> Bool {
-        if let secret = user.totpSecret, let totp = AuthenticatorApp(base32: secret),
+        if let totp = try user.authenticator(req.dermis.secretBox),
            let step = totp.matchingStep(code, at: req.dermis.clock.now(), after: user.totpLastStep) {
             // Compare-and-set on the step read: of two requests with one code, only one moves it on.
             var claim = try ConditionalUpdate(StaffUser.self, id: try user.requireID(), on: req.db).set(\.$totpLastStep, to: step)

@@ -35,6 +35,10 @@ final class StaffUser: Model, @unchecked Sendable {
     @Field(key: "totp_enabled") var totpEnabled: Bool
     /// The last 30-second step whose code was accepted: a code is good once (RFC 6238 §5.2).
     @OptionalField(key: "totp_last_step") var totpLastStep: Int?
+    /// Wrong second-factor codes in a row since the last right one; at `SecondFactor.lockAfter` the factor locks.
+    @OptionalField(key: "totp_failures") var totpFailures: Int?
+    /// No second-factor code is tried before this instant.
+    @OptionalField(key: "totp_locked_until") var totpLockedUntil: Date?
     @Field(key: "active") var active: Bool
     @Field(key: "created_at") var createdAt: Date
     @OptionalField(key: "created_by") var createdBy: UUID?
@@ -60,6 +64,75 @@ final class StaffUser: Model, @unchecked Sendable {
 
     /// Admins must use a second factor (docs/SECURITY.md R8).
     var mustUseTOTP: Bool { staffRole == .admin || totpEnabled }
+
+    /// The authenticator, its key decrypted with the server's key file.
+    func authenticator(_ box: SecretBox) throws -> AuthenticatorApp? {
+        guard let totpSecret else { return nil }
+        return AuthenticatorApp(base32: try box.open(totpSecret))
+    }
+
+    /// Turns the authenticator on with this key (stored encrypted), or off with nil.
+    func setAuthenticator(_ totp: AuthenticatorApp?, _ box: SecretBox) throws {
+        totpSecret = try totp.map { try box.seal($0.base32) }
+        totpEnabled = totp != nil
+        totpLastStep = nil
+        totpFailures = nil
+        totpLockedUntil = nil
+    }
+}
+
+/// A one-time link to set a password: for new staff, an admin's reset and "forgot password". Single use, 24 hours,
+/// only the digest of its token stored.
+final class PasswordLink: Model, @unchecked Sendable {
+    static let schema = "password_link"
+    static let lifetime: TimeInterval = 24 * 3600
+
+    @ID(key: .id) var id: UUID?
+    @Parent(key: "user_id") var user: StaffUser
+    @Field(key: "token_hash") var tokenHash: String
+    /// `welcome` (a new account), `reset` (an admin's) or `forgot` (the person's own request).
+    @Field(key: "purpose") var purpose: String
+    @Field(key: "created_at") var createdAt: Date
+    @Field(key: "expires_at") var expiresAt: Date
+    @OptionalField(key: "used_at") var usedAt: Date?
+    @OptionalField(key: "created_by") var createdBy: UUID?
+
+    init() {}
+
+    init(userID: UUID, tokenHash: String, purpose: String, at now: Date, createdBy: UUID?) {
+        self.$user.id = userID
+        self.tokenHash = tokenHash
+        self.purpose = purpose
+        self.createdAt = now
+        self.expiresAt = now.addingTimeInterval(Self.lifetime)
+        self.createdBy = createdBy
+    }
+}
+
+/// The second-factor lock and set-password links.
+struct CredentialLifecycle: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        // One column per ALTER TABLE: SQLite takes no more.
+        try await database.schema(StaffUser.schema).field("totp_failures", .int).update()
+        try await database.schema(StaffUser.schema).field("totp_locked_until", .datetime).update()
+        try await database.schema(PasswordLink.schema)
+            .id()
+            .field("user_id", .uuid, .required, .references(StaffUser.schema, .id))
+            .field("token_hash", .string, .required)
+            .field("purpose", .string, .required)
+            .field("created_at", .datetime, .required)
+            .field("expires_at", .datetime, .required)
+            .field("used_at", .datetime)
+            .field("created_by", .uuid)
+            .unique(on: "token_hash")
+            .create()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema(PasswordLink.schema).delete()
+        try await database.schema(StaffUser.schema).deleteField("totp_failures").update()
+        try await database.schema(StaffUser.schema).deleteField("totp_locked_until").update()
+    }
 }
 
 /// A signed-in browser: the cookie holds a random token, the database only its digest.
