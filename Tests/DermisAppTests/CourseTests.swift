@@ -32,7 +32,7 @@ extension AppTests {
 
         @Test func savingAnIntakeStoresAVersionAndItsScreening() async throws {
             try await withDermis { app, settings in
-                let session = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+                let session = try await signIn(app, try await makeStaff(app, role: .practitioner), clock: settings.clock)
                 let patient = try await zoe(app)
                 let (status, _, location) = try await postIntake(app, session, patient, Self.isotretinoinIntake)
                 #expect(status == .seeOther)
@@ -173,7 +173,7 @@ extension AppTests {
 
         @Test func theAPIStoresAContractIntakeAndReportsTheLatestScreening() async throws {
             try await withDermis { app, settings in
-                let session = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+                let session = try await signIn(app, try await makeStaff(app, role: .practitioner), clock: settings.clock)
                 let patient = try await zoe(app)
                 let intake: [String: Any] = ["dateOfBirth": "1988-03-14", "fitzpatrickType": 2, "pregnant": true, "nursing": false,
                                              "treatmentZones": ["cheeks"]]

@@ -7,17 +7,16 @@ import Vapor
 /// their flags, and the session's outcome scores.
 struct FollowUpController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
-        let read = AccessRule.staff(AccessRule.anyStaff, audits: "AftercarePlan")
         let clinical = AccessRule.staff(AccessRule.clinical, audits: "AftercarePlan")
         let session = routes.grouped("patients", ":patientID", "sessions", ":chartID")
-        session.get("follow-up", use: show).access(read)
+        session.get("follow-up", use: show).access(clinical)
         session.post("link", use: issueLink).access(clinical)
         session.post("link", "revoke", use: revokeLink).access(clinical)
         session.post("outcomes", use: saveOutcomes).access(clinical)
         let api = routes.grouped("api", "v1", "patients", ":patientID", "sessions", ":chartID")
-        api.get("aftercare", use: apiAftercare).access(read)
+        api.get("aftercare", use: apiAftercare).access(clinical)
         api.post("link", use: apiIssueLink).access(clinical)
-        api.get("check-ins", use: apiCheckIns).access(read)
+        api.get("check-ins", use: apiCheckIns).access(clinical)
         api.put("outcomes", use: apiSaveOutcomes).access(clinical)
     }
 

@@ -162,6 +162,10 @@ struct AppointmentAPIController: RouteCollection {
         if let reason, !reason.isEmpty, reason.count < 10 {
             throw InvalidInput(path: "overrideReason", problem: "say why the series interval is overridden (at least 10 characters)")
         }
+        // The series interval is a clinical rule: only a practitioner or an admin sets it aside (the refusal is audited).
+        if let reason, !reason.isEmpty, !AccessRule.clinical.contains(try req.staff().role) {
+            throw Abort(.forbidden, reason: "Only a practitioner or an admin may override the series interval.")
+        }
         if let issue = TextLimits.issue(input.notes ?? "", "notes", max: TextLimits.notes) { throw InvalidInput([issue]) }
         return SchedulingService.Booking(
             location: location, service: service, zones: service.isTreatment ? (input.zones ?? []) : [], start: start,

@@ -7,11 +7,13 @@ struct ConsentController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
         routes.get("admin", "consent", use: templates).access(.staff(AccessRule.admins))
         routes.post("admin", "consent", use: publish).access(.staff(AccessRule.admins))
+        // Front desk collects the signature on the tablet (the patient reads what they sign); a signed consent with its
+        // signature is clinical record.
         let rule = AccessRule.staff(AccessRule.anyStaff, audits: "Patient")
         let patient = routes.grouped("patients", ":patientID")
         patient.get("plans", ":planID", "consent", use: signForm).access(rule)
         patient.post("plans", ":planID", "consent", use: sign).access(rule)
-        patient.get("consents", ":consentID", use: show).access(rule)
+        patient.get("consents", ":consentID", use: show).access(.staff(AccessRule.clinical, audits: "Patient"))
         routes.post("api", "v1", "patients", ":patientID", "plans", ":planID", "consents", use: apiSign).access(rule)
     }
 
@@ -118,6 +120,9 @@ struct ConsentController: RouteCollection {
         let form = try req.content.decode(SignForm.self)
         do {
             let consent = try await signed(req, service: service, form: form)
+            guard AccessRule.clinical.contains(try req.staff().role) else {
+                return req.redirect(to: "/patients/\(service.patientID)/course", redirectType: .normal)
+            }
             return req.redirect(to: "/patients/\(service.patientID)/consents/\(try consent.requireID())", redirectType: .normal)
         } catch let invalid as InvalidInput {
             return try await renderSign(req, typedName: form.typedName ?? "", errors: ErrorLine.list(invalid)).response(.unprocessableEntity, for: req)

@@ -12,11 +12,13 @@ struct CourseController: RouteCollection {
         patient.get("course", use: course).access(anyStaff)
         patient.get("intake", "new", use: intakeForm).access(anyStaff)
         patient.post("intake", use: saveIntake).access(anyStaff)
-        patient.get("screenings", ":screeningID", use: showScreening).access(anyStaff)
+        // Front desk collects an intake (a blank form) and sees whether the patient is ready, never the answers or reasons.
+        patient.get("screenings", ":screeningID", use: showScreening).access(clinical)
         patient.post("screenings", ":screeningID", "overrides", use: overrideRule).access(clinical)
         let api = routes.grouped("api", "v1", "patients", ":patientID")
         api.post("intakes", use: apiSaveIntake).access(anyStaff)
-        api.get("screenings", "latest", use: apiLatestScreening).access(anyStaff)
+        api.get("screenings", "latest", use: apiLatestScreening).access(clinical)
+        api.get("readiness", use: apiReadiness).access(anyStaff)
     }
 
     // MARK: The course page
@@ -46,6 +48,7 @@ struct CourseController: RouteCollection {
 
     func course(req: Request) async throws -> View {
         let patient = try await req.audited(.read, objectType: "Patient") { try await req.patient() }
+        let isClinical = AccessRule.clinical.contains(try req.staff().role)
         let service = ScreeningService(req: req, patient: patient)
         let id = try patient.requireID()
         let intake = try await service.latestIntake()
@@ -100,18 +103,42 @@ struct CourseController: RouteCollection {
         var seriesRule: String?
         if let plan = try plan?.plan {
             let rule = try await scheduling.seriesRule(patientID: id, zones: plan.zones.map(\.zone), ignoring: nil)
-            seriesRule = "Series: \(plan.series.sessions) sessions at least \(plan.series.minIntervalDays) days apart (\(plan.series.sources.joined(separator: "; ")))."
-                + (rule?.earliest.map { " Next treatment of these zones not before \($0): \(rule!.reason)." } ?? "")
+            seriesRule = isClinical
+                ? "Series: \(plan.series.sessions) sessions at least \(plan.series.minIntervalDays) days apart (\(plan.series.sources.joined(separator: "; ")))."
+                    + (rule?.earliest.map { " Next treatment of these zones not before \($0): \(rule!.reason)." } ?? "")
+                : rule?.earliest.map { "Next treatment not before \($0)." }
         }
+        if !isClinical { steps = steps.map { Self.readinessOnly($0, ready: problems.isEmpty) } }
         return try await req.view.render("course", CoursePage(page: try await PageHeader(req, title: "Treatment course"),
                                                               patientID: id.uuidString, patientName: patient.fullName,
-                                                              steps: steps, canStart: problems.isEmpty,
-                                                              charts: OutcomeChartView.charts(signed, scores: scores, protocol: req.dermis.clinicalProtocol),
-                                                              sessionLinks: signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) },
-                                                              openEvents: openEvents, bookings: bookings, seriesRule: seriesRule,
+                                                              steps: steps, canStart: isClinical && problems.isEmpty,
+                                                              charts: isClinical ? OutcomeChartView.charts(signed, scores: scores, protocol: req.dermis.clinicalProtocol) : [],
+                                                              sessionLinks: isClinical ? signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) } : [],
+                                                              openEvents: isClinical ? openEvents : [], bookings: bookings, seriesRule: seriesRule,
                                                               locations: locations.map { Option(id: $0.id!.uuidString, name: $0.name, selected: false) },
                                                               canBookSeries: plan != nil && !locations.isEmpty,
                                                               today: req.today(in: req.clinic()).description))
+    }
+
+    /// What front desk sees of a step: whether it is done and the patient ready, not the clinical detail behind it
+    /// (screening reasons, the plan, who signed, why a session cannot start). Links only to what front desk collects.
+    static func readinessOnly(_ step: Step, ready: Bool) -> Step {
+        switch step.name {
+        case "Intake":
+            return Step(name: step.name, state: step.state, detail: step.state == "done" ? "Taken." : "No intake yet.", link: step.link)
+        case "Screening":
+            let detail = ["done": "Cleared for treatment.", "blocked": "Not cleared: a practitioner reviews the screening.",
+                          "expired": "Expired: take a new intake."][step.state] ?? "Runs when the intake is saved."
+            return Step(name: step.name, state: step.state, detail: detail, link: nil)
+        case "Plan":
+            return Step(name: step.name, state: step.state, detail: step.state == "done" ? "Planned." : "A practitioner plans the treatment.", link: nil)
+        case "Consent":
+            let detail = ["done": "Signed.", "to do": "Not signed yet."][step.state] ?? "Signed once the plan is saved."
+            return Step(name: step.name, state: step.state, detail: detail, link: step.state == "to do" ? step.link : nil)
+        default:
+            let detail = step.state == "done" ? "Treated." : (ready ? "Ready for the practitioner." : "Not ready yet.")
+            return Step(name: step.name, state: step.state, detail: detail, link: nil)
+        }
     }
 
     // MARK: Intake
@@ -155,6 +182,8 @@ struct CourseController: RouteCollection {
 
     func intakeForm(req: Request) async throws -> View {
         let patient = try await req.audited(.read, objectType: "Patient") { try await req.patient() }
+        // A practitioner starts from the last answers; front desk, who only collects them, from a blank form.
+        guard AccessRule.clinical.contains(try req.staff().role) else { return try await render(req, patient: patient, form: IntakeForm(pairs: []), errors: []) }
         var form = IntakeForm.from(try await ScreeningService(req: req, patient: patient).latestIntake()?.intake)
         if form.one("fitzpatrickType") == nil, let type = patient.fitzpatrickType { form.pairs.append(("fitzpatrickType", String(type))) }
         return try await render(req, patient: patient, form: form, errors: [])
@@ -168,6 +197,9 @@ struct CourseController: RouteCollection {
             let (_, screening) = try await req.audited(.create, objectType: "Intake", patientID: patient.id) {
                 let intake = try form.intake(dateOfBirth: patient.dateOfBirth)
                 return try await ScreeningService(req: req, patient: patient).record(intake, by: staff)
+            }
+            guard AccessRule.clinical.contains(staff.role) else {
+                return req.redirect(to: "/patients/\(try patient.requireID())/course", redirectType: .normal)
             }
             return req.redirect(to: "/patients/\(try patient.requireID())/screenings/\(try screening.requireID())", redirectType: .normal)
         } catch let invalid as InvalidInput {
@@ -301,11 +333,13 @@ struct CourseController: RouteCollection {
 
     // MARK: API
 
+    /// `screening` (its reasons and precautions) only for clinical staff; front desk gets whether the patient is cleared.
     struct SavedIntake: Content {
         let intakeID: UUID
         let intakeVersion: Int
         let screeningID: UUID
-        let screening: ScreeningResult
+        let outcome: String
+        let screening: ScreeningResult?
     }
 
     func apiSaveIntake(req: Request) async throws -> Response {
@@ -314,8 +348,9 @@ struct CourseController: RouteCollection {
         let (intake, screening) = try await req.audited(.create, objectType: "Intake", patientID: patient.id) {
             try await ScreeningService(req: req, patient: patient).record(try req.decodeJSON(Intake.self), by: staff)
         }
+        let result = try screening.screening
         let saved = SavedIntake(intakeID: try intake.requireID(), intakeVersion: intake.version, screeningID: try screening.requireID(),
-                                screening: try screening.screening)
+                                outcome: result.outcome.rawValue, screening: AccessRule.clinical.contains(staff.role) ? result : nil)
         return try await saved.encodeResponse(status: .created, for: req)
     }
 
@@ -325,6 +360,32 @@ struct CourseController: RouteCollection {
         let current: Bool
         let cleared: Bool
         let blocking: [String]
+    }
+
+    /// Whether a patient is ready, for anyone who books: screened (and still current), cleared, a plan, consent signed.
+    struct Readiness: Content {
+        let screened: Bool
+        let screeningCurrent: Bool
+        let cleared: Bool
+        let planned: Bool
+        let consented: Bool
+        let ready: Bool
+    }
+
+    func apiReadiness(req: Request) async throws -> Readiness {
+        let patient = try await req.patient()
+        return try await req.audited(.read, objectType: "Patient", patientID: patient.id) {
+            let service = ScreeningService(req: req, patient: patient)
+            let screening = try await service.latestScreening()
+            let (clearance, _) = try await service.clearance(of: screening)
+            let treatment = TreatmentService(req: req, patient: patient, staff: try req.staff())
+            let plan = try await treatment.latestPlan()
+            var consented = false
+            if let plan { consented = try await treatment.consent(for: plan) != nil }
+            return Readiness(screened: screening != nil, screeningCurrent: screening != nil && clearance.current,
+                             cleared: screening != nil && clearance.cleared, planned: plan != nil, consented: consented,
+                             ready: try await treatment.startProblems().isEmpty)
+        }
     }
 
     func apiLatestScreening(req: Request) async throws -> LatestScreening {

@@ -7,13 +7,25 @@ struct IntakeForm {
 
     init(pairs: [(String, String)]) { self.pairs = pairs }
 
-    /// Reads `application/x-www-form-urlencoded` keeping repeated keys (multi-selects, checkbox groups).
+    /// Reads `application/x-www-form-urlencoded` keeping repeated keys (multi-selects, checkbox groups). A body that is
+    /// not such a form (JSON, stray `%`, characters a form never sends) is refused with 400, never trusted to a parser
+    /// that traps on it.
     init(req: Request) throws {
         guard let buffer = req.body.data else { self.init(pairs: []); return }
-        let text = String(decoding: Data(buffer: buffer), as: UTF8.self).replacingOccurrences(of: "+", with: "%20")
-        var components = URLComponents()
-        components.percentEncodedQuery = text
-        self.init(pairs: (components.queryItems ?? []).map { ($0.name, $0.value ?? "") })
+        self.init(pairs: try Self.pairs(String(decoding: Data(buffer: buffer), as: UTF8.self)))
+    }
+
+    static func pairs(_ text: String) throws -> [(String, String)] {
+        try text.split(separator: "&", omittingEmptySubsequences: true).map { field in
+            let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decoded(_ part: Substring) throws -> String {
+                guard let value = part.replacingOccurrences(of: "+", with: " ").removingPercentEncoding else {
+                    throw Abort(.badRequest, reason: "The form is not URL-encoded: '\(part.prefix(40))' cannot be read.")
+                }
+                return value
+            }
+            return (try decoded(parts[0]), parts.count > 1 ? try decoded(parts[1]) : "")
+        }
     }
 
     func all(_ key: String) -> [String] { pairs.filter { $0.0 == key }.map(\.1).filter { !$0.isEmpty } }
