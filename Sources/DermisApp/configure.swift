@@ -38,6 +38,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CreateScheduling())
     app.migrations.add(AuditChains())
     app.migrations.add(CredentialLifecycle())
+    app.migrations.add(UnscreenedZoneOverrides())
     try await app.autoMigrate()
     try await SecondFactor.sealStoredKeys(on: app)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)

@@ -186,6 +186,13 @@ extension AppTests {
                     #expect(res.body.string.contains(#""current":true"#) && res.body.string.contains(#""cleared":false"#))
                     #expect(res.body.string.contains(#""blocking":["pregnancy"]"#))
                 }
+                // The intake's date of birth is the record's: a different one (which would change age rules) is refused.
+                var older = intake
+                older["dateOfBirth"] = "1958-03-14"
+                try await app.testing().test(.POST, "/api/v1/patients/\(patient.id!)/intakes", headers: json(session), body: jsonBody(older)) { res in
+                    #expect(res.status == .unprocessableEntity && res.body.string.contains(#""field":"dateOfBirth""#))
+                }
+                #expect(try await IntakeRecord.query(on: app.db).count() == 1)
                 try await app.testing().test(.POST, "/api/v1/patients/\(patient.id!)/intakes", headers: json(session),
                                              body: jsonBody(["dateOfBirth": "1988-03-14"])) { res in
                     #expect(res.status == .unprocessableEntity && res.body.string.contains(#""field":"fitzpatrickType""#))

@@ -213,6 +213,10 @@ extension AppTests {
                 let chartID = chart["chartID"] as! String
                 #expect(try await course.call(.GET, "/sessions/\(chartID)/aftercare").0 == .notFound)
                 #expect(try await course.call(.POST, "/sessions/\(chartID)/link").0 == .conflict)
+                // No outcome scores on a draft: refused, nothing stored.
+                let (status, _, text) = try await course.call(.PUT, "/sessions/\(chartID)/outcomes", ["scores": ["gais.practitioner": 2]])
+                #expect(status == .conflict && text.contains("signed chart"))
+                #expect(try await OutcomeScore.query(on: app.db).count() == 0)
             }
         }
 

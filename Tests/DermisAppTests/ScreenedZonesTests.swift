@@ -36,6 +36,47 @@ extension AppTests {
             }
         }
 
+        @Test func onlyAPhysicianWithAReasonPlansAZoneTheScreeningDidNotCheckAndItIsKeptAndAudited() async throws {
+            try await withDermis { app, settings in
+                let nurse = try await course(app, settings)
+                try await nurse.intake(Self.cheeksOnlyWithForeheadToxin)
+                let request: [String: Any] = ["zones": [["zone": "cheeks", "indication": "acne-scars"], ["zone": "forehead", "indication": "fine-lines"]],
+                                              "skin": "thick", "device": "skinpen", "practitionerMaxDepthMm": 1.5, "startDate": "2026-12-01"]
+                let reason = "Forehead examined in clinic; toxin site healed, patient asked to add it"
+                // A practitioner who is not a physician cannot, whatever the reason.
+                let (refused, body, _) = try await nurse.call(.POST, "/plans", ["request": request, "adjustments": [] as [Any], "unscreenedOverrideReason": reason])
+                #expect(refused == .unprocessableEntity && (body["error"] as? [String: Any])?["field"] as? String == "unscreenedOverrideReason")
+                #expect(try await TreatmentPlanRecord.query(on: app.db).count() == 0)
+                // A physician: a reason is required, then the plan is saved with the override on it and an audit row.
+                let physicianStaff = try await makeStaff(app, role: .practitioner)
+                try await StaffUser.query(on: app.db).filter(\.$id == physicianStaff.id).set(\.$credential, to: "physician").update()
+                let physician = Course(app: app, session: try await signIn(app, physicianStaff, clock: settings.clock), patientID: nurse.patientID)
+                let (short, _, _) = try await physician.call(.POST, "/plans", ["request": request, "adjustments": [] as [Any], "unscreenedOverrideReason": "ok"])
+                #expect(short == .unprocessableEntity)
+                // The override waives the missing screening, never a rule: the toxin in the forehead four weeks ago fires.
+                let (fired, firedBody, firedText) = try await physician.call(.POST, "/plans", ["request": request, "adjustments": [] as [Any], "unscreenedOverrideReason": reason])
+                #expect(fired == .unprocessableEntity, "\(firedText)")
+                #expect(((firedBody["error"] as? [String: Any])?["message"] as? String)?.contains("toxin") == true, "\(firedText)")
+                #expect(try await TreatmentPlanRecord.query(on: app.db).count() == 0)
+                // A cheeks-only intake with nothing that concerns the forehead: the physician's override stands.
+                settings.manualClock.advance(by: 60)
+                var cheeksOnly = Course.eligibleIntake
+                cheeksOnly["treatmentZones"] = ["cheeks"]
+                try await physician.intake(cheeksOnly)
+                let (saved, plan, text) = try await physician.call(.POST, "/plans", ["request": request, "adjustments": [] as [Any], "unscreenedOverrideReason": reason])
+                #expect(saved == .created, "\(text)")
+                let record = try #require(try await TreatmentPlanRecord.query(on: app.db).first())
+                #expect(record.unscreenedZones == "forehead" && record.unscreenedReason == reason && record.unscreenedBy == physicianStaff.id)
+                let audited = try await AuditEvent.query(on: app.db).filter(\.$objectType == "UnscreenedZoneOverride")
+                    .filter(\.$objectID == record.id?.uuidString).count()
+                #expect(audited == 1)
+                // Consented, the session starts with the overridden zone: the override carries to the course.
+                #expect(try await physician.consent(planID: try #require(plan["planID"] as? String)).0 == .created)
+                let (started, _, startText) = try await physician.start()
+                #expect(started == .created, "\(startText)")
+            }
+        }
+
         @Test func aSessionCannotStartOrChartAZoneTheCurrentScreeningDidNotCheck() async throws {
             try await withDermis { app, settings in
                 let course = try await course(app, settings)

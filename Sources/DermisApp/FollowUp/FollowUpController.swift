@@ -152,6 +152,10 @@ struct FollowUpController: RouteCollection {
 
     /// Saves the given scores (`scale.rater` → value; empty leaves a score unset, `clear` removes it).
     func storeScores(_ req: Request, session: TreatmentSession, _ values: [String: String]) async throws {
+        // An outcome belongs to a treatment that happened as charted: a draft can still change or be abandoned.
+        guard session.isSigned else {
+            throw Abort(.conflict, reason: "Outcome scores are recorded against a signed chart; sign this session's chart first.")
+        }
         let p = req.dermis.clinicalProtocol
         var issues: [FieldIssue] = []
         var parsed: [(scale: String, rater: String, value: Int)] = []

@@ -17,6 +17,8 @@ struct PlanPageController: RouteCollection {
     struct PlanBody: Decodable {
         let request: PlanRequest
         let adjustments: [PlanAdjustment]?
+        /// A physician's reason for planning a zone the current screening did not check.
+        let unscreenedOverrideReason: String?
     }
 
     struct SavedPlan: Content {
@@ -34,7 +36,8 @@ struct PlanPageController: RouteCollection {
         var request = body.request
         if let depth = staff.maxDepthMm { request.practitionerMaxDepthMm = depth }
         let record = try await req.audited(.create, objectType: "TreatmentPlan", patientID: patient.id) {
-            try await TreatmentService(req: req, patient: patient, staff: staff).savePlan(request, adjustments: body.adjustments ?? [])
+            try await TreatmentService(req: req, patient: patient, staff: staff).savePlan(request, adjustments: body.adjustments ?? [],
+                                                                                         unscreenedOverrideReason: body.unscreenedOverrideReason)
         }
         return try await SavedPlan(planID: try record.requireID(), version: record.version, plan: try record.plan).encodeResponse(status: .created, for: req)
     }
@@ -76,7 +79,8 @@ struct PlanPageController: RouteCollection {
         do {
             let request = try form.planRequest(protocol: p)
             _ = try await req.audited(.create, objectType: "TreatmentPlan", patientID: patient.id) {
-                try await TreatmentService(req: req, patient: patient, staff: staff).savePlan(request, adjustments: try form.adjustments(fields))
+                try await TreatmentService(req: req, patient: patient, staff: staff).savePlan(request, adjustments: try form.adjustments(fields),
+                                                                                             unscreenedOverrideReason: fields["unscreenedOverrideReason"])
             }
             return req.redirect(to: "/patients/\(try patient.requireID())/course", redirectType: .normal)
         } catch let invalid as InvalidInput {

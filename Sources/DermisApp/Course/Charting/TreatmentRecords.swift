@@ -16,10 +16,16 @@ final class TreatmentPlanRecord: Model, @unchecked Sendable {
     @Field(key: "protocol_version") var protocolVersion: String
     @Field(key: "created_at") var createdAt: Date
     @Field(key: "created_by") var createdBy: UUID
+    /// Zones a physician planned although the screening did not check them (comma-separated), why, and who.
+    @OptionalField(key: "unscreened_zones") var unscreenedZones: String?
+    @OptionalField(key: "unscreened_reason") var unscreenedReason: String?
+    @OptionalField(key: "unscreened_by") var unscreenedBy: UUID?
 
     init() {}
 
     var plan: PlanResult { get throws { try decodeInput(PlanResult.self, from: Data(result.utf8)) } }
+    /// The zones a physician's documented override lets this plan treat without their screening.
+    var overriddenZones: Set<String> { Set((unscreenedZones ?? "").split(separator: ",").map(String.init)) }
     var planRequest: PlanRequest { get throws { try decodeInput(PlanRequest.self, from: Data(request.utf8)) } }
 }
 
@@ -211,5 +217,21 @@ enum LotRecall {
                               date: AuditLog.isoDay(session.createdAt), practitioner: practitioner?.name ?? "?"))
         }
         return rows
+    }
+}
+
+/// A physician's documented override for planning a zone the screening did not check.
+struct UnscreenedZoneOverrides: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        // One column per ALTER TABLE: SQLite takes no more.
+        try await database.schema(TreatmentPlanRecord.schema).field("unscreened_zones", .string).update()
+        try await database.schema(TreatmentPlanRecord.schema).field("unscreened_reason", .string).update()
+        try await database.schema(TreatmentPlanRecord.schema).field("unscreened_by", .uuid).update()
+    }
+
+    func revert(on database: any Database) async throws {
+        for field in ["unscreened_zones", "unscreened_reason", "unscreened_by"] {
+            try await database.schema(TreatmentPlanRecord.schema).deleteField(.string(field)).update()
+        }
     }
 }

@@ -18,13 +18,24 @@ struct TreatmentService {
 
     // MARK: Plans
 
-    /// Runs the engine, applies the practitioner's adjustments and saves the result as the next plan version.
-    func savePlan(_ request: PlanRequest, adjustments: [PlanAdjustment]) async throws -> TreatmentPlanRecord {
+    /// Runs the engine, applies the practitioner's adjustments and saves the result as the next plan version. A zone the
+    /// current screening did not check is refused — unless a physician documents why (`unscreenedOverrideReason`), which
+    /// is stored with the plan and audited.
+    func savePlan(_ request: PlanRequest, adjustments: [PlanAdjustment], unscreenedOverrideReason: String? = nil) async throws -> TreatmentPlanRecord {
         let today = try await req.today(in: req.clinic())
         let engine = try Planning.plan(request, today: today, protocol: p)
         let adjusted = try Planning.adjust(engine, with: adjustments, request: request, protocol: p)
-        let unscreened = try await unscreened(request.zones.map(\.zone)) { "zones[\($0)].zone" }
-        if !unscreened.isEmpty { throw InvalidInput(unscreened) }
+        let zones = request.zones.map(\.zone)
+        let unscreened = try await unscreened(zones) { "zones[\($0)].zone" }
+        let reason = unscreenedOverrideReason?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        var overridden: [String] = []
+        if !unscreened.isEmpty {
+            guard !reason.isEmpty else { throw InvalidInput(unscreened) }
+            try await requirePhysicianOverride(reason)
+            let screened = try await screenedZones()
+            overridden = zones.filter { !screened.contains($0) }
+            try await requireNoRuleFires(for: overridden, on: today)
+        }
         let last = try await TreatmentPlanRecord.query(on: db).filter(\.$patient.$id == patientID).sort(\.$version, .descending).first()
         let record = TreatmentPlanRecord()
         record.$patient.id = patientID
@@ -35,8 +46,17 @@ struct TreatmentService {
         record.protocolVersion = p.version
         record.createdAt = now
         record.createdBy = staff.userID
+        if !overridden.isEmpty {
+            record.unscreenedZones = overridden.joined(separator: ",")
+            record.unscreenedReason = reason
+            record.unscreenedBy = staff.userID
+        }
         do {
             try await record.create(on: db)
+            if !overridden.isEmpty {
+                try await req.audit(.update, objectType: "UnscreenedZoneOverride", objectID: record.id?.uuidString, patientID: patientID,
+                                    outcome: .success)
+            }
         } catch let error as any DatabaseError where error.isConstraintFailure {
             throw DomainError.conflict("Someone saved a plan for this patient at the same moment; reload and try again.")
         }
@@ -116,15 +136,52 @@ struct TreatmentService {
     /// screening that cleared its session. Only the treatment areas of the intake it read were screened for in-area
     /// contraindications (a toxin in the forehead, a lesion on the cheek). Nothing is screened before the first intake,
     /// so every zone is a problem then.
-    func unscreened(_ zones: [String], screening chosen: UUID? = nil, path: (Int) -> String) async throws -> [FieldIssue] {
-        let screening = if let chosen { try await ScreeningRecord.find(chosen, on: db) }
-            else { try await ScreeningService(req: req, patient: patient).latestScreening() }
-        var screened: Set<String> = []
-        if let screening { screened = Set(try await IntakeRecord.require(screening.$intake.id, on: db).intake.treatmentZones) }
+    func unscreened(_ zones: [String], screening chosen: UUID? = nil, plan: TreatmentPlanRecord? = nil,
+                    path: (Int) -> String) async throws -> [FieldIssue] {
+        let screened = try await screenedZones(screening: chosen).union(plan?.overriddenZones ?? [])
         return zones.enumerated().filter { !screened.contains($0.element) }.map { index, zone in
             FieldIssue(path: path(index), problem: "the \(p.zone(zone)?.displayName.lowercased() ?? zone) was not among the areas of the intake "
-                       + "the current screening checked; take a new intake that includes it")
+                       + "the current screening checked; take a new intake that includes it (or a physician documents an override)")
         }
+    }
+
+    /// An override waives the missing screening of a zone, never a rule: the latest intake's answers are screened again
+    /// with the zones added, and any reason that adds (a toxin in that area four weeks ago) refuses the override, named
+    /// with its source — a new intake that includes the zone lets a practitioner weigh that rule on its screening.
+    private func requireNoRuleFires(for added: [String], on today: CalendarDate) async throws {
+        guard let intake = try await ScreeningService(req: req, patient: patient).latestIntake()?.intake else { return }
+        var widened = intake
+        widened.treatmentZones += added.filter { !intake.treatmentZones.contains($0) }
+        let before = Set(try Screening.screen(intake, on: today, protocol: p).reasons.map(\.rule))
+        let fired = try Screening.screen(widened, on: today, protocol: p).reasons.filter { !before.contains($0.rule) }
+        guard fired.isEmpty else {
+            throw InvalidInput(fired.map { finding in
+                FieldIssue(path: "unscreenedOverrideReason",
+                           problem: "the intake's answers screened with the \(added.joined(separator: ", ")) give \(finding.kind ?? "a reason") "
+                           + "'\(finding.message)' (\(finding.source)); take a new intake that includes the zone so the rule is weighed on its screening")
+            })
+        }
+    }
+
+    /// The areas of the intake behind a screening (by default the current one).
+    func screenedZones(screening chosen: UUID? = nil) async throws -> Set<String> {
+        let screening = if let chosen { try await ScreeningRecord.find(chosen, on: db) }
+            else { try await ScreeningService(req: req, patient: patient).latestScreening() }
+        guard let screening else { return [] }
+        return Set(try await IntakeRecord.require(screening.$intake.id, on: db).intake.treatmentZones)
+    }
+
+    /// Only a physician (the staff member's credential) may plan a zone the screening did not check, with a reason.
+    private func requirePhysicianOverride(_ reason: String) async throws {
+        let user = try await StaffUser.find(staff.userID, on: db)
+        guard user?.credential?.lowercased() == "physician" else {
+            throw InvalidInput(path: "unscreenedOverrideReason",
+                               problem: "only a physician may plan a zone the screening did not check; take a new intake that includes it")
+        }
+        if reason.count < 10 {
+            throw InvalidInput(path: "unscreenedOverrideReason", problem: "say why the zone is treated without screening it (at least 10 characters)")
+        }
+        if let issue = TextLimits.issue(reason, "unscreenedOverrideReason", max: TextLimits.reason) { throw InvalidInput([issue]) }
     }
 
     // MARK: Sessions
@@ -140,7 +197,7 @@ struct TreatmentService {
         else if !clearance.cleared { problems.append("The screening does not clear treatment (\(clearance.blocking.joined(separator: ", "))); a practitioner may record an override.") }
         if let plan = try await latestPlan() {
             if try await consent(for: plan) == nil { problems.append("Plan version \(plan.version) has no signed consent.") }
-            for issue in try await unscreened(try plan.plan.zones.map(\.zone), path: { "zones[\($0)]" }) {
+            for issue in try await unscreened(try plan.plan.zones.map(\.zone), plan: plan, path: { "zones[\($0)]" }) {
                 problems.append("Plan version \(plan.version): \(issue.problem).")
             }
         } else {
@@ -234,7 +291,7 @@ struct TreatmentService {
                 issues.append(FieldIssue(path: field, problem: "must be \(scale.min) to \(scale.max)"))
             }
         }
-        issues += try await unscreened(changes.zones.map(\.zone), screening: session.$screening.id) { "zones[\($0)].zone" }
+        issues += try await unscreened(changes.zones.map(\.zone), screening: session.$screening.id, plan: plan) { "zones[\($0)].zone" }
         var zones = changes.zones
         if let device, !zones.isEmpty {
             let practitioner = try await StaffUser.find(session.practitionerID, on: db)

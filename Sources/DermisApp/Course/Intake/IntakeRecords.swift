@@ -109,6 +109,11 @@ struct ScreeningService {
 
     /// Stores the intake as the next version and screens it today; both are audited.
     func record(_ intake: Intake, by staff: Principal) async throws -> (IntakeRecord, ScreeningRecord) {
+        // Age rules screen on the date of birth: it is the patient record's, never a second, different one.
+        guard intake.dateOfBirth.description == patient.dateOfBirth else {
+            throw InvalidInput(path: "dateOfBirth", problem: "is \(intake.dateOfBirth), but the patient record says \(patient.dateOfBirth); "
+                               + "the intake uses the record's date of birth (correct the record first if it is wrong)")
+        }
         let today = try await req.today(in: req.clinic())
         let result = try Screening.screen(intake, on: today, protocol: req.dermis.clinicalProtocol)
         do {
