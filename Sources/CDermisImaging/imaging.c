@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 
 struct dermis_jpeg_error {
@@ -23,11 +24,30 @@ static void dermis_jpeg_error_exit(j_common_ptr info) {
 
 static void dermis_jpeg_silence(j_common_ptr info, int level) { (void)info; (void)level; }
 
+/// Called by libjpeg as it works through the file: stops a decode past its scan limit (libjpeg-turbo's advice for
+/// untrusted progressive JPEGs, as djpeg -maxscans).
+struct dermis_jpeg_progress {
+    struct jpeg_progress_mgr base;
+    int max_scans;
+};
+
+#define DERMIS_JUMP_TOO_COMPLEX 2
+
+static void dermis_jpeg_progress_monitor(j_common_ptr info) {
+    struct dermis_jpeg_progress *progress = (struct dermis_jpeg_progress *)info->progress;
+    j_decompress_ptr decompress = (j_decompress_ptr)info;
+    if (decompress->input_scan_number > progress->max_scans) {
+        struct dermis_jpeg_error *error = (struct dermis_jpeg_error *)info->err;
+        if (error->message) snprintf(error->message, JMSG_LENGTH_MAX, "more than %d scans", progress->max_scans);
+        longjmp(error->jump, DERMIS_JUMP_TOO_COMPLEX);
+    }
+}
+
 static void set_message(dermis_image_result *result, const char *text) {
     snprintf(result->message, sizeof result->message, "%s", text);
 }
 
-static int encode_rgb(const uint8_t *rgb, int width, int height, int quality, dermis_image_result *result) {
+static int encode_rgb(const uint8_t *rgb, int width, int height, int quality, int progressive, dermis_image_result *result) {
     struct jpeg_compress_struct info;
     struct dermis_jpeg_error error;
     char message[JMSG_LENGTH_MAX] = {0};
@@ -50,6 +70,7 @@ static int encode_rgb(const uint8_t *rgb, int width, int height, int quality, de
     info.in_color_space = JCS_RGB;
     jpeg_set_defaults(&info);
     jpeg_set_quality(&info, quality, TRUE);
+    if (progressive) jpeg_simple_progression(&info);
     info.write_JFIF_header = TRUE;
     jpeg_start_compress(&info, TRUE);
     while (info.next_scanline < info.image_height) {
@@ -65,9 +86,9 @@ static int encode_rgb(const uint8_t *rgb, int width, int height, int quality, de
     return DERMIS_IMAGE_OK;
 }
 
-int dermis_encode_jpeg_rgb(const uint8_t *rgb, int width, int height, int quality, dermis_image_result *result) {
+int dermis_encode_jpeg_rgb(const uint8_t *rgb, int width, int height, int quality, int progressive, dermis_image_result *result) {
     memset(result, 0, sizeof *result);
-    return encode_rgb(rgb, width, height, quality, result);
+    return encode_rgb(rgb, width, height, quality, progressive, result);
 }
 
 /// Applies an EXIF orientation to RGB pixels; returns a new buffer and its size.
@@ -97,10 +118,11 @@ static uint8_t *orient(const uint8_t *src, int w, int h, int orientation, int *o
     return dst;
 }
 
-int dermis_reencode_jpeg(const uint8_t *input, size_t size, int orientation, long max_pixels, int quality,
+int dermis_reencode_jpeg(const uint8_t *input, size_t size, int orientation, dermis_decode_limits limits, int quality,
                          dermis_image_result *result) {
     struct jpeg_decompress_struct info;
     struct dermis_jpeg_error error;
+    struct dermis_jpeg_progress progress;
     char message[JMSG_LENGTH_MAX] = {0};
     uint8_t *volatile pixels = NULL;
     memset(result, 0, sizeof *result);
@@ -108,15 +130,24 @@ int dermis_reencode_jpeg(const uint8_t *input, size_t size, int orientation, lon
     error.base.error_exit = dermis_jpeg_error_exit;
     error.base.emit_message = dermis_jpeg_silence;
     error.message = message;
-    if (setjmp(error.jump)) {
+    int jumped = setjmp(error.jump);
+    if (jumped) {
         jpeg_destroy_decompress(&info);
         free(pixels);
         set_message(result, message);
+        if (jumped == DERMIS_JUMP_TOO_COMPLEX) return DERMIS_IMAGE_TOO_COMPLEX;
+        // libjpeg asks for a backing store once its buffers would pass max_memory_to_use.
+        if (info.err->msg_code == JERR_NO_BACKING_STORE) return DERMIS_IMAGE_NO_MEMORY;
         return DERMIS_IMAGE_UNDECODABLE;
     }
     jpeg_create_decompress(&info);
+    info.mem->max_memory_to_use = (long)limits.max_memory;
+    progress.base.progress_monitor = dermis_jpeg_progress_monitor;
+    progress.max_scans = limits.max_scans;
+    info.progress = &progress.base;
     jpeg_mem_src(&info, input, (unsigned long)size);
     jpeg_read_header(&info, TRUE);
+    long max_pixels = limits.max_pixels;
     if ((long)info.image_width * (long)info.image_height > max_pixels) {
         snprintf(result->message, sizeof result->message, "%u × %u pixels", info.image_width, info.image_height);
         jpeg_destroy_decompress(&info);
@@ -125,6 +156,10 @@ int dermis_reencode_jpeg(const uint8_t *input, size_t size, int orientation, lon
     info.out_color_space = JCS_RGB;
     jpeg_start_decompress(&info);
     int width = (int)info.output_width, height = (int)info.output_height;
+    if ((size_t)width * (size_t)height * 3 > limits.max_memory) {
+        jpeg_destroy_decompress(&info);
+        return DERMIS_IMAGE_NO_MEMORY;
+    }
     pixels = malloc((size_t)width * (size_t)height * 3);
     if (!pixels) {
         jpeg_destroy_decompress(&info);
@@ -145,12 +180,13 @@ int dermis_reencode_jpeg(const uint8_t *input, size_t size, int orientation, lon
         pixels = NULL;
         if (!upright) return DERMIS_IMAGE_NO_MEMORY;
     }
-    int status = encode_rgb(upright, out_w, out_h, quality, result);
+    int status = encode_rgb(upright, out_w, out_h, quality, 0, result);
     free(upright);
     return status;
 }
 
-int dermis_reencode_png(const uint8_t *input, size_t size, long max_pixels, dermis_image_result *result) {
+int dermis_reencode_png(const uint8_t *input, size_t size, dermis_decode_limits limits, dermis_image_result *result) {
+    long max_pixels = limits.max_pixels;
     png_image image;
     memset(result, 0, sizeof *result);
     memset(&image, 0, sizeof image);
@@ -167,6 +203,10 @@ int dermis_reencode_png(const uint8_t *input, size_t size, long max_pixels, derm
     }
     image.format = (image.format & PNG_FORMAT_FLAG_ALPHA) ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB;
     size_t stride = PNG_IMAGE_ROW_STRIDE(image);
+    if (PNG_IMAGE_BUFFER_SIZE(image, stride) > limits.max_memory) {
+        png_image_free(&image);
+        return DERMIS_IMAGE_NO_MEMORY;
+    }
     uint8_t *pixels = malloc(PNG_IMAGE_BUFFER_SIZE(image, stride));
     if (!pixels) {
         png_image_free(&image);

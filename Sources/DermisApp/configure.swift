@@ -45,6 +45,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.auditCheckpoints = checkpoints
     app.auditWriter = AuditWriter(database: { [unowned app] in app.db }, checkpoints: checkpoints)
     app.lifecycle.use(AuditCheckpointsAtShutdown())
+    app.imageDecoding = ImageDecoding()
+    app.lifecycle.use(ImageDecodingShutdown())
 
     app.views.use(.leaf)
     // The bundle sits under .build in development: allow hidden folders, but only inside the views folder.

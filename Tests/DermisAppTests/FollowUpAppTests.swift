@@ -59,15 +59,39 @@ enum TestImage {
 
     static func be32(_ v: Int) -> [UInt8] { [UInt8(v >> 24 & 0xFF), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
 
+    /// One PNG chunk: length, type, body, CRC.
+    static func pngChunk(_ type: String, _ body: [UInt8]) -> Data {
+        let typed = Array(type.utf8) + body
+        return Data(be32(body.count) + typed + be32(Int(crc32(typed))))
+    }
+
     /// A PNG whose header claims `width` × `height` pixels, with a tiny (wrong) image body: a pixel flood.
     static func pngClaiming(width: Int, height: Int) -> Data {
-        func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
-            let typed = Array(type.utf8) + body
-            return be32(body.count) + typed + be32(Int(crc32(typed)))
-        }
         let header = be32(width) + be32(height) + [8, 2, 0, 0, 0]
         let idat: [UInt8] = [0x78, 0x9C, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]
-        return Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", header) + chunk("IDAT", idat) + chunk("IEND", []))
+        return Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) + pngChunk("IHDR", header) + pngChunk("IDAT", idat) + pngChunk("IEND", [])
+    }
+
+    /// A real `width` × `height` RGB PNG, its pixels in zlib "stored" (uncompressed) blocks.
+    static func png(width: Int, height: Int) -> Data? {
+        var raw: [UInt8] = []
+        for y in 0..<height {
+            raw.append(0)  // filter: none
+            for x in 0..<width { raw += [UInt8(x * 255 / width), UInt8(y * 255 / height), 64] }
+        }
+        var zlib: [UInt8] = [0x78, 0x01]
+        var offset = 0
+        repeat {
+            let block = Array(raw[offset..<min(raw.count, offset + 65_535)])
+            offset += block.count
+            let length = UInt16(block.count)
+            zlib += [offset >= raw.count ? 1 : 0, UInt8(length & 0xFF), UInt8(length >> 8), UInt8(~length & 0xFF), UInt8(~length >> 8)] + block
+        } while offset < raw.count
+        var a: UInt32 = 1, b: UInt32 = 0
+        for byte in raw { a = (a + UInt32(byte)) % 65_521; b = (b + a) % 65_521 }
+        zlib += be32(Int(b << 16 | a))
+        let header = be32(width) + be32(height) + [8, 2, 0, 0, 0]
+        return Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) + pngChunk("IHDR", header) + pngChunk("IDAT", zlib) + pngChunk("IEND", [])
     }
 
     static func crc32(_ bytes: [UInt8]) -> UInt32 {

@@ -147,8 +147,10 @@ extension AppTests {
                 #expect(try await ConsentRecord.query(on: app.db).count() == 0)
                 let (status, body) = try await course.consent(planID: planID)
                 #expect(status == .created)
-                let png = Data(base64Encoded: tinyPNG)!
-                #expect(body["signatureSHA256"] as? String == SHA256.hash(data: png).map { String(format: "%02x", $0) }.joined())
+                // What is kept and hashed is the drawing written anew, pixels only.
+                let stored = try #require(try await ConsentRecord.query(on: app.db).first()).signaturePNG
+                #expect(body["signatureSHA256"] as? String == SHA256.hash(data: stored).map { String(format: "%02x", $0) }.joined())
+                #expect(Array(stored.prefix(8)) == TreatmentService.pngMagic)
             }
         }
 
@@ -404,7 +406,9 @@ extension AppTests {
                 for (family, lotID) in [("Álvarez", otherLot.id!), ("Nwosu", try await lot(app).id!)] {
                     let patient = try await Patient.query(on: app.db).filter(\.$familyName == family).first()!
                     let other = Course(app: app, session: course.session, patientID: patient.id!)
-                    try await other.intake()
+                    var intake = Course.eligibleIntake
+                    intake["dateOfBirth"] = patient.dateOfBirth
+                    try await other.intake(intake)
                     let planID = try await other.plan()["planID"] as! String
                     _ = try await other.call(.POST, "/plans/\(planID)/consents", ["typedName": "\(patient.givenName) \(patient.familyName)",
                                                                                   "signature": "data:image/png;base64,\(tinyPNG)"])

@@ -68,6 +68,10 @@ enum StaffAccounts {
         guard TimeZone(identifier: timeZone) != nil else { throw InvalidInput(path: "timeZone", problem: "unknown time zone '\(timeZone)'") }
         let trimmed = name.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else { throw InvalidInput(path: "clinicName", problem: "is required") }
+        if let issue = TextLimits.issue(trimmed, "clinicName", max: TextLimits.short) { throw InvalidInput([issue]) }
+        if trimmed.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) {
+            throw InvalidInput(path: "clinicName", problem: "must be one line of text")
+        }
         let clinic = Clinic(name: trimmed, timeZone: timeZone, isDemo: false)
         try await clinic.create(on: db)
         return clinic

@@ -16,7 +16,7 @@ struct GenericErrorMiddleware: AsyncMiddleware {
             } else {
                 message = (error as? any AbortError)?.reason ?? status.reasonPhrase
             }
-            let response = Response(status: status)
+            let response = Response(status: status, headers: (error as? any AbortError)?.headers ?? [:])
             if request.isAPI {
                 let field = (error as? InvalidInput)?.issues.first?.path
                 let message = (error as? InvalidInput)?.issues.first?.problem ?? message

@@ -23,6 +23,10 @@ struct PhotoSanitizer: Sendable {
 
     var maxBytes: Int
     var maxPixels: Int
+    /// A progressive JPEG has about ten scans; thousands of tiny ones are a CPU bomb.
+    var maxScans: Int = 100
+    /// What one decode may allocate: libjpeg's buffers, and the decoded pixels.
+    var maxMemory: Int = 512 * 1_048_576
     var jpegQuality: Int32 = 90
 
     /// The clean photo, or InvalidInput naming `field` and saying what is wrong with the file.
@@ -33,13 +37,14 @@ struct PhotoSanitizer: Sendable {
         }
         let kind = try Self.sniff(data, field: field)
         var result = dermis_image_result()
+        let limits = dermis_decode_limits(max_pixels: maxPixels, max_scans: Int32(maxScans), max_memory: maxMemory)
         let status: Int32 = data.withUnsafeBytes { raw in
             let bytes = raw.bindMemory(to: UInt8.self).baseAddress!
             switch kind {
             case .jpeg:
-                return dermis_reencode_jpeg(bytes, data.count, Int32(Self.exifOrientation(data)), maxPixels, jpegQuality, &result)
+                return dermis_reencode_jpeg(bytes, data.count, Int32(Self.exifOrientation(data)), limits, jpegQuality, &result)
             case .png:
-                return dermis_reencode_png(bytes, data.count, maxPixels, &result)
+                return dermis_reencode_png(bytes, data.count, limits, &result)
             }
         }
         defer { dermis_image_free(&result) }
@@ -51,6 +56,8 @@ struct PhotoSanitizer: Sendable {
             throw InvalidInput(path: field, problem: "the image is \(message); photos may have at most \(maxPixels / 1_000_000) million pixels")
         case Int(DERMIS_IMAGE_NO_MEMORY):
             throw InvalidInput(path: field, problem: "the image is too large to process")
+        case Int(DERMIS_IMAGE_TOO_COMPLEX):
+            throw InvalidInput(path: field, problem: "the JPEG has \(message), more than a photo needs; save it again as an ordinary JPEG")
         default:
             throw InvalidInput(path: field, problem: "the \(kind == .jpeg ? "JPEG" : "PNG") file is damaged and cannot be read (\(message))")
         }
@@ -118,11 +125,13 @@ struct PhotoSanitizer: Sendable {
         return nil
     }
 
-    /// Encodes 8-bit RGB pixels as a JPEG (test images; thumbnails later).
-    static func encodeJPEG(rgb: [UInt8], width: Int, height: Int, quality: Int32 = 90) -> Data? {
+    /// Encodes 8-bit RGB pixels as a JPEG, baseline or progressive (test images; thumbnails later).
+    static func encodeJPEG(rgb: [UInt8], width: Int, height: Int, quality: Int32 = 90, progressive: Bool = false) -> Data? {
         precondition(rgb.count == width * height * 3)
         var result = dermis_image_result()
-        let status = rgb.withUnsafeBufferPointer { dermis_encode_jpeg_rgb($0.baseAddress!, Int32(width), Int32(height), quality, &result) }
+        let status = rgb.withUnsafeBufferPointer {
+            dermis_encode_jpeg_rgb($0.baseAddress!, Int32(width), Int32(height), quality, progressive ? 1 : 0, &result)
+        }
         defer { dermis_image_free(&result) }
         guard status == DERMIS_IMAGE_OK else { return nil }
         return Data(bytes: result.data, count: result.size)

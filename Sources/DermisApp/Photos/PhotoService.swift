@@ -47,7 +47,7 @@ struct PhotoService {
         if !issues.isEmpty { throw InvalidInput(issues) }
         let data = upload.data
         let sanitizer = sanitizer
-        let clean = try await req.application.threadPool.runIfActive { try sanitizer.clean(data, field: field) }
+        let clean = try await req.application.imageDecoding.run { try sanitizer.clean(data, field: field) }
         return Prepared(upload: upload, clean: clean, storedName: try store.write(clean.data, fileExtension: clean.kind.fileExtension))
     }
 

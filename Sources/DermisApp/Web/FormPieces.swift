@@ -18,6 +18,8 @@ enum TextLimits {
     static let short = 100
     static let reason = 1000
     static let notes = 5000
+    /// A consent text a patient reads on a tablet: a few pages at most.
+    static let consentText = 20000
 
     /// The problem with `text` in `field`, if it is longer than `limit` characters.
     static func issue(_ text: String?, _ field: String, max limit: Int) -> FieldIssue? {

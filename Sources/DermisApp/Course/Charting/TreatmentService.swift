@@ -78,6 +78,8 @@ struct TreatmentService {
 
     static let maximumSignatureBytes = 256 * 1024
     static let pngMagic: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// A signature pad's drawing: small, so its limits are too (4 million pixels, 64 MB while decoding).
+    static let signatureSanitizer = PhotoSanitizer(maxBytes: maximumSignatureBytes, maxPixels: 4_000_000, maxMemory: 64 * 1_048_576)
 
     func latestTemplate() async throws -> ConsentTemplate? {
         try await ConsentTemplate.query(on: db).filter(\.$clinic.$id == staff.clinicID).sort(\.$version, .descending).first()
@@ -95,9 +97,13 @@ struct TreatmentService {
         if searchFolded(typedName).split(separator: " ") != searchFolded(patient.fullName).split(separator: " ") {
             issues.append(FieldIssue(path: "typedName", problem: "type the patient's full name as registered: \(patient.fullName)"))
         }
-        let png = Self.decodePNG(dataURL: signature)
-        if png == nil { issues.append(FieldIssue(path: "signature", problem: "sign in the box (a PNG drawing up to 256 KB is expected)")) }
+        let drawn = Self.decodePNG(dataURL: signature)
+        if drawn == nil { issues.append(FieldIssue(path: "signature", problem: "sign in the box (a PNG drawing up to 256 KB is expected)")) }
         if !issues.isEmpty { throw InvalidInput(issues) }
+        // Decoded and written anew like a photo: only the pixels are kept (no text chunks, no trailing bytes, no bomb).
+        let sanitizer = Self.signatureSanitizer
+        let clean = try await req.application.imageDecoding.run { try sanitizer.clean(drawn!, field: "signature") }
+        let png: Data? = clean.data
         let record = ConsentRecord()
         record.$patient.id = patientID
         record.$plan.id = try plan.requireID()

@@ -195,6 +195,7 @@ enum ConsentTexts {
         let body = body.trimmingCharacters(in: .whitespacesAndNewlines)
         if title.isEmpty || title.count > 200 { issues.append(FieldIssue(path: "title", problem: "is required (at most 200 characters)")) }
         if body.count < 50 { issues.append(FieldIssue(path: "body", problem: "the consent text is too short (at least 50 characters)")) }
+        if let issue = TextLimits.issue(body, "body", max: TextLimits.consentText) { issues.append(issue) }
         if !issues.isEmpty { throw InvalidInput(issues) }
         // The next version number and the new text are one unit of work; two publishing at once: one gets 409.
         return try await Writes.transaction(db) { db in
