@@ -34,9 +34,10 @@ def free_port() -> int:
 class RunningServer:
     """`dermis serve` on a free loopback port, ready when /healthz answers 200."""
 
-    def __init__(self, data_dir, env=None, extra=()):
+    def __init__(self, data_dir, env=None, extra=(), scheme="http", ssl_context=None):
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{scheme}://127.0.0.1:{self.port}"
+        self.ssl_context = ssl_context
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         merged = {**os.environ, "DATABASE_URL": "", **(env or {})}
         self.process = subprocess.Popen(
@@ -49,7 +50,7 @@ class RunningServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dermis serve exited with {self.process.returncode}:\n{self.output()}")
             try:
-                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as response:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=2, context=self.ssl_context) as response:
                     if response.status == 200:
                         return self
             except OSError:

@@ -12,7 +12,8 @@ public enum DermisServer {
                 let code = app.dermis.firstRunCode.issue()
                 let shown = hostname == "0.0.0.0" || hostname == "::" ? "127.0.0.1" : hostname
                 announce("""
-                    No admin exists yet. Open http://\(shown):\(port)/setup (or this server's address) and enter the setup code
+                    No admin exists yet. Open \(settings.servesHTTPS ? "https" : "http")://\(shown):\(port)/setup (or this server's address)
+                    and enter the setup code
                         \(code)
                     or run `dermis create-admin`. The code works until the first admin exists or this server stops.
 

@@ -12,8 +12,12 @@ public struct DermisSettings: Sendable {
     /// Fills an empty database with the fictional demo clinic.
     public var seedDemo: Bool
     public var clock: any Clock
-    /// Cookies get `Secure` and the `__Host-` prefix: set when Dermis is reached over HTTPS (`DERMIS_SECURE_COOKIES=1`).
+    /// Cookies get `Secure` and the `__Host-` prefix even without TLS here or an https public address: Dermis is reached
+    /// over HTTPS some other way (`DERMIS_SECURE_COOKIES=1`). See `usesSecureCookies`.
     public var secureCookies: Bool
+    /// Dermis serves HTTPS itself with this certificate chain and key (PEM; `--tls-cert`, `--tls-key`).
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
     /// The address patients reach this server at (`https://clinic.example`), for links in messages; without it, links
     /// are built from the request's Host header.
     public var publicURL: String?
@@ -43,7 +47,8 @@ public struct DermisSettings: Sendable {
                 seedDemo: Bool = false, clock: any Clock = SystemClock(), secureCookies: Bool = false, publicURL: String? = nil,
                 idleTimeout: TimeInterval = maximumIdleTimeout, absoluteTimeout: TimeInterval = maximumAbsoluteTimeout,
                 passwordCost: Int = 12, failuresPerAccountPerHour: Int = 100, failuresPerAddressPerHour: Int = 300,
-                screeningValidDays: Int = 30, trustedProxies: String? = nil, secretKeyFile: String? = nil,
+                screeningValidDays: Int = 30, trustedProxies: String? = nil, tlsCertificateFile: String? = nil,
+                tlsKeyFile: String? = nil, secretKeyFile: String? = nil,
                 randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -60,6 +65,8 @@ public struct DermisSettings: Sendable {
         self.screeningValidDays = screeningValidDays
         self.trustedProxies = trustedProxies
         self.secretKeyFile = secretKeyFile
+        self.tlsCertificateFile = tlsCertificateFile
+        self.tlsKeyFile = tlsKeyFile
         self.randomPassword = randomPassword
     }
 
@@ -75,8 +82,17 @@ public struct DermisSettings: Sendable {
             absoluteTimeout: environment["DERMIS_SESSION_HOURS"].flatMap(Double.init).map { $0 * 3600 } ?? maximumAbsoluteTimeout,
             screeningValidDays: environment["DERMIS_SCREENING_VALID_DAYS"].flatMap(Int.init).map { max(1, $0) } ?? 30,
             trustedProxies: environment[TrustedProxies.variable],
+            tlsCertificateFile: environment["DERMIS_TLS_CERT"].flatMap { $0.isEmpty ? nil : $0 },
+            tlsKeyFile: environment["DERMIS_TLS_KEY"].flatMap { $0.isEmpty ? nil : $0 },
             secretKeyFile: environment[SecretBox.variable].flatMap { $0.isEmpty ? nil : $0 })
     }
+
+    /// Whether Dermis itself serves HTTPS.
+    public var servesHTTPS: Bool { tlsCertificateFile != nil }
+
+    /// `Secure` / `__Host-` cookies: by default whenever people reach Dermis over HTTPS — it serves TLS itself, or its
+    /// public address is https — or when asked to.
+    public var usesSecureCookies: Bool { secureCookies || servesHTTPS || (publicURL?.lowercased().hasPrefix("https://") ?? false) }
 
     /// Where the secret key file is.
     var secretKeyPath: String {

@@ -13,6 +13,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
                                trustedProxies: try TrustedProxies(parsing: settings.trustedProxies),
                                secretBox: try SecretBox.load(path: settings.secretKeyPath), firstRunCode: FirstRunCode())
     app.passwords.use(.bcrypt(cost: settings.passwordCost))
+    app.http.server.configuration.tlsConfiguration = try TLS.configuration(settings)
 
     // Order matters: headers and errors wrap everything; static files need no session; then who, then may they.
     app.middleware = Middlewares()

@@ -23,11 +23,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Address to listen on.") var hostname = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8080
     @Flag(help: "Fill an empty database with the fictional demo clinic first.") var demo = false
+    @Option(name: .customLong("tls-cert"), help: "Serve HTTPS (TLS 1.2+) with this certificate chain, PEM (default: DERMIS_TLS_CERT).")
+    var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "The certificate's private key, PEM (default: DERMIS_TLS_KEY).")
+    var tlsKey: String?
     @OptionGroup var storage: StorageOptions
 
     func run() async throws {
         var settings = storage.settings()
         settings.seedDemo = demo
+        if let tlsCert { settings.tlsCertificateFile = tlsCert }
+        if let tlsKey { settings.tlsKeyFile = tlsKey }
         try await DermisServer.serve(settings, hostname: hostname, port: port)
     }
 }

@@ -25,6 +25,20 @@ extension AppTests {
             }
         }
 
+        @Test func anHTTPSPublicAddressMakesCookiesSecureAndSendsHSTSAndPlainHTTPDoesNot() async throws {
+            try await withDermis(change: { $0.publicURL = "https://clinic.example" }) { app, _ in
+                let staff = try await makeStaff(app, role: .frontDesk)
+                try await app.testing().test(.POST, "/login", headers: formHeaders,
+                                             body: form([("email", staff.user.email), ("password", staff.password)])) { res in
+                    #expect(res.headers[.setCookie].first?.hasPrefix("__Host-dermis_session=") == true)
+                    #expect(res.headers.first(name: "Strict-Transport-Security") == "max-age=31536000; includeSubDomains")
+                }
+            }
+            try await withDermis { app, _ in
+                try await app.testing().test(.GET, "/login") { #expect(!$0.headers.contains(name: "Strict-Transport-Security")) }
+            }
+        }
+
         @Test func overTLSTheCookieIsSecureWithTheHostPrefix() async throws {
             try await withDermis(change: { $0.secureCookies = true }) { app, _ in
                 let staff = try await makeStaff(app, role: .frontDesk)

@@ -16,7 +16,7 @@ enum Sessions {
     }
 
     static func setCookie(_ value: String, on response: Response, request: Request, expire: Bool = false) {
-        let secure = request.dermis.settings.secureCookies
+        let secure = request.dermis.settings.usesSecureCookies
         response.cookies[cookieName(secure: secure)] = HTTPCookies.Value(
             string: value, expires: expire ? Date(timeIntervalSince1970: 0) : nil, maxAge: expire ? 0 : nil,
             path: "/", isSecure: secure, isHTTPOnly: true, sameSite: .lax)
@@ -25,7 +25,7 @@ enum Sessions {
     /// The session behind the request's cookie, if it is alive, with its staff member: one query (the hot path of
     /// every page). A dead session, or one of a deactivated person, is deleted.
     static func principal(forCookieOf request: Request) async throws -> Principal? {
-        let name = cookieName(secure: request.dermis.settings.secureCookies)
+        let name = cookieName(secure: request.dermis.settings.usesSecureCookies)
         guard let token = request.cookies[name]?.string, !token.isEmpty else { return nil }
         let session = Names.session
         guard let row = try await StaffRow.query(request.db, from: WebSession.self, userColumn: session.user,

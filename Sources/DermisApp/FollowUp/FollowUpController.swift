@@ -135,7 +135,7 @@ struct FollowUpController: RouteCollection {
     static func absoluteURL(_ req: Request, _ path: String) -> String {
         if let base = req.dermis.settings.publicURL { return base + path }
         let host = req.headers.first(name: .host) ?? "localhost:8080"
-        let scheme = req.dermis.settings.secureCookies ? "https" : "http"
+        let scheme = req.dermis.settings.usesSecureCookies ? "https" : "http"
         return "\(scheme)://\(host)\(path)"
     }
 

@@ -22,6 +22,10 @@ struct SecurityHeadersMiddleware: AsyncMiddleware {
             ("X-Frame-Options", "DENY"),
         ]
         for (name, value) in headers { response.headers.replaceOrAdd(name: name, value: value) }
+        // Over HTTPS, browsers are told to come back only over HTTPS for a year (RFC 6797).
+        if request.dermis.settings.servesHTTPS || request.dermis.settings.usesSecureCookies {
+            response.headers.replaceOrAdd(name: "Strict-Transport-Security", value: "max-age=31536000; includeSubDomains")
+        }
         if !request.url.path.hasPrefix("/css/") && !request.url.path.hasPrefix("/js/") {
             response.headers.replaceOrAdd(name: .cacheControl, value: "no-store")
         }
