@@ -34,9 +34,9 @@ public enum DermisServer {
 
     /// Creates an admin (and the clinic, on an empty database). No account ever exists until someone does this.
     public static func createAdmin(_ settings: DermisSettings, email: String, name: String, password: String,
-                                   clinicName: String, timeZone: String) async throws {
+                                   clinicName: String, timeZone: String, newClinic: Bool = false) async throws {
         try await withApplication(settings, arguments: ["dermis"]) { app in
-            let clinic = try await StaffAccounts.clinic(named: clinicName, timeZone: timeZone, on: app.db)
+            let clinic = try await StaffAccounts.clinic(named: clinicName, timeZone: timeZone, new: newClinic, on: app.db)
             _ = try await StaffAccounts.create(.init(email: email, name: name, password: password, role: .admin),
                                                clinicID: clinic.requireID(), createdBy: nil, on: app, db: app.db)
         }

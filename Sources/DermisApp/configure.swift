@@ -118,9 +118,13 @@ extension Application {
 extension Request {
     var dermis: DermisContext { application.dermis }
 
-    /// The clinic this server runs, if one is set up.
+    /// The caller's clinic: the signed-in staff member's, else the one a patient link or public page chose; with
+    /// neither (the sign-in page), the clinic when the database holds only one. One database may hold several clinics,
+    /// and nothing is ever read from another's because it happened to be created first.
     func clinic() async throws -> Clinic? {
-        try await Clinic.query(on: db).sort(\.$createdAt).first()
+        if let id = auditClinicID { return try await Clinic.find(id, on: db) }
+        let two = try await Clinic.query(on: db).limit(2).all()
+        return two.count == 1 ? two[0] : nil
     }
 
     /// Today in the clinic's time zone, from the injected clock.

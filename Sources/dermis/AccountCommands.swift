@@ -18,12 +18,15 @@ struct CreateAdmin: AsyncParsableCommand {
     var timeZone = TimeZone.current.identifier
     @Flag(name: .customLong("password-stdin"), help: "Read the password from standard input instead of the terminal.")
     var passwordStdin = false
+    @Flag(name: .customLong("new-clinic"),
+          help: "Create another clinic (--clinic-name, --time-zone) in this database with this admin: a chain's next clinic.")
+    var newClinic = false
     @OptionGroup var storage: StorageOptions
 
     func run() async throws {
         let password = try readPassword(fromStandardInput: passwordStdin)
         try await DermisServer.createAdmin(storage.settings(), email: email, name: name, password: password,
-                                           clinicName: clinicName, timeZone: timeZone)
+                                           clinicName: clinicName, timeZone: timeZone, newClinic: newClinic)
         print("Admin \(email.lowercased()) created. Sign in at /login; you will set up an authenticator app first.")
     }
 }

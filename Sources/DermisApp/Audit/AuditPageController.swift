@@ -38,7 +38,8 @@ struct AuditPageController: RouteCollection {
 
     func list(req: Request) async throws -> View {
         let filters = try req.query.decode(Filters.self)
-        var query = AuditEvent.query(on: req.db)
+        // An admin reads their own clinic's chain, never another clinic's.
+        var query = AuditEvent.query(on: req.db).filter(\.$chainID == (try req.staff()).clinicID)
         if let user = blank(filters.user) { query = query.filter(\.$actorEmail == user.lowercased()) }
         if let patient = blank(filters.patient).flatMap(UUID.init(uuidString:)) { query = query.filter(\.$patientID == patient) }
         if let action = blank(filters.action) { query = query.filter(\.$action == action) }

@@ -55,6 +55,8 @@ struct SignInController: RouteCollection {
         let verified = try await StaffAccounts.verify(password, against: digest, on: req.application)
         let matches = acceptable && verified
         guard let user, matches, user.active else {
+            // A failed sign-in to a known account belongs in that clinic's audit chain.
+            if let user { req.auditClinicID = user.$clinic.id }
             try await limiter.recordFailure(email: email)
             try await req.audit(.signIn, objectType: "StaffUser", objectID: user?.id?.uuidString, outcome: .failure)
             let page = LoginPage(page: try await PageHeader(req, title: "Sign in"), email: email, next: next,

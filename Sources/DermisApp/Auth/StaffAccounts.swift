@@ -62,9 +62,10 @@ enum StaffAccounts {
         return depth > 0 && depth <= deepest ? nil : "must be above 0 and at most \(formatMillimetres(deepest)) mm, not \(formatMillimetres(depth))"
     }
 
-    /// The clinic to attach a first admin to: the existing one, or a new one with this name.
-    static func clinic(named name: String, timeZone: String, on db: any Database) async throws -> Clinic {
-        if let existing = try await Clinic.query(on: db).sort(\.$createdAt).first() { return existing }
+    /// The clinic to attach a first admin to: the existing one, or a new one with this name — always a new one with
+    /// `new` (another clinic of a chain in the same database).
+    static func clinic(named name: String, timeZone: String, new: Bool = false, on db: any Database) async throws -> Clinic {
+        if !new, let existing = try await Clinic.query(on: db).sort(\.$createdAt).first() { return existing }
         guard TimeZone(identifier: timeZone) != nil else { throw InvalidInput(path: "timeZone", problem: "unknown time zone '\(timeZone)'") }
         let trimmed = name.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else { throw InvalidInput(path: "clinicName", problem: "is required") }

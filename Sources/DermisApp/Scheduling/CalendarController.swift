@@ -228,7 +228,7 @@ struct CalendarController: RouteCollection {
             locations: locations.map { Option(id: $0.id!.uuidString, name: $0.name, selected: $0.id == location?.id) },
             services: services.map { Option(id: $0.code, name: $0.name, selected: $0.id == service?.id) },
             practitioners: [Option(id: "", name: "Any practitioner", selected: q.practitioner == nil)]
-                + Set(try await WorkingHours.query(on: req.db).all().map(\.$staff.id)).compactMap { id in names[id.uuidString].map { (id, $0) } }
+                + Set(try await WorkingHours.query(on: req.db).filter(\.$location.$id ~~ locations.compactMap(\.id)).all().map(\.$staff.id)).compactMap { id in names[id.uuidString].map { (id, $0) } }
                 .sorted { $0.1 < $1.1 }.map { Option(id: $0.0.uuidString, name: $0.1, selected: $0.0.uuidString == q.practitioner) },
             patients: [Option(id: "", name: "— no patient record (consultation enquiry)", selected: q.patient == nil)]
                 + patients.map { Option(id: $0.id!.uuidString, name: "\($0.familyName), \($0.givenName) (\($0.mrn))", selected: $0.id?.uuidString == q.patient) },
@@ -405,7 +405,7 @@ struct CalendarController: RouteCollection {
     static func icsResponse(_ a: Appointment, _ req: Request) async throws -> Response {
         let location = try await Location.require(a.$location.id, on: req.db)
         let service = try await Service.require(a.$service.id, on: req.db)
-        let clinic = try await req.clinic()
+        let clinic = try await Clinic.find(a.$clinic.id, on: req.db)
         let invite = CalendarInvite(
             uid: "\(a.id!.uuidString.lowercased())@dermis", start: a.startsAt, end: a.endsAt,
             summary: "\(service.name) at \(clinic?.name ?? "the clinic")", location: [location.name, location.address].filter { !$0.isEmpty }.joined(separator: ", "),

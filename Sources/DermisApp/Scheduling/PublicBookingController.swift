@@ -24,10 +24,28 @@ struct PublicBookingController: RouteCollection {
         try await RateLimits.exceeded("\(kind):\(req.clientAddress)", limit: limit, window: 3600, now: req.dermis.clock.now(), on: req.db)
     }
 
+    /// The clinic being booked with: `?clinic=` (or the form's `clinic`) when the database holds several, else its one
+    /// clinic. Its rows go to that clinic's audit chain.
     private func clinic(_ req: Request) async throws -> Clinic {
-        guard let clinic = try await req.clinic() else { throw Abort(.notFound, reason: "Online booking is not set up.") }
+        let chosen = (try? req.query.get(String.self, at: "clinic")) ?? (try? req.content.get(String.self, at: "clinic"))
+        if let chosen, !chosen.isEmpty {
+            guard let id = UUID(uuidString: chosen), let clinic = try await Clinic.find(id, on: req.db) else {
+                throw Abort(.notFound, reason: "This clinic does not book online here.")
+            }
+            req.auditClinicID = clinic.id
+            return clinic
+        }
+        guard let clinic = try await req.clinic() else {
+            throw Abort(.notFound, reason: "Online booking is not set up, or this server books for several clinics: use the link your clinic gave you.")
+        }
         req.auditClinicID = clinic.id
         return clinic
+    }
+
+    /// The clinic an appointment belongs to, for its confirmation pages.
+    private func clinic(of appointment: Appointment, _ req: Request) async throws -> Clinic {
+        req.auditClinicID = appointment.$clinic.id
+        return try await Clinic.require(appointment.$clinic.id, on: req.db)
     }
 
     struct Query: Content {
@@ -43,6 +61,7 @@ struct PublicBookingController: RouteCollection {
     }
 
     struct BookPage: Encodable {
+        let clinicID: String
         let clinicName: String
         let clinicPhone: String
         let locations: [Option]
@@ -101,7 +120,7 @@ struct PublicBookingController: RouteCollection {
         }
         let p = req.dermis.clinicalProtocol
         let page = BookPage(
-            clinicName: clinic.name, clinicPhone: location?.phone ?? locations.first?.phone ?? "",
+            clinicID: try clinic.requireID().uuidString, clinicName: clinic.name, clinicPhone: location?.phone ?? locations.first?.phone ?? "",
             locations: locations.map { Option(id: $0.id!.uuidString, name: $0.name, selected: $0.id == location?.id) },
             services: services.map { Option(id: $0.code, name: $0.name, selected: $0.id == service?.id) },
             zones: p.zones.filter { $0.region == "face" || zones.contains($0.id) }.map { Option(id: $0.id, name: $0.displayName, selected: zones.contains($0.id)) },
@@ -277,7 +296,7 @@ struct PublicBookingController: RouteCollection {
     }
 
     private func renderConfirm(_ req: Request, _ appointment: Appointment, status: HTTPResponseStatus) async throws -> Response {
-        let clinic = try await clinic(req)
+        let clinic = try await clinic(of: appointment, req)
         let location = try await Location.require(appointment.$location.id, on: req.db)
         let expired = appointment.appointmentStatus == .expired
             || (appointment.appointmentStatus == .pending && (appointment.holdExpiresAt ?? .distantPast) <= req.dermis.clock.now())
@@ -288,7 +307,7 @@ struct PublicBookingController: RouteCollection {
 
     func confirm(req: Request) async throws -> Response {
         let appointment = try await pending(req)
-        let clinic = try await clinic(req)
+        let clinic = try await clinic(of: appointment, req)
         do {
             let confirmed = try await req.audited(.update, objectType: "Appointment", objectID: appointment.id?.uuidString) {
                 try await SchedulingService(req: req, clinicID: try clinic.requireID()).setStatus(appointment, to: .booked, expectedVersion: appointment.version)

@@ -135,7 +135,8 @@ struct SchedulingService {
         }
         let minutes = try minutes(of: search.service, zones: search.zones)
         var input = try await input(at: search.location, from: search.from, to: search.to)
-        if let ignoring = search.ignoring, let own = try await Appointment.find(ignoring, on: db) {
+        if let ignoring = search.ignoring,
+           let own = try await Appointment.query(on: db).filter(\.$id == ignoring).filter(\.$clinic.$id == clinicID).first() {
             let range = TimeRange(own.startsAt, own.holdsUntil)
             for key in [own.practitionerID.uuidString, own.roomID.uuidString] + (own.penID.map { [$0.uuidString] } ?? []) {
                 input.busy[key]?.removeAll { $0 == range }
@@ -159,7 +160,7 @@ struct SchedulingService {
     /// any of them, plus the series' minimum interval.
     func seriesRule(patientID: UUID, zones: [String], ignoring: UUID?) async throws -> SeriesRule.Result? {
         var last: [String: CalendarDate] = [:]
-        let zone = try await req.clinic()?.zone ?? .current
+        let zone = try await Clinic.find(clinicID, on: db)?.zone ?? .current
         func note(_ zones: [String], _ day: CalendarDate) {
             for z in zones where last[z].map({ $0 < day }) ?? true { last[z] = day }
         }
@@ -167,7 +168,8 @@ struct SchedulingService {
             note(session.zones.map(\.zone), CalendarDate(session.signedAt ?? session.createdAt, in: zone))
         }
         let treatments = try await services().filter(\.isTreatment).compactMap(\.id)
-        for booked in try await Appointment.query(on: db).filter(\.$patient.$id == patientID).filter(\.$service.$id ~~ treatments)
+        for booked in try await Appointment.query(on: db).filter(\.$clinic.$id == clinicID).filter(\.$patient.$id == patientID)
+            .filter(\.$service.$id ~~ treatments)
             .filter(\.$status ~~ AppointmentStatus.holding.map(\.rawValue)).all() where booked.id != ignoring {
             note(booked.zoneList, CalendarDate(booked.startsAt, in: zone))
         }
