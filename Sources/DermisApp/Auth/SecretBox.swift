@@ -4,7 +4,7 @@ import Foundation
 import Glibc
 #endif
 
-/// Secrets kept in the database encrypted (docs/SECURITY.md R7): today the staff's authenticator (TOTP) keys, so a copy
+/// Secrets kept in the database encrypted (docs/SECURITY.md R20): today the staff's authenticator (TOTP) keys, so a copy
 /// of the database alone yields no one's second factor. AES-256-GCM with a key that lives in a file beside the data
 /// (`DERMIS_SECRET_KEY_FILE`, default `<data dir>/secret.key`), created with mode 0600 on first start when absent.
 /// Every server of a chain must be given the same key file.

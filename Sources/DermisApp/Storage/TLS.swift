@@ -2,7 +2,7 @@ import DermisCore
 import NIOSSL
 import Vapor
 
-/// HTTPS served by Dermis itself (docs/SECURITY.md R3): the certificate chain and key from PEM files, TLS 1.2 at least.
+/// HTTPS served by Dermis itself (docs/SECURITY.md R16): the certificate chain and key from PEM files, TLS 1.2 at least.
 enum TLS {
     static let minimumVersion: TLSVersion = .tlsv12
 
