@@ -14,6 +14,7 @@ struct dermis_jpeg_error {
     struct jpeg_error_mgr base;
     jmp_buf jump;
     char *message;
+    int too_complex;
 };
 
 static void dermis_jpeg_error_exit(j_common_ptr info) {
@@ -31,7 +32,6 @@ struct dermis_jpeg_progress {
     int max_scans;
 };
 
-#define DERMIS_JUMP_TOO_COMPLEX 2
 
 static void dermis_jpeg_progress_monitor(j_common_ptr info) {
     struct dermis_jpeg_progress *progress = (struct dermis_jpeg_progress *)info->progress;
@@ -39,7 +39,8 @@ static void dermis_jpeg_progress_monitor(j_common_ptr info) {
     if (decompress->input_scan_number > progress->max_scans) {
         struct dermis_jpeg_error *error = (struct dermis_jpeg_error *)info->err;
         if (error->message) snprintf(error->message, JMSG_LENGTH_MAX, "more than %d scans", progress->max_scans);
-        longjmp(error->jump, DERMIS_JUMP_TOO_COMPLEX);
+        error->too_complex = 1;
+        longjmp(error->jump, 1);
     }
 }
 
@@ -130,18 +131,17 @@ int dermis_reencode_jpeg(const uint8_t *input, size_t size, int orientation, der
     error.base.error_exit = dermis_jpeg_error_exit;
     error.base.emit_message = dermis_jpeg_silence;
     error.message = message;
-    int jumped = setjmp(error.jump);
-    if (jumped) {
+    error.too_complex = 0;
+    if (setjmp(error.jump)) {
         jpeg_destroy_decompress(&info);
         free(pixels);
         set_message(result, message);
-        if (jumped == DERMIS_JUMP_TOO_COMPLEX) return DERMIS_IMAGE_TOO_COMPLEX;
+        if (error.too_complex) return DERMIS_IMAGE_TOO_COMPLEX;
         // libjpeg asks for a backing store once its buffers would pass max_memory_to_use.
         if (info.err->msg_code == JERR_NO_BACKING_STORE) return DERMIS_IMAGE_NO_MEMORY;
         return DERMIS_IMAGE_UNDECODABLE;
     }
     jpeg_create_decompress(&info);
-    info.mem->max_memory_to_use = (long)limits.max_memory;
     progress.base.progress_monitor = dermis_jpeg_progress_monitor;
     progress.max_scans = limits.max_scans;
     info.progress = &progress.base;
@@ -153,13 +153,18 @@ int dermis_reencode_jpeg(const uint8_t *input, size_t size, int orientation, der
         jpeg_destroy_decompress(&info);
         return DERMIS_IMAGE_TOO_MANY_PIXELS;
     }
-    info.out_color_space = JCS_RGB;
-    jpeg_start_decompress(&info);
-    int width = (int)info.output_width, height = (int)info.output_height;
-    if ((size_t)width * (size_t)height * 3 > limits.max_memory) {
+    // One budget for the whole decode: the RGB pixels (twice when they must be turned upright), and what is left for
+    // libjpeg's own buffers (a progressive JPEG's coefficients), past which it asks for a backing store and stops.
+    size_t pixel_bytes = (size_t)info.image_width * (size_t)info.image_height * 3;
+    size_t copies = (orientation >= 2 && orientation <= 8) ? 2 : 1;
+    if (pixel_bytes * copies >= limits.max_memory) {
         jpeg_destroy_decompress(&info);
         return DERMIS_IMAGE_NO_MEMORY;
     }
+    info.mem->max_memory_to_use = (long)(limits.max_memory - pixel_bytes * copies);
+    info.out_color_space = JCS_RGB;
+    jpeg_start_decompress(&info);
+    int width = (int)info.output_width, height = (int)info.output_height;
     pixels = malloc((size_t)width * (size_t)height * 3);
     if (!pixels) {
         jpeg_destroy_decompress(&info);

@@ -9,9 +9,10 @@ import Vapor
 public func configure(_ app: Application, settings: DermisSettings) async throws {
     try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true,
                                             attributes: [.posixPermissions: 0o700])
+    let secrets = try SecretBox.load(path: settings.secretKeyPath)
     app.dermis = DermisContext(clinicalProtocol: try settings.loadProtocol(), clock: settings.clock, settings: settings,
                                trustedProxies: try TrustedProxies(parsing: settings.trustedProxies),
-                               secretBox: try SecretBox.load(path: settings.secretKeyPath), firstRunCode: FirstRunCode())
+                               secretBox: secrets.box, firstRunCode: FirstRunCode())
     app.passwords.use(.bcrypt(cost: settings.passwordCost))
     app.http.server.configuration.tlsConfiguration = try TLS.configuration(settings)
 
@@ -41,7 +42,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CredentialLifecycle())
     app.migrations.add(UnscreenedZoneOverrides())
     try await app.autoMigrate()
-    try await SecondFactor.sealStoredKeys(on: app)
+    try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)
     app.auditCheckpoints = checkpoints
     app.auditWriter = AuditWriter(database: { [unowned app] in app.db }, checkpoints: checkpoints)

@@ -24,7 +24,7 @@ extension AppTests {
                 }
                 #expect(try await StaffUser.query(on: app.db).count() == 0)
                 #expect(try await Clinic.query(on: app.db).count() == 0)
-                #expect(try await SignInFailure.query(on: app.db).filter(\.$email == SignInLimiter.setupKey).count() == 1)
+                #expect(try await SignInFailure.query(on: app.db).filter(\.$email == SignInLimiter.setupKey + " unknown").count() == 1)
                 fields.append(("setupCode", code.lowercased().replacingOccurrences(of: "-", with: " ")))
                 try await app.testing().test(.POST, "/setup", headers: formHeaders, body: form(fields)) { res in
                     #expect(res.status == .seeOther && res.headers.first(name: .location) == "/login")
@@ -258,6 +258,63 @@ extension AppTests {
                 #expect(denied >= 2)
                 let user = try #require(try await StaffUser.find(staff.id, on: app.db))
                 #expect((user.totpFailures ?? 0) == 0 && user.totpLockedUntil == nil)
+            }
+        }
+
+        @Test func codesSentAllAtOnceCannotOutrunTheLock() async throws {
+            try await withDermis { app, settings in
+                let staff = try await makeStaff(app, role: .practitioner, withTOTP: true)
+                var headers = formHeaders
+                try await app.testing().test(.POST, "/login", headers: formHeaders,
+                                             body: form([("email", staff.user.email), ("password", staff.password)])) { res in
+                    headers.add(name: .cookie, value: sessionCookie(res) ?? "")
+                }
+                let wrong = staff.totp!.code(at: settings.clock.now()) == "000000" ? "111111" : "000000"
+                let session = headers
+                let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
+                    for _ in 0..<30 {
+                        group.addTask {
+                            var status = HTTPStatus.ok
+                            try await app.testing().test(.POST, "/login/totp", headers: session, body: form([("code", wrong)])) { status = $0.status }
+                            return status
+                        }
+                    }
+                    return try await group.reduce(into: [HTTPStatus]()) { $0.append($1) }
+                }
+                // Every attempt is counted before its code is tried: at most nine are told "wrong", the rest are locked out.
+                #expect(statuses.filter { $0 == .unauthorized }.count <= SecondFactor.lockAfter - 1)
+                #expect(statuses.filter { $0 == .tooManyRequests }.count >= 30 - (SecondFactor.lockAfter - 1))
+                #expect(try await StaffUser.find(staff.id, on: app.db)?.totpLockedUntil != nil)
+            }
+        }
+
+        @Test func forgotPasswordSendsAtMostThreeLinksADay() async throws {
+            try await withDermis(change: { $0.publicURL = "https://clinic.example" }) { app, settings in
+                let staff = try await makeStaff(app, role: .frontDesk)
+                for _ in 0..<5 {
+                    try await app.testing().test(.POST, "/login/forgot", headers: formHeaders, body: form([("email", staff.user.email)])) {
+                        #expect($0.status == .ok)
+                    }
+                }
+                #expect(try await OutboxMessage.query(on: app.db).filter(\.$recipient == staff.user.email).count() == PasswordLinks.forgotPerDay)
+                settings.manualClock.advance(by: PasswordLink.lifetime + 1)
+                try await app.testing().test(.POST, "/login/forgot", headers: formHeaders, body: form([("email", staff.user.email)])) { _ in }
+                #expect(try await OutboxMessage.query(on: app.db).filter(\.$recipient == staff.user.email).count() == PasswordLinks.forgotPerDay + 1)
+            }
+        }
+
+        @Test func aNewKeyFileBesideKeysSealedWithAnotherIsRefusedAtStart() async throws {
+            try await withDermis { app, settings in
+                _ = try await makeStaff(app, role: .practitioner, withTOTP: true)
+                let stray = FileManager.default.temporaryDirectory.appendingPathComponent("dermis-new-key-\(UUID().uuidString)").path
+                let (_, created) = try SecretBox.load(path: stray)
+                #expect(created && FileManager.default.fileExists(atPath: stray))
+                await #expect(throws: SecretKeyFileError.self) {
+                    try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: true, keyPath: stray)
+                }
+                #expect(!FileManager.default.fileExists(atPath: stray), "the stray key is removed, so the next start asks again")
+                // The existing key file is read, not replaced.
+                #expect(try SecretBox.load(path: settings.secretKeyPath).created == false)
             }
         }
 

@@ -70,8 +70,15 @@ extension AppTests {
                 let audited = try await AuditEvent.query(on: app.db).filter(\.$objectType == "UnscreenedZoneOverride")
                     .filter(\.$objectID == record.id?.uuidString).count()
                 #expect(audited == 1)
-                // Consented, the session starts with the overridden zone: the override carries to the course.
                 #expect(try await physician.consent(planID: try #require(plan["planID"] as? String)).0 == .created)
+                // A later intake records a toxin in the forehead: the override no longer stands, and the start is refused.
+                settings.manualClock.advance(by: 60)
+                try await physician.intake(Self.cheeksOnlyWithForeheadToxin)
+                let (blocked, _, blockedText) = try await physician.start()
+                #expect(blocked == .conflict && blockedText.contains("forehead"), "\(blockedText)")
+                // With a clean cheeks-only intake again, the session starts with the overridden zone.
+                settings.manualClock.advance(by: 60)
+                try await physician.intake(cheeksOnly)
                 let (started, _, startText) = try await physician.start()
                 #expect(started == .created, "\(startText)")
             }

@@ -21,6 +21,10 @@ func withDermis(seedDemo: Bool = true, protocolFile: String? = nil, change: (ino
     settings.protocolFile = protocolFile
     settings.clock = ManualClock(testNow)
     settings.passwordCost = 4
+    // Tests on PostgreSQL share one database, so they share its secret key file too, as a chain's servers do.
+    if settings.databaseURL != nil {
+        settings.secretKeyFile = FileManager.default.temporaryDirectory.appendingPathComponent("dermis-postgres-tests.key").path
+    }
     change(&settings)
     try await withApp { app in
         try await configure(app, settings: settings)

@@ -39,6 +39,15 @@ import VaporTesting
         #expect {
             try capped.clean(progressive, field: "photo")
         } throws: { ($0 as? InvalidInput)?.issues.first?.problem.contains("too large to process") == true }
+        // Room for the pixels but little more: a progressive JPEG's coefficient buffers pass the cap, a baseline one's
+        // few rows of buffers do not.
+        let pixels = 512 * 512 * 3
+        let tight = PhotoSanitizer(maxBytes: 4_194_304, maxPixels: 1_000_000, maxMemory: pixels + 100 * 1024)
+        #expect {
+            try tight.clean(progressive, field: "photo")
+        } throws: { ($0 as? InvalidInput)?.issues.first?.problem.contains("too large to process") == true }
+        let baseline = try #require(PhotoSanitizer.encodeJPEG(rgb: Self.gradient(width: 512, height: 512), width: 512, height: 512))
+        #expect(try tight.clean(baseline, field: "photo").width == 512)
         let png = try #require(TestImage.png(width: 300, height: 300))
         #expect(throws: InvalidInput.self) { try capped.clean(png, field: "signature") }
         #expect(try PhotoSanitizer(maxBytes: 4_194_304, maxPixels: 1_000_000).clean(progressive, field: "photo").width == 512)

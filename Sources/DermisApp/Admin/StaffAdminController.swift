@@ -146,6 +146,8 @@ struct StaffAdminController: RouteCollection {
         user.active = false
         try await user.save(on: req.db)
         try await Sessions.endAll(for: user.requireID(), on: req.db, at: req.dermis.clock.now())
+        // An unused set-password link must not come back to life if the account is activated again.
+        try await PasswordLink.query(on: req.db).filter(\.$user.$id == user.requireID()).filter(\.$usedAt == nil).delete()
         try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
         return req.redirect(to: "/admin/staff", redirectType: .normal)
     }

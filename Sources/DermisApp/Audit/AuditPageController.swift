@@ -38,8 +38,15 @@ struct AuditPageController: RouteCollection {
 
     func list(req: Request) async throws -> View {
         let filters = try req.query.decode(Filters.self)
-        // An admin reads their own clinic's chain, never another clinic's.
-        var query = AuditEvent.query(on: req.db).filter(\.$chainID == (try req.staff()).clinicID)
+        // An admin reads their own clinic's chain, never another clinic's. Rows that belong to no clinic (a failed
+        // sign-in to an unknown address, a wrong setup code) are shown too when the database holds only this clinic.
+        let clinicID = try req.staff().clinicID
+        var query = AuditEvent.query(on: req.db)
+        if try await Clinic.query(on: req.db).count() == 1 {
+            query = query.group(.or) { $0.filter(\.$chainID == clinicID).filter(\.$chainID == nil) }
+        } else {
+            query = query.filter(\.$chainID == clinicID)
+        }
         if let user = blank(filters.user) { query = query.filter(\.$actorEmail == user.lowercased()) }
         if let patient = blank(filters.patient).flatMap(UUID.init(uuidString:)) { query = query.filter(\.$patientID == patient) }
         if let action = blank(filters.action) { query = query.filter(\.$action == action) }

@@ -137,34 +137,43 @@ struct PasswordController: RouteCollection {
         let key = "(forgot) " + email
         try await limiter.refuseIfLimited(email: key)
         try await limiter.recordFailure(email: key)
-        if email.count <= 254, let user = try await StaffUser.query(on: req.db).filter(\.$email == email).first(), user.active {
-            // The link and the message that carries it: one unit of work.
-            try await Writes.transaction(req.db) { _ in
-                let message = OutboxMessage()
-                message.$clinic.id = user.$clinic.id
-                message.recipient = user.email
-                message.subject = "Set a new Dermis password"
-                // Only the configured public address: a Host header is the asker's to choose, and a link built from
-                // it would send the victim's reset token to the asker's server.
-                var link = "ask your clinic's Dermis admin for a set-password link (this server has no DERMIS_PUBLIC_URL to link to)."
-                if let base = req.dermis.settings.publicURL {
-                    // Alongside any link an admin made: a stranger asking must not be able to void that one.
-                    let token = try await PasswordLinks.issue(for: user, purpose: "forgot", by: nil, replacing: false, on: req)
-                    link = "open:\n\(base)/password/\(token)"
-                }
-                message.body = """
-                    Hello \(user.name),
-
-                    Someone asked to set a new password for your Dermis account. To do so within 24 hours, \(link)
-
-                    If it was not you, ignore this message: your password has not changed.
-                    """
-                message.status = "queued"
-                message.createdAt = req.dermis.clock.now()
-                try await message.create(on: req.db)
-                req.auditClinicID = user.$clinic.id
-                try await req.audit(.staffChange, objectType: "PasswordLink", objectID: user.id?.uuidString, outcome: .success)
+        let user = email.count <= 254 ? try await StaffUser.query(on: req.db).filter(\.$email == email).first() : nil
+        // Either way one unit of work that appends an audit row, so the reply takes about as long for an unknown address.
+        try await Writes.transaction(req.db) { db in
+            guard let user, user.active else {
+                try await req.audit(.staffChange, objectType: "PasswordLink", outcome: .notFound)
+                return
             }
+            req.auditClinicID = user.$clinic.id
+            // At most three asked-for links a day per account: asking cannot flood someone's mailbox.
+            let recent = try await PasswordLink.query(on: db).filter(\.$user.$id == user.requireID()).filter(\.$purpose == "forgot")
+                .filter(\.$createdAt > req.dermis.clock.now().addingTimeInterval(-PasswordLink.lifetime)).count()
+            guard recent < PasswordLinks.forgotPerDay else {
+                try await req.audit(.staffChange, objectType: "PasswordLink", objectID: user.id?.uuidString, outcome: .denied)
+                return
+            }
+            let message = OutboxMessage()
+            message.$clinic.id = user.$clinic.id
+            message.recipient = user.email
+            message.subject = "Set a new Dermis password"
+            // Only the configured public address: a Host header is the asker's to choose, and a link built from
+            // it would send the victim's reset token to the asker's server.
+            // Alongside any link an admin made: a stranger asking must not be able to void that one. (Made even without a
+            // public address to put it in, so the daily cap counts every message.)
+            let token = try await PasswordLinks.issue(for: user, purpose: "forgot", by: nil, replacing: false, on: req)
+            let link = req.dermis.settings.publicURL.map { "open:\n\($0)/password/\(token)" }
+                ?? "ask your clinic's Dermis admin for a set-password link (this server has no DERMIS_PUBLIC_URL to link to)."
+            message.body = """
+                Hello \(user.name),
+
+                Someone asked to set a new password for your Dermis account. To do so within 24 hours, \(link)
+
+                If it was not you, ignore this message: your password has not changed.
+                """
+            message.status = "queued"
+            message.createdAt = req.dermis.clock.now()
+            try await message.create(on: db)
+            try await req.audit(.staffChange, objectType: "PasswordLink", objectID: user.id?.uuidString, outcome: .success)
         }
         return try await req.view.render("password-forgot", ForgotPage(page: try await PageHeader(req, title: "Forgot your password"),
                                                                        sent: true)).encodeResponse(for: req)
@@ -174,6 +183,9 @@ struct PasswordController: RouteCollection {
 /// Issuing, finding and spending set-password links, and setting a password by any route.
 enum PasswordLinks {
     struct Spent: Error {}
+
+    /// "Forgot password" links one account may be sent in 24 hours.
+    static let forgotPerDay = 3
 
     /// A new link for `user` (with `replacing`, earlier unused ones are dropped); returns the token, shown or sent once,
     /// never stored.
@@ -199,12 +211,14 @@ enum PasswordLinks {
     }
 
     static func redeem(_ link: PasswordLink, for user: StaffUser, password: String, confirm: String?, on req: Request) async throws {
+        // bcrypt runs before the unit of work opens: no write waits on it.
+        let digest = try await checkedDigest(password, confirm: confirm, for: user, on: req)
         try await Writes.transaction(req.db) { db in
             try await ConditionalUpdate(PasswordLink.self, id: try link.requireID(), on: db)
                 .whereNull(\.$usedAt)
                 .set(\.$usedAt, to: req.dermis.clock.now())
                 .run(orThrow: Spent())
-            try await setPassword(of: user, to: password, confirm: confirm, on: req, keepingSession: nil)
+            try await store(digest, for: user, on: req, keepingSession: nil)
         }
     }
 
@@ -212,6 +226,12 @@ enum PasswordLinks {
     /// `keepingSession`) and tokens, audited; all one unit of work.
     static func setPassword(of user: StaffUser, to password: String, confirm: String?, on req: Request,
                             keepingSession: UUID?) async throws {
+        let digest = try await checkedDigest(password, confirm: confirm, for: user, on: req)
+        try await store(digest, for: user, on: req, keepingSession: keepingSession)
+    }
+
+    /// The bcrypt hash of a new password that passes the policy; InvalidInput naming each problem otherwise.
+    private static func checkedDigest(_ password: String, confirm: String?, for user: StaffUser, on req: Request) async throws -> String {
         var issues: [FieldIssue] = []
         if let problem = PasswordPolicy.problem(with: password) { issues.append(FieldIssue(path: "password", problem: problem)) }
         if let confirm, confirm != password { issues.append(FieldIssue(path: "confirm", problem: "does not match the new password")) }
@@ -219,7 +239,10 @@ enum PasswordLinks {
             issues.append(FieldIssue(path: "password", problem: "must not be your e-mail address or name"))
         }
         if !issues.isEmpty { throw InvalidInput(issues) }
-        let digest = try await StaffAccounts.hash(password, cost: req.dermis.settings.passwordCost, on: req.application)
+        return try await StaffAccounts.hash(password, cost: req.dermis.settings.passwordCost, on: req.application)
+    }
+
+    private static func store(_ digest: String, for user: StaffUser, on req: Request, keepingSession: UUID?) async throws {
         let userID = try user.requireID()
         try await req.audited(.staffChange, objectType: "StaffUser", objectID: userID.uuidString) {
             try await StaffUser.query(on: req.db).filter(\.$id == userID).set(\.$passwordHash, to: digest).update()

@@ -17,29 +17,35 @@ struct SecretBox: Sendable {
 
     init(key: SymmetricKey) { self.key = key }
 
-    /// The key in `path`, or a new random one written there (mode 0600) when the file does not exist.
-    static func load(path: String) throws -> SecretBox {
+    /// The key in `path`, or a new random one written there (mode 0600) when the file does not exist; `created` says
+    /// which, so a start on a database whose secrets were sealed with a lost key can be refused.
+    static func load(path: String) throws -> (box: SecretBox, created: Bool) {
         if let text = FileManager.default.contents(atPath: path) {
             guard let raw = Data(base64Encoded: String(decoding: text, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
                   raw.count == 32 else {
                 throw SecretKeyFileError(path: path, problem: "must hold 32 bytes in base64 (as Dermis writes it)")
             }
-            return SecretBox(key: SymmetricKey(data: raw))
+            return (SecretBox(key: SymmetricKey(data: raw)), false)
         }
         let key = SymmetricKey(size: .bits256)
         let text = key.withUnsafeBytes { Data($0).base64EncodedString() } + "\n"
-        // O_EXCL: two servers starting together cannot both write a key; the loser reads the winner's.
-        let descriptor = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        // Written whole to a temporary file, then linked into place: a server starting beside this one sees either no
+        // file or the whole key, and of two writers the second links nothing and reads the first's key.
+        let temporary = path + ".new-\(UUID().uuidString)"
+        let descriptor = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard descriptor >= 0 else {
+            throw SecretKeyFileError(path: path, problem: "cannot be created (\(String(cString: strerror(errno))))")
+        }
+        defer { unlink(temporary) }
+        let written = text.utf8CString.withUnsafeBufferPointer { Glibc.write(descriptor, $0.baseAddress, text.utf8.count) }
+        let synced = fsync(descriptor) == 0
+        Glibc.close(descriptor)
+        guard written == text.utf8.count, synced else { throw SecretKeyFileError(path: path, problem: "could not be written") }
+        guard link(temporary, path) == 0 else {
             if errno == EEXIST { return try load(path: path) }
             throw SecretKeyFileError(path: path, problem: "cannot be created (\(String(cString: strerror(errno))))")
         }
-        defer { Glibc.close(descriptor) }
-        let written = text.utf8CString.withUnsafeBufferPointer { Glibc.write(descriptor, $0.baseAddress, text.utf8.count) }
-        guard written == text.utf8.count, fsync(descriptor) == 0 else {
-            throw SecretKeyFileError(path: path, problem: "could not be written")
-        }
-        return SecretBox(key: key)
+        return (SecretBox(key: key), true)
     }
 
     func seal(_ plain: String) throws -> String {

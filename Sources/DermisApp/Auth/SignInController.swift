@@ -109,8 +109,15 @@ struct SignInController: RouteCollection {
             try await req.view.render("login-totp", CodePage(page: try await PageHeader(req, title: "Second factor"), next: next, error: error))
                 .response(status, for: req)
         }
-        if let until = SecondFactor.lockedUntil(user, at: req.dermis.clock.now()) {
+        // Each attempt is counted before its code is tried (an atomic reservation), so codes sent in parallel cannot
+        // outrun the lock: at most `lockAfter` codes are ever tried per lock period.
+        guard let attempt = try await SecondFactor.reserveAttempt(for: user, on: req) else {
             try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .denied)
+            let until = try await StaffUser.find(user.requireID(), on: req.db)?.totpLockedUntil ?? req.dermis.clock.now()
+            return try await refuse(.tooManyRequests, SecondFactor.lockedMessage(until: until, for: req))
+        }
+        if attempt > SecondFactor.lockAfter {
+            let until = try await SecondFactor.lock(user, on: req)
             return try await refuse(.tooManyRequests, SecondFactor.lockedMessage(until: until, for: req))
         }
         let code = (form.code ?? "").trimmingCharacters(in: .whitespaces)
@@ -125,8 +132,9 @@ struct SignInController: RouteCollection {
             return true
         }
         guard accepted else {
-            // Wrong codes have their own count (not the password's hourly budget): ten in a row lock the factor.
-            if let until = try await SecondFactor.recordWrongCode(for: user, on: req) {
+            // Wrong codes have their own count (not the password's hourly budget): the tenth in a row locks the factor.
+            if attempt >= SecondFactor.lockAfter {
+                let until = try await SecondFactor.lock(user, on: req)
                 return try await refuse(.tooManyRequests, SecondFactor.lockedMessage(until: until, for: req))
             }
             try await req.audit(.signIn, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .failure)
@@ -173,10 +181,12 @@ struct SignInController: RouteCollection {
     func setup(req: Request) async throws -> Response {
         let form = try req.content.decode(SetupForm.self)
         let limiter = SignInLimiter(req: req)
-        try await limiter.refuseIfLimited(email: SignInLimiter.setupKey)
+        // Counted per address only: a stranger's wrong codes must not shut the operator out.
+        let key = SignInLimiter.setupKey + " " + req.clientAddress
+        try await limiter.refuseIfLimited(email: key)
         do {
             guard req.dermis.firstRunCode.matches(form.setupCode ?? "") else {
-                try await limiter.recordFailure(email: SignInLimiter.setupKey)
+                try await limiter.recordFailure(email: key)
                 try await req.audit(.staffChange, objectType: "StaffUser", outcome: .denied)
                 throw InvalidInput(path: "setupCode", problem: "is not the code `dermis serve` printed on its terminal")
             }
@@ -254,50 +264,60 @@ enum SecondFactor {
     static let lockAfter = 10
     static let lockDuration: TimeInterval = 15 * 60
 
-    static func lockedUntil(_ user: StaffUser, at now: Date) -> Date? {
-        guard let until = user.totpLockedUntil, until > now else { return nil }
-        return until
-    }
-
     static func lockedMessage(until: Date, for req: Request) -> String {
         let minutes = max(1, Int((until.timeIntervalSince(req.dermis.clock.now()) / 60).rounded(.up)))
         return "Too many wrong codes in a row: the second factor is locked for \(minutes) more minute\(minutes == 1 ? "" : "s"). "
             + "Wait, or ask an admin to reset your authenticator."
     }
 
-    /// Counts a wrong code (an atomic increment, so parallel guesses are all counted); at `lockAfter` in a row the
-    /// factor locks for `lockDuration`, audited and logged. Returns the end of the lock when this code set one.
-    static func recordWrongCode(for user: StaffUser, on req: Request) async throws -> Date? {
+    /// Counts an attempt before its code is tried — one atomic UPDATE that only passes while the factor is not locked —
+    /// and returns its number in the current run of wrong codes; nil while the factor is locked.
+    static func reserveAttempt(for user: StaffUser, on req: Request) async throws -> Int? {
         let id = try user.requireID()
         let now = req.dermis.clock.now()
-        return try await Writes.transaction(req.db) { db -> Date? in
+        return try await Writes.transaction(req.db) { db -> Int? in
             guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
-            let failures = Column<StaffUser>.name(\.$totpFailures)
+            let failures = Column<StaffUser>.name(\.$totpFailures), lockedUntil = Column<StaffUser>.name(\.$totpLockedUntil)
             let row = try await sql.update(StaffUser.schema)
                 .set(SQLIdentifier(failures), to: SQLBinaryExpression(SQLFunction("COALESCE", args: SQLIdentifier(failures), SQLLiteral.numeric("0")),
                                                                       .add, SQLLiteral.numeric("1")))
                 .where(SQLIdentifier(Column<StaffUser>.name(\._$id)), .equal, SQLBind(id))
+                .where(group: { $0.where(SQLIdentifier(lockedUntil), .is, SQLLiteral.null).orWhere(SQLIdentifier(lockedUntil), .lessThanOrEqual, SQLBind(now)) })
                 .returning(SQLIdentifier(failures))
                 .first()
-            let count = try row?.decode(column: failures, as: Int.self) ?? 0
-            guard count >= lockAfter else { return nil }
-            let until = now.addingTimeInterval(lockDuration)
-            try await StaffUser.query(on: db).filter(\.$id == id).set(\.$totpFailures, to: 0).set(\.$totpLockedUntil, to: until).update()
-            req.logger.warning("Second factor locked for 15 minutes after \(lockAfter) wrong codes in a row", metadata: ["staff": "\(id)"])
-            try await req.audit(.signIn, objectType: "StaffUser", objectID: id.uuidString, outcome: .denied)
-            return until
+            return try row?.decode(column: failures, as: Int.self)
         }
     }
 
+    /// Locks the second factor for `lockDuration` from now (a new run of attempts starts after it), audited and logged.
+    static func lock(_ user: StaffUser, on req: Request) async throws -> Date {
+        let id = try user.requireID()
+        let until = req.dermis.clock.now().addingTimeInterval(lockDuration)
+        try await Writes.transaction(req.db) { db in
+            try await StaffUser.query(on: db).filter(\.$id == id).set(\.$totpFailures, to: 0).set(\.$totpLockedUntil, to: until).update()
+        }
+        req.logger.warning("Second factor locked for 15 minutes after \(lockAfter) wrong codes in a row", metadata: ["staff": "\(id)"])
+        try await req.audit(.signIn, objectType: "StaffUser", objectID: id.uuidString, outcome: .denied)
+        return until
+    }
+
+    /// A right code ends the run of wrong ones, including any counted by requests still in flight.
     static func clearFailures(of user: StaffUser, on db: any Database) async throws {
-        guard (user.totpFailures ?? 0) > 0 || user.totpLockedUntil != nil else { return }
         try await StaffUser.query(on: db).filter(\.$id == user.requireID()).set(\.$totpFailures, to: nil).set(\.$totpLockedUntil, to: nil).update()
     }
 
-    /// Encrypts authenticator keys stored before keys were encrypted at rest (a one-time upgrade at start).
-    static func sealStoredKeys(on app: Application) async throws {
+    /// Encrypts authenticator keys stored before keys were encrypted at rest (a one-time upgrade at start). A key file
+    /// made just now beside keys sealed with another one means the original file is lost or misnamed: the new file is
+    /// removed and the start refused, rather than every second factor failing.
+    static func sealStoredKeys(on app: Application, keyWasCreated: Bool = false, keyPath: String = "") async throws {
         let box = app.dermis.secretBox
-        let plain = try await StaffUser.query(on: app.db).filter(\.$totpSecret != nil).all().filter { !SecretBox.isSealed($0.totpSecret ?? "") }
+        let stored = try await StaffUser.query(on: app.db).filter(\.$totpSecret != nil).all()
+        if keyWasCreated, stored.contains(where: { SecretBox.isSealed($0.totpSecret ?? "") }) {
+            try? FileManager.default.removeItem(atPath: keyPath)
+            throw SecretKeyFileError(path: keyPath, problem: "did not exist, but the database holds authenticator keys sealed with a key file: "
+                                     + "restore that file (or point \(SecretBox.variable) at it) and start again")
+        }
+        let plain = stored.filter { !SecretBox.isSealed($0.totpSecret ?? "") }
         guard !plain.isEmpty else { return }
         try await Writes.transaction(app.db) { db in
             for user in plain {
@@ -309,7 +329,12 @@ enum SecondFactor {
     }
 
     static func accepts(_ code: String, for user: StaffUser, on req: Request) async throws -> Bool {
-        if let totp = try user.authenticator(req.dermis.secretBox),
+        // A key that cannot be opened is logged and leaves the recovery codes to try, never a 500.
+        var authenticator: AuthenticatorApp?
+        do { authenticator = try user.authenticator(req.dermis.secretBox) } catch {
+            req.logger.error("An authenticator key cannot be decrypted with the secret key file", metadata: ["staff": "\(user.id?.uuidString ?? "")"])
+        }
+        if let totp = authenticator,
            let step = totp.matchingStep(code, at: req.dermis.clock.now(), after: user.totpLastStep) {
             // Compare-and-set on the step read: of two requests with one code, only one moves it on.
             var claim = try ConditionalUpdate(StaffUser.self, id: try user.requireID(), on: req.db).set(\.$totpLastStep, to: step)

@@ -212,7 +212,10 @@ struct CalendarController: RouteCollection {
                                                                     practitionerID: q.practitioner.flatMap(UUID.init(uuidString:)),
                                                                     patientID: patientID))
                 slots = found.slots
-                if let rule = found.interval, let earliest = rule.earliest { interval = "Not before \(earliest): \(rule.reason)." }
+                if let rule = found.interval, let earliest = rule.earliest {
+                    // Which zone was treated when is clinical history: front desk sees the date only.
+                    interval = AccessRule.clinical.contains(try req.staff().role) ? "Not before \(earliest): \(rule.reason)." : "Not before \(earliest)."
+                }
             } catch let invalid as InvalidInput {
                 problems += ErrorLine.list(invalid)
             }

@@ -212,8 +212,10 @@ struct SchedulingService {
                             practitionerID: booking.practitionerID, patientID: booking.patientID, overrideInterval: booking.overrideReason != nil)
         let found = try await availability(search)
         guard let slot = found.slots.first(where: { $0.start == booking.start }) else {
+            let clinical = req.principal.map { AccessRule.clinical.contains($0.role) } ?? false
             throw try await conflict(search, after: booking.start, because: found.interval.flatMap { interval in
-                interval.earliest.map { "not before \($0): \(interval.reason)" } } ?? "that time is not free")
+                interval.earliest.map { clinical ? "not before \($0): \(interval.reason)" : "the series interval: not before \($0)" } }
+                ?? "that time is not free")
         }
         let appointment = Appointment()
         appointment.id = UUID()

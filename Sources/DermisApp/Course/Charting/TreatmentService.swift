@@ -85,8 +85,18 @@ struct TreatmentService {
         try await ConsentTemplate.query(on: db).filter(\.$clinic.$id == staff.clinicID).sort(\.$version, .descending).first()
     }
 
-    /// Records the patient's signature for a plan: the typed name must be the patient's, the drawing a real PNG.
-    func sign(plan: TreatmentPlanRecord, templateID: UUID?, typedName: String, signature: String) async throws -> ConsentRecord {
+    /// The drawn signature's pixels written anew as PNG (no text chunks, no trailing bytes, no bomb): nil when it is not
+    /// a PNG within the size limit at all; InvalidInput naming `signature` when it cannot be decoded. Called before the
+    /// unit of work opens, so no write waits on a decode.
+    static func drawnSignature(_ dataURL: String, on req: Request) async throws -> Data? {
+        guard let drawn = decodePNG(dataURL: dataURL) else { return nil }
+        let sanitizer = signatureSanitizer
+        return try await req.application.imageDecoding.run { try sanitizer.clean(drawn, field: "signature") }.data
+    }
+
+    /// Records the patient's signature for a plan: the typed name must be the patient's, the drawing (from
+    /// `drawnSignature`) a real PNG.
+    func sign(plan: TreatmentPlanRecord, templateID: UUID?, typedName: String, drawing png: Data?) async throws -> ConsentRecord {
         var issues: [FieldIssue] = []
         guard let template = try await latestTemplate() else {
             throw DomainError.conflict("The clinic has no consent text yet: an admin publishes one under Consent text.")
@@ -97,13 +107,8 @@ struct TreatmentService {
         if searchFolded(typedName).split(separator: " ") != searchFolded(patient.fullName).split(separator: " ") {
             issues.append(FieldIssue(path: "typedName", problem: "type the patient's full name as registered: \(patient.fullName)"))
         }
-        let drawn = Self.decodePNG(dataURL: signature)
-        if drawn == nil { issues.append(FieldIssue(path: "signature", problem: "sign in the box (a PNG drawing up to 256 KB is expected)")) }
+        if png == nil { issues.append(FieldIssue(path: "signature", problem: "sign in the box (a PNG drawing up to 256 KB is expected)")) }
         if !issues.isEmpty { throw InvalidInput(issues) }
-        // Decoded and written anew like a photo: only the pixels are kept (no text chunks, no trailing bytes, no bomb).
-        let sanitizer = Self.signatureSanitizer
-        let clean = try await req.application.imageDecoding.run { try sanitizer.clean(drawn!, field: "signature") }
-        let png: Data? = clean.data
         let record = ConsentRecord()
         record.$patient.id = patientID
         record.$plan.id = try plan.requireID()
@@ -144,7 +149,14 @@ struct TreatmentService {
     /// so every zone is a problem then.
     func unscreened(_ zones: [String], screening chosen: UUID? = nil, plan: TreatmentPlanRecord? = nil,
                     path: (Int) -> String) async throws -> [FieldIssue] {
-        let screened = try await screenedZones(screening: chosen).union(plan?.overriddenZones ?? [])
+        let intake = try await screenedIntake(chosen)
+        var screened = Set(intake?.treatmentZones ?? [])
+        // A physician's override counts only while the intake in use, screened with the overridden zones, fires no new
+        // rule: a later intake that records a toxin in that area takes the zone out again.
+        let overridden = (plan?.overriddenZones ?? []).subtracting(screened)
+        if !overridden.isEmpty, let intake, try newFindings(adding: Array(overridden), to: intake, on: try await req.today(in: req.clinic())).isEmpty {
+            screened.formUnion(overridden)
+        }
         return zones.enumerated().filter { !screened.contains($0.element) }.map { index, zone in
             FieldIssue(path: path(index), problem: "the \(p.zone(zone)?.displayName.lowercased() ?? zone) was not among the areas of the intake "
                        + "the current screening checked; take a new intake that includes it (or a physician documents an override)")
@@ -155,11 +167,8 @@ struct TreatmentService {
     /// with the zones added, and any reason that adds (a toxin in that area four weeks ago) refuses the override, named
     /// with its source — a new intake that includes the zone lets a practitioner weigh that rule on its screening.
     private func requireNoRuleFires(for added: [String], on today: CalendarDate) async throws {
-        guard let intake = try await ScreeningService(req: req, patient: patient).latestIntake()?.intake else { return }
-        var widened = intake
-        widened.treatmentZones += added.filter { !intake.treatmentZones.contains($0) }
-        let before = Set(try Screening.screen(intake, on: today, protocol: p).reasons.map(\.rule))
-        let fired = try Screening.screen(widened, on: today, protocol: p).reasons.filter { !before.contains($0.rule) }
+        guard let intake = try await screenedIntake(nil) else { return }
+        let fired = try newFindings(adding: added, to: intake, on: today)
         guard fired.isEmpty else {
             throw InvalidInput(fired.map { finding in
                 FieldIssue(path: "unscreenedOverrideReason",
@@ -169,12 +178,26 @@ struct TreatmentService {
         }
     }
 
-    /// The areas of the intake behind a screening (by default the current one).
-    func screenedZones(screening chosen: UUID? = nil) async throws -> Set<String> {
+    /// Reasons the intake's answers give once `added` zones are treated too that they do not give without them (a rule
+    /// that fires again with a later end counts as new).
+    private func newFindings(adding added: [String], to intake: Intake, on today: CalendarDate) throws -> [RuleFinding] {
+        var widened = intake
+        widened.treatmentZones += added.filter { !intake.treatmentZones.contains($0) }
+        let before = Set(try Screening.screen(intake, on: today, protocol: p).reasons.map { "\($0.rule) \($0.until?.description ?? "")" })
+        return try Screening.screen(widened, on: today, protocol: p).reasons.filter { !before.contains("\($0.rule) \($0.until?.description ?? "")") }
+    }
+
+    /// The intake behind a screening (by default the current one).
+    private func screenedIntake(_ chosen: UUID?) async throws -> Intake? {
         let screening = if let chosen { try await ScreeningRecord.find(chosen, on: db) }
             else { try await ScreeningService(req: req, patient: patient).latestScreening() }
-        guard let screening else { return [] }
-        return Set(try await IntakeRecord.require(screening.$intake.id, on: db).intake.treatmentZones)
+        guard let screening else { return nil }
+        return try await IntakeRecord.require(screening.$intake.id, on: db).intake
+    }
+
+    /// The areas of the intake behind a screening (by default the current one).
+    func screenedZones(screening chosen: UUID? = nil) async throws -> Set<String> {
+        Set(try await screenedIntake(chosen)?.treatmentZones ?? [])
     }
 
     /// Only a physician (the staff member's credential) may plan a zone the screening did not check, with a reason.

@@ -131,9 +131,10 @@ struct ConsentController: RouteCollection {
 
     private func signed(_ req: Request, service: TreatmentService, form: SignForm) async throws -> ConsentRecord {
         let plan = try await service.plan(try planID(req))
+        let drawing = try await TreatmentService.drawnSignature(form.signature ?? "", on: req)
         return try await req.audited(.create, objectType: "Consent", patientID: service.patient.id) {
             try await service.sign(plan: plan, templateID: form.templateID.flatMap(UUID.init(uuidString:)),
-                                   typedName: form.typedName ?? "", signature: form.signature ?? "")
+                                   typedName: form.typedName ?? "", drawing: drawing)
         }
     }
 
