@@ -34,8 +34,8 @@ def free_port() -> int:
 class RunningServer:
     """`dermis serve` on a free loopback port, ready when /healthz answers 200."""
 
-    def __init__(self, data_dir, env=None, extra=(), scheme="http", ssl_context=None):
-        self.port = free_port()
+    def __init__(self, data_dir, env=None, extra=(), scheme="http", ssl_context=None, port=None):
+        self.port = port or free_port()
         self.base = f"{scheme}://127.0.0.1:{self.port}"
         self.ssl_context = ssl_context
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)

@@ -21,6 +21,10 @@ public enum DermisServer {
             }
             app.http.server.configuration.hostname = hostname
             app.http.server.configuration.port = port
+            // The outbox worker sends while the server runs (each server of a chain runs one; they never share a message).
+            let worker = app.mail.worker.map { worker in Task { await worker.loop() } }
+            if let problem = app.mail.problem { app.logger.notice("Outbox: \(problem)") }
+            defer { worker?.cancel() }
             try await app.execute()
         }
     }

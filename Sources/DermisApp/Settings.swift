@@ -37,6 +37,11 @@ public struct DermisSettings: Sendable {
     public var trustedProxies: String?
     /// The key that encrypts secrets at rest (`DERMIS_SECRET_KEY_FILE`); `<data dir>/secret.key` when nil.
     public var secretKeyFile: String?
+    /// E-mail out: `smtp://user:pass@host:587` (STARTTLS) or `smtps://…:465` (`DERMIS_SMTP_URL`), the sender
+    /// (`DERMIS_MAIL_FROM`) and a private CA to trust (`DERMIS_SMTP_CA_FILE`). Without a URL, messages wait in the outbox.
+    public var smtpURL: String?
+    public var mailFrom: String?
+    public var smtpCAFile: String?
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String
 
@@ -48,7 +53,8 @@ public struct DermisSettings: Sendable {
                 idleTimeout: TimeInterval = maximumIdleTimeout, absoluteTimeout: TimeInterval = maximumAbsoluteTimeout,
                 passwordCost: Int = 12, failuresPerAccountPerHour: Int = 100, failuresPerAddressPerHour: Int = 300,
                 screeningValidDays: Int = 30, trustedProxies: String? = nil, tlsCertificateFile: String? = nil,
-                tlsKeyFile: String? = nil, secretKeyFile: String? = nil,
+                tlsKeyFile: String? = nil, secretKeyFile: String? = nil, smtpURL: String? = nil, mailFrom: String? = nil,
+                smtpCAFile: String? = nil,
                 randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -65,6 +71,9 @@ public struct DermisSettings: Sendable {
         self.screeningValidDays = screeningValidDays
         self.trustedProxies = trustedProxies
         self.secretKeyFile = secretKeyFile
+        self.smtpURL = smtpURL
+        self.mailFrom = mailFrom
+        self.smtpCAFile = smtpCAFile
         self.tlsCertificateFile = tlsCertificateFile
         self.tlsKeyFile = tlsKeyFile
         self.randomPassword = randomPassword
@@ -84,7 +93,10 @@ public struct DermisSettings: Sendable {
             trustedProxies: environment[TrustedProxies.variable],
             tlsCertificateFile: environment["DERMIS_TLS_CERT"].flatMap { $0.isEmpty ? nil : $0 },
             tlsKeyFile: environment["DERMIS_TLS_KEY"].flatMap { $0.isEmpty ? nil : $0 },
-            secretKeyFile: environment[SecretBox.variable].flatMap { $0.isEmpty ? nil : $0 })
+            secretKeyFile: environment[SecretBox.variable].flatMap { $0.isEmpty ? nil : $0 },
+            smtpURL: environment["DERMIS_SMTP_URL"].flatMap { $0.isEmpty ? nil : $0 },
+            mailFrom: environment["DERMIS_MAIL_FROM"].flatMap { $0.isEmpty ? nil : $0 },
+            smtpCAFile: environment["DERMIS_SMTP_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// Whether Dermis itself serves HTTPS.

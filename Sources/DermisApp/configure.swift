@@ -41,6 +41,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(AuditChains())
     app.migrations.add(CredentialLifecycle())
     app.migrations.add(UnscreenedZoneOverrides())
+    app.migrations.add(MessageDelivery())
     try await app.autoMigrate()
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)
@@ -48,6 +49,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.auditWriter = AuditWriter(database: { [unowned app] in app.db }, checkpoints: checkpoints)
     app.lifecycle.use(AuditCheckpointsAtShutdown())
     app.imageDecoding = ImageDecoding()
+    app.mail = try MailSetup.configure(app, settings: settings)
     app.lifecycle.use(ImageDecodingShutdown())
 
     app.views.use(.leaf)
@@ -80,6 +82,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: AppointmentAPIController())
     try app.register(collection: CalendarController())
     try app.register(collection: PublicBookingController())
+    try app.register(collection: OutboxController())
 }
 
 /// Writes the audit chains' last heads when the server stops.

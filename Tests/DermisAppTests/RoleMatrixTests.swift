@@ -49,6 +49,9 @@ extension AppTests {
             POST /admin/staff/:staffID/deactivate                       admin
             POST /admin/staff/:staffID/activate                         admin
             GET /admin/audit                                            admin
+            GET /admin/outbox                                           admin
+            GET /admin/outbox/:messageID                                admin
+            POST /admin/outbox/:messageID/retry                         admin
             GET /admin/schedule                                         admin
             POST /admin/schedule/locations                              admin
             POST /admin/schedule/rooms                                  admin

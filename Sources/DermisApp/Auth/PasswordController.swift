@@ -154,6 +154,7 @@ struct PasswordController: RouteCollection {
             }
             let message = OutboxMessage()
             message.$clinic.id = user.$clinic.id
+            message.kind = "password-link"
             message.recipient = user.email
             message.subject = "Set a new Dermis password"
             // Only the configured public address: a Host header is the asker's to choose, and a link built from

@@ -243,6 +243,8 @@ struct PublicBookingController: RouteCollection {
                 let appointment = try await scheduling.book(booking, by: nil, confirmTokenHash: Secrets.digest(token))
                 let message = OutboxMessage()
                 message.$clinic.id = try clinic.requireID()
+                message.kind = "booking-confirm"
+                message.subjectID = appointment.id
                 message.recipient = email
                 message.subject = "Confirm your booking at \(clinic.name)"
                 message.body = """

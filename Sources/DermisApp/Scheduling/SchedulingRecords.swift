@@ -160,8 +160,8 @@ final class Appointment: Model, @unchecked Sendable {
     var appointmentStatus: AppointmentStatus? { AppointmentStatus(rawValue: status) }
 }
 
-/// A message for the outbox (confirmation links, reminders): written in the same transaction as what it is about,
-/// sent by a worker. Dermis has no mail transport yet; the outbox is where a clinic's sender picks messages up.
+/// A message for the outbox (confirmation links, reminders, set-password links): written in the same transaction as
+/// what it is about, sent by the outbox worker (`Messaging/Outbox.swift`).
 final class OutboxMessage: Model, @unchecked Sendable {
     static let schema = "message"
 
@@ -170,10 +170,42 @@ final class OutboxMessage: Model, @unchecked Sendable {
     @Field(key: "recipient") var recipient: String
     @Field(key: "subject") var subject: String
     @Field(key: "body") var body: String
+    /// `queued`, `sending` (claimed by a worker), `retry`, `sent` or `dead` (see `OutboxStatus`).
     @Field(key: "status") var status: String
     @Field(key: "created_at") var createdAt: Date
+    /// What it is (`booking-confirm`, `password-link`, `reminder`…), for the outbox page and to send each reminder once.
+    @OptionalField(key: "kind") var kind: String?
+    /// Sending attempts so far.
+    @OptionalField(key: "attempts") var attempts: Int?
+    /// Not sent before this (a retry's backoff, a reminder's time); `created_at` when unset.
+    @OptionalField(key: "not_before") var notBefore: Date?
+    /// A worker's claim on a message it is sending; a claim that lapsed (the worker died) is taken over.
+    @OptionalField(key: "claimed_until") var claimedUntil: Date?
+    @OptionalField(key: "sent_at") var sentAt: Date?
+    /// What the transport answered last, or why the message is not being sent.
+    @OptionalField(key: "last_error") var lastError: String?
+    /// An iCalendar invitation to attach.
+    @OptionalField(key: "calendar") var calendar: String?
+    /// What it is about (an appointment, a session), so a reminder is written once.
+    @OptionalField(key: "subject_id") var subjectID: UUID?
 
     init() {}
+
+    init(clinicID: UUID, recipient: String, subject: String, body: String, kind: String, at now: Date,
+         notBefore: Date? = nil, calendar: String? = nil, about subjectID: UUID? = nil) {
+        self.id = UUID()
+        self.$clinic.id = clinicID
+        self.recipient = recipient
+        self.subject = subject
+        self.body = body
+        self.status = OutboxStatus.queued.rawValue
+        self.createdAt = now
+        self.kind = kind
+        self.attempts = 0
+        self.notBefore = notBefore
+        self.calendar = calendar
+        self.subjectID = subjectID
+    }
 }
 
 struct CreateScheduling: AsyncMigration {

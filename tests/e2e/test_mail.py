@@ -1,0 +1,65 @@
+"""E-mail that reaches patients, end to end: a patient books online, the confirmation arrives at a real SMTP server
+(STARTTLS and AUTH required, its certificate checked against a private CA), its link confirms the booking, and the
+front desk sees it booked."""
+import re
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from conftest import RunningServer, free_port, sign_in, submit_and_wait
+from mailserver import MailServer
+
+DESK = "desk@demo.dermis.test"
+
+
+@pytest.fixture
+def mail(tmp_path):
+    with MailServer(tmp_path, free_port()) as server:
+        yield server
+
+
+def serve_with_mail(tmp_path, mail, password=None):
+    port = free_port()
+    env = {"DERMIS_SMTP_URL": mail.url(password) if password else mail.url(), "DERMIS_SMTP_CA_FILE": str(mail.cert),
+           "DERMIS_MAIL_FROM": "Harbour Skin Clinic <clinic@harbour.example>", "DERMIS_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    server = RunningServer(tmp_path / "data", env=env, extra=("--demo",), port=port)
+    return server
+
+
+def test_a_booking_confirmation_arrives_and_its_link_confirms_the_booking(tmp_path, mail, browser):
+    server = serve_with_mail(tmp_path, mail).wait_ready()
+    try:
+        browser.delete_all_cookies()
+        browser.get(server.base + "/book")
+        Select(browser.find_element(By.ID, "service")).select_by_value("consultation")
+        submit_and_wait(browser, "show-times")
+        first = browser.find_element(By.CSS_SELECTOR, "#book-form input[name='start']")
+        start = first.get_attribute("value")
+        first.click()
+        browser.find_element(By.ID, "name").send_keys("Noor Haddad")
+        browser.find_element(By.ID, "email").send_keys("noor@example.test")
+        for answer in ("pregnant-no", "isotretinoin-never", "skinCancer-no", "infection-no", "consentToContact"):
+            browser.find_element(By.ID, answer).click()
+        submit_and_wait(browser, "hold-time")
+
+        sender, recipients, message = mail.inbox.wait_for(1)[0]
+        assert sender == "clinic@harbour.example" and recipients == ["noor@example.test"]
+        assert message["Subject"].startswith("Confirm your booking at Harbour Skin Clinic")
+        assert re.fullmatch(r"<[0-9a-f-]{36}@dermis>", message["Message-ID"])
+        assert message.get_content_type() == "multipart/alternative"
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        html = message.get_body(preferencelist=("html",)).get_content()
+        link = re.search(r"http://127\.0\.0\.1:\d+/book/confirm/[A-Za-z0-9_-]+", text).group(0)
+        assert f'<a href="{link}">' in html
+
+        browser.get(link)
+        submit_and_wait(browser, "confirm-booking")
+        assert browser.find_element(By.ID, "confirmed")
+
+        sign_in(browser, server, DESK, server.demo_logins()[DESK])
+        browser.get(server.base + "/calendar?date=" + start[:10])
+        booking = browser.find_element(By.XPATH, "//td[contains(@class, 'booking')][.//a[contains(., 'Noor Haddad')]]")
+        assert "booked" in booking.text
+    finally:
+        server.stop()
