@@ -1,0 +1,166 @@
+import DermisCore
+import Fluent
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+import VaporTesting
+@testable import DermisApp
+
+/// A transport that records what it is asked to send and answers as told.
+final class FakeTransport: MailTransport {
+    private let state = NIOLockedValueBox<(sent: [MailMessage], answers: [MailError?])>(([], []))
+
+    /// Answers for the next sends, in order (nil: accepted); when they run out, everything is accepted.
+    func answer(_ answers: [MailError?]) { state.withLockedValue { $0.answers = answers } }
+    var sent: [MailMessage] { state.withLockedValue { $0.sent } }
+
+    func send(_ mail: MailMessage) async throws {
+        let answer: MailError? = state.withLockedValue { state in
+            state.sent.append(mail)
+            return state.answers.isEmpty ? nil : state.answers.removeFirst()
+        }
+        if let answer { throw answer }
+    }
+}
+
+extension AppTests {
+    /// The outbox worker: what is due is sent once, failures are retried with backoff, then dead with the answer.
+    @Suite struct Outbox {
+        func queue(_ app: Application, _ settings: DermisSettings, count: Int = 1, to recipient: String = "noor@example.test") async throws -> [UUID] {
+            let clinic = try #require(try await Clinic.query(on: app.db).first()).requireID()
+            var ids: [UUID] = []
+            for n in 0..<count {
+                let message = OutboxMessage(clinicID: clinic, recipient: recipient, subject: "Ünïcode subject \(n)", body: "Hello\nhttps://clinic.example/x",
+                                            kind: "test", at: settings.clock.now())
+                try await message.create(on: app.db)
+                ids.append(try message.requireID())
+            }
+            return ids
+        }
+
+        func status(_ app: Application, _ id: UUID) async throws -> OutboxMessage {
+            try #require(try await OutboxMessage.find(id, on: app.db))
+        }
+
+        @Test func aDueMessageIsSentOnceWithAStableMessageID() async throws {
+            try await withDermis { app, settings in
+                let transport = FakeTransport()
+                let worker = OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example")
+                let id = try #require(try await queue(app, settings).first)
+                #expect(try await worker.runOnce() == 1)
+                #expect(try await worker.runOnce() == 0, "sent messages are not sent again")
+                let sent = try #require(transport.sent.first)
+                #expect(transport.sent.count == 1 && sent.messageID == OutboxWorker.messageID(id) && sent.to == "noor@example.test")
+                let stored = try await status(app, id)
+                #expect(stored.status == "sent" && stored.sentAt == settings.clock.now() && stored.attempts == 1)
+            }
+        }
+
+        @Test func failuresAreRetriedWithBackoffThenDeadWithTheServersAnswer() async throws {
+            try await withDermis { app, settings in
+                let transport = FakeTransport()
+                let worker = OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example")
+                let id = try #require(try await queue(app, settings).first)
+                transport.answer(Array(repeating: MailError(permanent: false, message: "451 try later"), count: OutboxWorker.maxAttempts))
+                for attempt in 1...OutboxWorker.maxAttempts {
+                    #expect(try await worker.runOnce() == 1)
+                    let stored = try await status(app, id)
+                    #expect(stored.attempts == attempt && stored.lastError == "451 try later")
+                    if attempt < OutboxWorker.maxAttempts {
+                        #expect(stored.status == "retry")
+                        // Not a second before its backoff ends; then it is due.
+                        let wait = OutboxWorker.backoff(afterAttempt: attempt)
+                        settings.manualClock.advance(by: wait - 1)
+                        #expect(try await worker.runOnce() == 0)
+                        settings.manualClock.advance(by: 1)
+                    } else {
+                        #expect(stored.status == "dead")
+                    }
+                }
+                #expect(OutboxWorker.backoff(afterAttempt: 1) == 60 && OutboxWorker.backoff(afterAttempt: 3) == 240)
+                settings.manualClock.advance(by: 7200)
+                #expect(try await worker.runOnce() == 0, "a dead message waits for an admin")
+            }
+        }
+
+        @Test func aPermanentRefusalIsDeadAtOnce() async throws {
+            try await withDermis { app, settings in
+                let transport = FakeTransport()
+                let worker = OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example")
+                let id = try #require(try await queue(app, settings).first)
+                transport.answer([MailError(permanent: true, message: "550 no such user")])
+                try await worker.runOnce()
+                let stored = try await status(app, id)
+                #expect(stored.status == "dead" && stored.lastError == "550 no such user" && stored.attempts == 1)
+            }
+        }
+
+        @Test func aWorkerThatDiedMidSendIsTakenOverAfterItsLeaseWithTheSameMessageID() async throws {
+            try await withDermis { app, settings in
+                let id = try #require(try await queue(app, settings).first)
+                // A worker claimed it and died before marking it: it stays `sending` under its claim.
+                try await OutboxMessage.query(on: app.db).filter(\.$id == id).set(\.$status, to: "sending")
+                    .set(\.$claimedUntil, to: settings.clock.now().addingTimeInterval(OutboxWorker.lease)).set(\.$attempts, to: 1).update()
+                let transport = FakeTransport()
+                let worker = OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example")
+                #expect(try await worker.runOnce() == 0, "not while the claim stands")
+                settings.manualClock.advance(by: OutboxWorker.lease)
+                #expect(try await worker.runOnce() == 1)
+                #expect(transport.sent.first?.messageID == OutboxWorker.messageID(id))
+                #expect(try await status(app, id).status == "sent")
+            }
+        }
+
+        @Test func twoWorkersAtOnceSendEachMessageExactlyOnce() async throws {
+            try await withDermis { app, settings in
+                let ids = try await queue(app, settings, count: 40)
+                let transport = FakeTransport()
+                let one = OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example")
+                let two = OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example")
+                async let a = one.runOnce(limit: 40)
+                async let b = two.runOnce(limit: 40)
+                let tried = try await a + b
+                #expect(tried == 40)
+                #expect(Set(transport.sent.map(\.messageID)).count == 40 && transport.sent.count == 40)
+                for id in ids { #expect(try await status(app, id).status == "sent") }
+            }
+        }
+
+        @Test func withoutATransportMessagesWaitAndThePageSaysWhy() async throws {
+            try await withDermis { app, settings in
+                _ = try await queue(app, settings)
+                #expect(app.mail.worker == nil)
+                let admin = try await signIn(app, try await makeStaff(app, role: .admin), clock: settings.clock)
+                try await app.testing().test(.GET, "/admin/outbox", headers: admin) { res in
+                    #expect(res.status == .ok)
+                    #expect(res.body.string.contains("id=\"outbox-problem\"") && res.body.string.contains("DERMIS_SMTP_URL"))
+                    #expect(res.body.string.contains("noor@example.test"))
+                }
+            }
+        }
+
+        @Test func aBadSMTPSettingIsRefusedAtStartNamingIt() {
+            #expect(throws: InvalidInput.self) { try SMTPSettings.parse(url: "http://mail.example", from: "a@b.example", caFile: nil) }
+            #expect(throws: InvalidInput.self) { try SMTPSettings.parse(url: "smtp://mail.example?starttls=maybe", from: "a@b.example", caFile: nil) }
+            #expect(throws: InvalidInput.self) { try SMTPSettings.parse(url: "smtp://mail.example", from: nil, caFile: nil) }
+            let parsed = try? SMTPSettings.parse(url: "smtps://u%40x:p%2Fw@mail.example", from: "Clinic <c@x.example>", caFile: nil)
+            #expect(parsed?.port == 465 && parsed?.security == .implicitTLS && parsed?.username == "u@x" && parsed?.password == "p/w")
+            #expect((try? SMTPSettings.parse(url: "smtp://mail.example?starttls=off", from: "c@x.example", caFile: nil))?.security == SMTPSettings.Security.none)
+        }
+
+        @Test func theMIMEIsValidAndHeadersCannotBeInjected() {
+            let mail = MailMessage(from: "Clinic <c@x.example>", to: "noor@example.test", subject: "Zoë's booking\r\nBcc: evil@example.test",
+                                   text: "Line\n.starts with a dot", html: "<p>x</p>", calendar: "BEGIN:VCALENDAR\r\nEND:VCALENDAR",
+                                   messageID: "<id@dermis>", date: Date(timeIntervalSince1970: 0), unsubscribe: "mailto:stop@x.example")
+            let text = mail.rendered(boundarySeed: "b")
+            #expect(!text.contains("\nBcc:"), "a line break in the subject cannot add a header")
+            #expect(text.contains("Subject: =?UTF-8?B?"))
+            #expect(text.contains("Date: Thu, 01 Jan 1970 00:00:00 +0000"))
+            #expect(text.contains("multipart/mixed") && text.contains("multipart/alternative") && text.contains("filename=\"invite.ics\""))
+            #expect(text.contains("List-Unsubscribe: <mailto:stop@x.example>"))
+            #expect(!text.replacingOccurrences(of: "\r\n", with: "").contains("\n"), "every line ends in CRLF")
+            #expect(text.split(separator: "\r\n").allSatisfy { $0.count <= 998 })
+            #expect(!MailMessage.isDeliverable("a b@example.test") && !MailMessage.isDeliverable("x>@y.example") && MailMessage.isDeliverable("a@b.example"))
+        }
+    }
+}
