@@ -164,3 +164,66 @@ extension AppTests {
         }
     }
 }
+
+extension AppTests.Scheduling {
+    /// What the patient is told: a staff booking is confirmed with its invitation, a move and a cancellation are
+    /// written, reminders go 48 and 2 hours before — each once, and none that was already past at booking.
+    @Test func patientsAreToldOfBookingsMovesCancellationsAndRemindedBefore() async throws {
+        try await withDermis { app, settings in
+            let desk = try await desk(app, settings)
+            let clinic = try #require(try await Clinic.query(on: app.db).first()).requireID()
+            let details = try PatientDetails(givenName: "Noor", familyName: "Haddad", dateOfBirth: "1990-02-02", email: "noor@example.test")
+                .validated(today: CalendarDate(iso: "2026-11-27")!)
+            let patient = try await PatientRegistry(db: app.db, clinicID: clinic).create(details, by: desk.ines, at: settings.clock.now())
+            // Thursday 3 December 2026, well over 48 hours ahead.
+            let slots = try await desk.slots(on: "2026-12-03", patient: try patient.requireID())
+            let start = try #require(slots.first?["start"] as? String)
+            let (status, booked, text) = try await desk.book(start, patient: try patient.requireID())
+            #expect(status == .created, "\(text)")
+            let id = try #require(UUID(uuidString: booked["id"] as? String ?? ""))
+            func messages(_ kind: String) async throws -> [OutboxMessage] {
+                try await OutboxMessage.query(on: app.db).filter(\.$subjectID == id).filter(\.$kind == kind).all()
+            }
+            let confirmed = try #require(try await messages("booking-confirmed").first)
+            #expect(confirmed.recipient == "noor@example.test" && confirmed.calendar?.contains("BEGIN:VEVENT") == true)
+            #expect(!confirmed.body.contains("Fitzpatrick") && confirmed.body.contains("Harbourside"))
+
+            // Reminders: none until 48 hours before; at that second one, written once however many passes run.
+            let appointment = try #require(try await Appointment.find(id, on: app.db))
+            let untilReminder = appointment.startsAt.addingTimeInterval(-48 * 3600).timeIntervalSince(settings.clock.now())
+            settings.manualClock.advance(by: untilReminder - 1)
+            #expect(try await AppointmentNotices.scheduleReminders(on: app.db, now: settings.clock.now()) == 0)
+            settings.manualClock.advance(by: 1)
+            #expect(try await AppointmentNotices.scheduleReminders(on: app.db, now: settings.clock.now()) == 1)
+            #expect(try await AppointmentNotices.scheduleReminders(on: app.db, now: settings.clock.now()) == 0)
+            #expect(try await messages("reminder-48h").count == 1)
+            settings.manualClock.advance(by: 46 * 3600)
+            #expect(try await AppointmentNotices.scheduleReminders(on: app.db, now: settings.clock.now()) == 1)
+            #expect(try await messages("reminder-2h").count == 1)
+
+            // A cancellation is written with the cancelled invitation.
+            let staff = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+            let client = TestClient(app: app, headers: staff)
+            let cancel = try await client.send(.PATCH, "/api/v1/appointments/\(id)", ["status": "cancelled"], ifMatch: appointment.version)
+            #expect(cancel.status == .ok, "\(cancel.text)")
+            let cancelled = try #require(try await messages("booking-cancelled").first)
+            #expect(cancelled.calendar?.contains("STATUS:CANCELLED") == true)
+        }
+    }
+
+    @Test func aBookingMadeInsideTheReminderWindowGetsNoLateReminder() async throws {
+        try await withDermis { app, settings in
+            let desk = try await desk(app, settings)
+            let clinic = try #require(try await Clinic.query(on: app.db).first()).requireID()
+            let details = try PatientDetails(givenName: "Ada", familyName: "Quint", dateOfBirth: "1985-01-01", email: "ada@example.test")
+                .validated(today: CalendarDate(iso: "2026-11-27")!)
+            let patient = try await PatientRegistry(db: app.db, clinicID: clinic).create(details, by: desk.ines, at: settings.clock.now())
+            // Saturday 28 November: within 48 hours of now (Friday 27th, 10:00 UTC).
+            let start = try #require(try await desk.slots(on: "2026-11-28", patient: try patient.requireID()).first?["start"] as? String)
+            let (_, booked, _) = try await desk.book(start, patient: try patient.requireID())
+            let id = try #require(UUID(uuidString: booked["id"] as? String ?? ""))
+            #expect(try await AppointmentNotices.scheduleReminders(on: app.db, now: settings.clock.now()) == 0)
+            #expect(try await OutboxMessage.query(on: app.db).filter(\.$subjectID == id).filter(\.$kind == "reminder-48h").count() == 0)
+        }
+    }
+}

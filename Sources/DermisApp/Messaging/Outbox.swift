@@ -54,9 +54,11 @@ struct OutboxWorker: Sendable {
 
     static func messageID(_ id: UUID) -> String { "<\(id.uuidString.lowercased())@dermis>" }
 
-    /// One pass: claims up to `limit` due messages and sends them; returns how many were tried.
+    /// One pass: writes the reminders now due, claims up to `limit` due messages and sends them; returns how many were
+    /// tried.
     @discardableResult
     func runOnce(limit: Int = 20) async throws -> Int {
+        _ = try await AppointmentNotices.scheduleReminders(on: app.db, now: app.dermis.clock.now())
         let claimed = try await claim(limit: limit)
         for message in claimed { try await deliver(message) }
         return claimed.count

@@ -409,11 +409,8 @@ struct CalendarController: RouteCollection {
         let location = try await Location.require(a.$location.id, on: req.db)
         let service = try await Service.require(a.$service.id, on: req.db)
         let clinic = try await Clinic.find(a.$clinic.id, on: req.db)
-        let invite = CalendarInvite(
-            uid: "\(a.id!.uuidString.lowercased())@dermis", start: a.startsAt, end: a.endsAt,
-            summary: "\(service.name) at \(clinic?.name ?? "the clinic")", location: [location.name, location.address].filter { !$0.isEmpty }.joined(separator: ", "),
-            description: "\(service.name) at \(location.name). To change or cancel, call \(location.phone.isEmpty ? "the clinic" : location.phone).",
-            timeZone: location.zone, stamp: req.dermis.clock.now(), cancelled: a.appointmentStatus == .cancelled)
+        let invite = try AppointmentNotices.invite(a, location: location, service: service, clinicName: clinic?.name ?? "the clinic",
+                                                   now: req.dermis.clock.now())
         let response = Response(status: .ok, body: .init(string: invite.ics))
         response.headers.replaceOrAdd(name: .contentType, value: "text/calendar; charset=utf-8")
         response.headers.replaceOrAdd(name: .contentDisposition, value: "attachment; filename=\"appointment.ics\"")

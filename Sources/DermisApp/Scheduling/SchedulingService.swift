@@ -245,7 +245,12 @@ struct SchedulingService {
         appointment.createdBy = staffID
         appointment.updatedAt = now
         do {
-            try await guarded(excluding: nil, appointment) { db in try await appointment.create(on: db) }
+            try await guarded(excluding: nil, appointment) { db in
+                try await appointment.create(on: db)
+                // A booking staff make is confirmed to the patient at once, with the invitation (an online hold is
+                // confirmed by its link first).
+                if booking.status == .booked { try await AppointmentNotices.queue(.confirmed, for: appointment, on: db, now: now) }
+            }
         } catch is OverlapRefused {
             throw try await conflict(search, after: booking.start, because: "someone else booked that time a moment ago")
         }
@@ -281,6 +286,9 @@ struct SchedulingService {
                     .set(\.$practitionerID, to: practitioner).set(\.$roomID, to: room).set(\.$penID, to: pen)
                     .set(\.$updatedAt, to: at)
                     .run(orThrow: Self.changedSince)
+                if appointment.appointmentStatus == .booked {
+                    try await AppointmentNotices.queue(.moved, for: try await Appointment.require(id, on: db), on: db, now: at)
+                }
             }
         } catch is OverlapRefused {
             throw try await conflict(search, after: start, because: "someone else booked that time a moment ago")
@@ -309,7 +317,11 @@ struct SchedulingService {
             .set(\.$holdExpiresAt, to: status == .booked ? nil : appointment.holdExpiresAt)
             .run(orThrow: Self.changedSince)
         let id = try appointment.requireID()
-        return try await Appointment.require(id, on: db)
+        let changed = try await Appointment.require(id, on: db)
+        // The patient hears of a confirmation (an online hold confirmed by its link) and of a cancellation.
+        if status == .booked { try await AppointmentNotices.queue(.confirmed, for: changed, on: db, now: now) }
+        if status == .cancelled && current != .pending { try await AppointmentNotices.queue(.cancelled, for: changed, on: db, now: now) }
+        return changed
     }
 
     enum SeriesStart {
