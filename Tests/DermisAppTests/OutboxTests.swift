@@ -227,3 +227,19 @@ extension AppTests.Scheduling {
         }
     }
 }
+
+extension AppTests.FollowUp {
+    @Test func signingMailsThePatientTheirAftercareLinkWhenTheRecordHasAnAddress() async throws {
+        try await withDermis { app, settings in
+            try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").set(\.$email, to: "zoe@example.test").update()
+            let signed = try await signedSession(app, settings)
+            let message = try #require(try await OutboxMessage.query(on: app.db).filter(\.$kind == "aftercare-link").first())
+            #expect(message.recipient == "zoe@example.test" && message.subjectID?.uuidString == signed.chartID.uppercased())
+            let path = try #require(message.body.range(of: #"/care/[A-Za-z0-9_-]+"#, options: .regularExpression).map { String(message.body[$0]) })
+            let (status, page) = try await get(app, path)
+            #expect(status == .ok && page.contains("Zoë"), "the mailed link opens the patient's page")
+            // Nothing clinical beyond the link: no depths, no zones.
+            #expect(!message.body.contains("mm") && !message.body.contains("cheeks"))
+        }
+    }
+}

@@ -123,12 +123,20 @@ struct FollowUpController: RouteCollection {
         let (patient, session) = try await context(req)
         let staff = try req.staff()
         let (_, token) = try await req.audited(.create, objectType: "PatientLink", objectID: session.chartID.uuidString) {
-            try await FollowUpService(req: req).createLink(chartID: session.chartID, patientID: try patient.requireID(), by: staff.userID)
+            try await Self.issueAndMail(req, patient: patient, chartID: session.chartID, by: staff.userID)
         }
         return try await render(req, status: .created, newLink: Self.url(req, token: token))
     }
 
     static func url(_ req: Request, token: String) -> String { absoluteURL(req, "/care/\(token)") }
+
+    /// A new link (the old one withdrawn), e-mailed to the patient when the record has an address.
+    static func issueAndMail(_ req: Request, patient: Patient, chartID: UUID, by staffID: UUID) async throws -> (link: PatientLink, token: String) {
+        let service = FollowUpService(req: req)
+        let issued = try await service.createLink(chartID: chartID, patientID: try patient.requireID(), by: staffID)
+        try await service.mailLink(issued.token, link: issued.link, to: patient)
+        return issued
+    }
 
     /// A link to this server for a message or a page to show: under DERMIS_PUBLIC_URL when set (a forged Host header
     /// then cannot redirect a patient's link), else from the request's Host (HTTPS when the server runs behind it).
@@ -216,7 +224,7 @@ struct FollowUpController: RouteCollection {
         let (patient, session) = try await context(req)
         let staff = try req.staff()
         let (link, token) = try await req.audited(.create, objectType: "PatientLink", objectID: session.chartID.uuidString) {
-            try await FollowUpService(req: req).createLink(chartID: session.chartID, patientID: try patient.requireID(), by: staff.userID)
+            try await Self.issueAndMail(req, patient: patient, chartID: session.chartID, by: staff.userID)
         }
         return try await LinkJSON(url: Self.url(req, token: token), expiresAt: link.expiresAt).encodeResponse(status: .created, for: req)
     }

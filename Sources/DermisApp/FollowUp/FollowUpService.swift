@@ -70,6 +70,28 @@ struct FollowUpService {
         return (link, token)
     }
 
+    /// Sends the patient their personal link by e-mail when the record has an address (the link, never the record);
+    /// returns whether a message was queued. In the caller's unit of work.
+    @discardableResult
+    func mailLink(_ token: String, link: PatientLink, to patient: Patient) async throws -> Bool {
+        guard let email = patient.email?.trimmingCharacters(in: .whitespaces), MailMessage.isDeliverable(email) else { return false }
+        let clinic = try await Clinic.require(patient.$clinic.id, on: db)
+        let until = CalendarDate(link.expiresAt, in: clinic.zone)
+        let message = OutboxMessage(
+            clinicID: try clinic.requireID(), recipient: email, subject: "Your aftercare from \(clinic.name)",
+            body: """
+                Hello \(patient.givenName),
+
+                Your aftercare for this session, day by day, and a short daily check-in are on your personal page:
+                \(FollowUpController.url(req, token: token))
+
+                The link is yours alone and works until \(until). If something worries you, call the clinic.
+                """,
+            kind: "aftercare-link", at: now, about: link.chartID)
+        try await message.create(on: db)
+        return true
+    }
+
     func revokeLinks(chartID: UUID, by staffID: UUID) async throws {
         try await PatientLink.query(on: db).filter(\.$chartID == chartID).filter(\.$revokedAt == nil)
             .set(\.$revokedAt, to: now).set(\.$revokedBy, to: staffID).update()

@@ -412,7 +412,13 @@ struct TreatmentService {
                 .set(\.$updatedAt, to: self.now)
                 .run(orThrow: Self.savedSince)
             let signed = try await latestVersion(of: chartID)
-            try await FollowUpService(req: req).issueAftercare(for: signed, by: staff.userID)
+            let followUp = FollowUpService(req: req)
+            try await followUp.issueAftercare(for: signed, by: staff.userID)
+            // A patient with an e-mail address gets their aftercare link at once, in the same unit of work.
+            if patient.email.map(MailMessage.isDeliverable) == true {
+                let (link, token) = try await followUp.createLink(chartID: chartID, patientID: patientID, by: staff.userID)
+                try await followUp.mailLink(token, link: link, to: patient)
+            }
             return signed
         }
     }
