@@ -103,6 +103,9 @@ extension AppTests {
                 }
                 let path = try #require(URL(string: link)?.path)
                 let token = String(path.dropFirst("/password/".count))
+                // The link is also e-mailed to the person (through the outbox).
+                let mailed = try await OutboxMessage.query(on: app.db).filter(\.$recipient == "nurse@test.example").all()
+                #expect(mailed.count == 1 && mailed[0].body.contains(link))
                 #expect(token.count >= 40)
                 let stored = try await PasswordLink.query(on: app.db).all()
                 #expect(stored.count == 1 && stored[0].tokenHash == Secrets.digest(token) && stored[0].tokenHash != token)

@@ -243,3 +243,20 @@ extension AppTests.FollowUp {
         }
     }
 }
+
+extension AppTests.FollowUp {
+    @Test func anAdverseEventFromACheckInAlertsTheTreatingPractitionerByEMailWithoutPatientDetails() async throws {
+        try await withDermis(change: { $0.publicURL = "https://clinic.example" }) { app, settings in
+            let signed = try await signedSession(app, settings)
+            let path = try await link(signed)
+            settings.manualClock.advance(by: 20 * 3600)
+            let (status, _) = try await checkIn(app, path, [("redness", "2"), ("pain", "4"), ("signs[]", "pus"), ("notes", "Yellow crust")])
+            #expect(status == .created)
+            let event = try #require(try await AdverseEvent.query(on: app.db).first())
+            let alert = try #require(try await OutboxMessage.query(on: app.db).filter(\.$kind == "adverse-event-alert").first())
+            #expect(alert.recipient == signed.staff.user.email && alert.subjectID == event.id)
+            #expect(alert.body.contains("https://clinic.example/adverse-events/\(try event.requireID().uuidString)"))
+            #expect(!alert.body.contains("Zoë") && !alert.body.contains("Lefèvre") && !alert.body.contains("crust"))
+        }
+    }
+}

@@ -161,10 +161,31 @@ struct FollowUpService {
                 event.updatedAt = at
                 try await event.create(on: tx)
                 opened.append(event)
+                try await alertPractitioner(of: link.chartID, about: event, on: tx)
             }
             return opened
         }
         return CheckInOutcome(checkIn: checkIn, flags: flags, openedEvents: opened)
+    }
+
+    /// Tells the treating practitioner by e-mail that a check-in opened an adverse event: its severity and where to see
+    /// it, nothing about the patient (e-mail is not the record). The link is built only from `DERMIS_PUBLIC_URL`: this
+    /// runs on a patient's request, whose Host header is theirs to choose.
+    private func alertPractitioner(of chartID: UUID, about event: AdverseEvent, on db: any Database) async throws {
+        guard let session = try await TreatmentSession.query(on: db).filter(\.$chartID == chartID).first(),
+              let practitioner = try await StaffUser.find(session.practitionerID, on: db), practitioner.active,
+              MailMessage.isDeliverable(practitioner.email) else { return }
+        let place = req.dermis.settings.publicURL.map { "\($0)/adverse-events/\(event.id?.uuidString ?? "")" } ?? "Adverse events in Dermis"
+        let message = OutboxMessage(
+            clinicID: event.$clinic.id, recipient: practitioner.email, subject: "Adverse event opened by a check-in (\(event.severity))",
+            body: """
+                Hello \(practitioner.name),
+
+                A patient's check-in after a session you charted opened a \(event.severity) adverse event for you to review:
+                \(place)
+                """,
+            kind: "adverse-event-alert", at: now, about: event.id)
+        try await message.create(on: db)
     }
 
     /// The patient's GAIS rating from the link's form: none when left empty; checked against the scale.
