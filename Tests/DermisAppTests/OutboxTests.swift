@@ -260,3 +260,20 @@ extension AppTests.FollowUp {
         }
     }
 }
+
+@Suite struct QuietHoursTests {
+    let london = TimeZone(identifier: "Europe/London")!
+
+    func at(_ text: String) -> Date { ISO8601DateFormatter().date(from: text)! }
+
+    @Test func aMessageThatCanWaitWaitsForTheMorningInTheLocationsZone() {
+        // Winter: London is UTC.
+        #expect(QuietHours.end(after: at("2026-12-01T20:59:59Z"), in: london) == nil)
+        #expect(QuietHours.end(after: at("2026-12-01T21:00:00Z"), in: london) == at("2026-12-02T08:00:00Z"))
+        #expect(QuietHours.end(after: at("2026-12-02T07:59:59Z"), in: london) == at("2026-12-02T08:00:00Z"))
+        #expect(QuietHours.end(after: at("2026-12-02T08:00:00Z"), in: london) == nil)
+        // Summer time: 21:00 in London is 20:00 UTC.
+        #expect(QuietHours.end(after: at("2026-07-01T20:00:00Z"), in: london) == at("2026-07-02T07:00:00Z"))
+        #expect(AppointmentNotices.Kind.reminder48h.keepsQuietHours && !AppointmentNotices.Kind.reminder2h.keepsQuietHours)
+    }
+}

@@ -11,6 +11,9 @@ enum AppointmentNotices {
         case confirmed = "booking-confirmed", moved = "booking-moved", cancelled = "booking-cancelled"
         case reminder48h = "reminder-48h", reminder2h = "reminder-2h"
 
+        /// Whether it may wait for the morning: not during quiet hours in the location's zone.
+        var keepsQuietHours: Bool { self == .reminder48h }
+
         /// How long before the start a reminder goes out.
         var lead: TimeInterval? {
             switch self {
@@ -54,7 +57,9 @@ enum AppointmentNotices {
         }
         body += "To change or cancel, \(call)."
         let attach = kind == .confirmed || kind == .moved || kind == .cancelled
+        let notBefore = kind.keepsQuietHours ? QuietHours.end(after: now, in: location.zone) : nil
         let message = OutboxMessage(clinicID: clinic.id!, recipient: email, subject: subject, body: body, kind: kind.rawValue, at: now,
+                                    notBefore: notBefore,
                                     calendar: attach ? try invite(a, location: location, service: service, clinicName: clinic.name, now: now).ics : nil,
                                     about: a.id)
         if let id { message.id = id }
@@ -96,5 +101,22 @@ enum AppointmentNotices {
             }
         }
         return written
+    }
+}
+
+/// The night, in a location's own zone, when a message that can wait does: 21:00 to 08:00 (a conservative clinic
+/// default, not from a source).
+enum QuietHours {
+    static let startHour = 21
+    static let endHour = 8
+
+    /// `instant` itself outside quiet hours, else the morning they end (nil when no wait is needed).
+    static func end(after instant: Date, in zone: TimeZone) -> Date? {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let hour = calendar.component(.hour, from: instant)
+        guard hour >= startHour || hour < endHour else { return nil }
+        let day = hour >= startHour ? calendar.date(byAdding: .day, value: 1, to: instant)! : instant
+        return calendar.date(bySettingHour: endHour, minute: 0, second: 0, of: day)
     }
 }
