@@ -42,6 +42,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CredentialLifecycle())
     app.migrations.add(UnscreenedZoneOverrides())
     app.migrations.add(MessageDelivery())
+    app.migrations.add(PatientMessaging())
     try await app.autoMigrate()
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)
@@ -83,6 +84,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: CalendarController())
     try app.register(collection: PublicBookingController())
     try app.register(collection: OutboxController())
+    try app.register(collection: UnsubscribeController())
 }
 
 /// Writes the audit chains' last heads when the server stops.

@@ -277,3 +277,45 @@ extension AppTests.FollowUp {
         #expect(AppointmentNotices.Kind.reminder48h.keepsQuietHours && !AppointmentNotices.Kind.reminder2h.keepsQuietHours)
     }
 }
+
+extension AppTests.Outbox {
+    @Test func aPatientWhoStopsEMailGetsNoMoreAndEveryMessageCarriesTheLink() async throws {
+        try await withDermis(change: { $0.publicURL = "https://clinic.example" }) { app, settings in
+            let zoe = try #require(try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first())
+            let id = try zoe.requireID()
+            let clinic = zoe.$clinic.id
+            func message() async throws -> UUID {
+                let m = OutboxMessage(clinicID: clinic, recipient: "zoe@example.test", subject: "Reminder", body: "Hello", kind: "reminder-48h",
+                                      at: settings.clock.now())
+                m.patientID = id
+                try await m.create(on: app.db)
+                return try m.requireID()
+            }
+            let transport = FakeTransport()
+            let worker = OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example")
+            _ = try await message()
+            try await worker.runOnce()
+            let link = try #require(transport.sent.first?.unsubscribe)
+            #expect(link.hasPrefix("https://clinic.example/unsubscribe/\(id.uuidString.lowercased())/"))
+            let path = String(link.dropFirst("https://clinic.example".count))
+            // A link for someone else, or a changed MAC, is not honoured.
+            try await app.testing().test(.GET, "/unsubscribe/\(UUID())/\(path.split(separator: "/").last!)") { #expect($0.status == .notFound) }
+            try await app.testing().test(.POST, path + "x") { #expect($0.status == .notFound) }
+            try await app.testing().test(.GET, path) { res in
+                #expect(res.status == .ok && res.body.string.contains("id=\"stop-email\""))
+            }
+            #expect(try await MessageOptOut.find(id, on: app.db) == nil, "opening the page stops nothing")
+            // The mail program's one-click POST: no Origin, no session.
+            try await app.testing().test(.POST, path, headers: ["Content-Type": "application/x-www-form-urlencoded"],
+                                         body: ByteBuffer(string: "List-Unsubscribe=One-Click")) { #expect($0.status == .ok) }
+            #expect(try await MessageOptOut.find(id, on: app.db)?.how == "one-click")
+            #expect(try await AuditEvent.query(on: app.db).filter(\.$objectType == "MessageOptOut").filter(\.$patientID == id).count() == 1)
+            // The next message to her is not sent, and says why.
+            let next = try await message()
+            try await worker.runOnce()
+            #expect(transport.sent.count == 1)
+            let stored = try #require(try await OutboxMessage.find(next, on: app.db))
+            #expect(stored.status == "dead" && stored.lastError?.contains("stopped e-mail") == true)
+        }
+    }
+}

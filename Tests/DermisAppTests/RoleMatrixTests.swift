@@ -32,6 +32,8 @@ extension AppTests {
             GET /book/confirm/:token                                    open
             POST /book/confirm/:token                                   open
             GET /book/confirm/:token/calendar.ics                       open
+            GET /unsubscribe/:patientID/:mac                            open
+            POST /unsubscribe/:patientID/:mac                           open
             GET /care/:token                                            patientLink
             POST /care/:token/check-ins                                 patientLink
             GET /account                                                all

@@ -65,6 +65,13 @@ struct SecretBox: Sendable {
     }
 
     static func isSealed(_ stored: String) -> Bool { stored.hasPrefix(prefix) }
+
+    /// An HMAC-SHA256 of `text` under a key derived from this one (URL-safe): an unsubscribe link carries it, so only
+    /// links this server made are honoured, with nothing stored.
+    func mac(_ text: String) -> String {
+        let derived = HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Data("dermis link mac".utf8), outputByteCount: 32)
+        return Secrets.base64URL(Data(HMAC<SHA256>.authenticationCode(for: Data(text.utf8), using: derived)))
+    }
 }
 
 enum SecretBoxError: Error, CustomStringConvertible {

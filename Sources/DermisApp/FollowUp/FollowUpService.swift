@@ -88,6 +88,7 @@ struct FollowUpService {
                 The link is yours alone and works until \(until). If something worries you, call the clinic.
                 """,
             kind: "aftercare-link", at: now, about: link.chartID)
+        message.patientID = patient.id
         try await message.create(on: db)
         return true
     }

@@ -63,6 +63,7 @@ enum AppointmentNotices {
                                     calendar: attach ? try invite(a, location: location, service: service, clinicName: clinic.name, now: now).ics : nil,
                                     about: a.id)
         if let id { message.id = id }
+        message.patientID = a.$patient.id
         try await message.create(on: db)
         return message
     }

@@ -27,7 +27,10 @@ struct MailMessage: Sendable, Equatable {
             "Message-ID: \(messageID)",
             "MIME-Version: 1.0",
         ]
-        if let unsubscribe { lines.append("List-Unsubscribe: <\(unsubscribe)>") }
+        if let unsubscribe {
+            lines.append("List-Unsubscribe: <\(unsubscribe)>")
+            if unsubscribe.hasPrefix("https://") || unsubscribe.hasPrefix("http://") { lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click") }
+        }
         let alternative = "alt-\(boundarySeed)"
         func alternativePart() -> [String] {
             var part = ["Content-Type: multipart/alternative; boundary=\"\(alternative)\"", "", "--\(alternative)"]

@@ -90,12 +90,21 @@ struct OutboxWorker: Sendable {
 
     private func deliver(_ message: OutboxMessage) async throws {
         let id = try message.requireID()
+        // A patient's message carries their unsubscribe link, and is not sent once they have stopped e-mail.
+        var unsubscribe: String?
+        var failure: MailError?
+        if let patientID = message.patientID {
+            if let optOut = try await MessageOptOut.find(patientID, on: app.db) {
+                failure = MailError(permanent: true, message: "not sent: the patient stopped e-mail from the clinic on "
+                                    + "\(AuditLog.isoDay(optOut.at)) (\(optOut.how == "one-click" ? "their mail program's unsubscribe" : "the unsubscribe link"))")
+            }
+            unsubscribe = app.dermis.settings.publicURL.map { $0 + UnsubscribeController.path(for: patientID, on: app) }
+        }
         let mail = MailMessage(from: from, to: message.recipient, subject: message.subject, text: message.body,
                                html: Self.html(message.body), calendar: message.calendar, messageID: Self.messageID(id),
-                               date: app.dermis.clock.now(), unsubscribe: nil)
-        var failure: MailError?
+                               date: app.dermis.clock.now(), unsubscribe: unsubscribe)
         do {
-            try await transport.send(mail)
+            if failure == nil { try await transport.send(mail) }
         } catch let error as MailError {
             failure = error
         } catch {

@@ -188,6 +188,8 @@ final class OutboxMessage: Model, @unchecked Sendable {
     @OptionalField(key: "calendar") var calendar: String?
     /// What it is about (an appointment, a session), so a reminder is written once.
     @OptionalField(key: "subject_id") var subjectID: UUID?
+    /// The patient it is written to, when it is one with a record: their opt-out is honoured at sending.
+    @OptionalField(key: "patient_id") var patientID: UUID?
 
     init() {}
 
