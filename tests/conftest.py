@@ -172,10 +172,44 @@ def wait_for_url(browser, fragment, seconds=10):
 
 def submit_and_wait(browser, element_id, seconds=10):
     """Clicks a submit button and waits until the next page has replaced this one (same URL or not)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, element_id).click()
-    WebDriverWait(browser, seconds).until(expected_conditions.staleness_of(page))
+
+    def replaced(_):
+        # Chromium sometimes reports a replaced page as "Node … does not belong to the document" rather than as a
+        # stale element: both mean the old page is gone.
+        try:
+            page.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+
+    WebDriverWait(browser, seconds).until(replaced)
+
+
+def book_online(browser, server, name, email):
+    """A patient books the first free consultation on the public page with no account; returns its start (ISO)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.delete_all_cookies()
+    browser.get(server.base + "/book")
+    Select(browser.find_element(By.ID, "service")).select_by_value("consultation")
+    submit_and_wait(browser, "show-times")
+    first = browser.find_element(By.CSS_SELECTOR, "#book-form input[name='start']")
+    start = first.get_attribute("value")
+    first.click()
+    browser.find_element(By.ID, "name").send_keys(name)
+    browser.find_element(By.ID, "email").send_keys(email)
+    for answer in ("pregnant-no", "isotretinoin-never", "skinCancer-no", "infection-no", "consentToContact"):
+        browser.find_element(By.ID, answer).click()
+    submit_and_wait(browser, "hold-time")
+    return start

@@ -5,9 +5,8 @@ import re
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
 
-from conftest import RunningServer, free_port, sign_in, submit_and_wait
+from conftest import RunningServer, book_online, free_port, sign_in, submit_and_wait
 from mailserver import MailServer
 
 DESK = "desk@demo.dermis.test"
@@ -30,18 +29,7 @@ def serve_with_mail(tmp_path, mail, password=None):
 def test_a_booking_confirmation_arrives_and_its_link_confirms_the_booking(tmp_path, mail, browser):
     server = serve_with_mail(tmp_path, mail).wait_ready()
     try:
-        browser.delete_all_cookies()
-        browser.get(server.base + "/book")
-        Select(browser.find_element(By.ID, "service")).select_by_value("consultation")
-        submit_and_wait(browser, "show-times")
-        first = browser.find_element(By.CSS_SELECTOR, "#book-form input[name='start']")
-        start = first.get_attribute("value")
-        first.click()
-        browser.find_element(By.ID, "name").send_keys("Noor Haddad")
-        browser.find_element(By.ID, "email").send_keys("noor@example.test")
-        for answer in ("pregnant-no", "isotretinoin-never", "skinCancer-no", "infection-no", "consentToContact"):
-            browser.find_element(By.ID, answer).click()
-        submit_and_wait(browser, "hold-time")
+        start = book_online(browser, server, "Noor Haddad", "noor@example.test")
 
         sender, recipients, message = mail.inbox.wait_for(1)[0]
         assert sender == "clinic@harbour.example" and recipients == ["noor@example.test"]
