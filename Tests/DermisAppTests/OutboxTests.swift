@@ -160,6 +160,9 @@ extension AppTests {
             #expect(text.contains("List-Unsubscribe: <mailto:stop@x.example>"))
             #expect(!text.replacingOccurrences(of: "\r\n", with: "").contains("\n"), "every line ends in CRLF")
             #expect(text.split(separator: "\r\n").allSatisfy { $0.count <= 998 })
+            #expect(MailMessage.mailbox("Clinique Zoë <c@x.example>") == "=?UTF-8?B?\(Data("Clinique Zoë".utf8).base64EncodedString())?= <c@x.example>")
+            #expect(MailMessage.mailbox("Harbour Skin <c@x.example>") == "\"Harbour Skin\" <c@x.example>")
+            #expect(MailMessage.mailbox("c@x.example") == "c@x.example")
             #expect(!MailMessage.isDeliverable("a b@example.test") && !MailMessage.isDeliverable("x>@y.example") && MailMessage.isDeliverable("a@b.example"))
         }
     }

@@ -20,8 +20,8 @@ struct MailMessage: Sendable, Equatable {
     /// The whole message with CRLF line ends.
     func rendered(boundarySeed: String) -> String {
         var lines: [String] = [
-            "From: \(Self.header(from))",
-            "To: \(Self.header(to))",
+            "From: \(Self.mailbox(from))",
+            "To: \(Self.mailbox(to))",
             "Subject: \(Self.header(subject))",
             "Date: \(Self.rfc5322Date(date))",
             "Message-ID: \(messageID)",
@@ -88,6 +88,18 @@ struct MailMessage: Sendable, Equatable {
         }
         if !chunk.isEmpty { words.append(chunk) }
         return words.map { "=?UTF-8?B?\(Data($0.utf8).base64EncodedString())?=" }.joined(separator: "\r\n ")
+    }
+
+    /// A mailbox header value: `Name <address>` with only the name encoded when it is not ASCII (an encoded word may
+    /// not hold the address), or the bare address.
+    static func mailbox(_ value: String) -> String {
+        let bare = Self.address(value)
+        guard let open = value.lastIndex(of: "<") else { return bare }
+        let name = value[..<open].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        guard !name.isEmpty else { return bare }
+        let shown = header(name)
+        let quoted = shown.hasPrefix("=?") ? shown : "\"" + shown.replacingOccurrences(of: "\\", with: "").replacingOccurrences(of: "\"", with: "") + "\""
+        return "\(quoted) <\(bare)>"
     }
 
     static func rfc5322Date(_ date: Date) -> String {
