@@ -113,7 +113,8 @@ struct OutboxWorker: Sendable {
         let now = app.dermis.clock.now()
         let attempts = message.attempts ?? 1
         try await Writes.transaction(app.db) { db in
-            // Only while this worker's claim stands: a message another took over is theirs to mark.
+            // Only while it is still being sent: a message already marked (by a worker that took over a lapsed claim) stays as
+            // it is.
             let update = OutboxMessage.query(on: db).filter(\.$id == id).filter(\.$status == OutboxStatus.sending.rawValue)
             if let failure {
                 let dead = failure.permanent || attempts >= Self.maxAttempts
