@@ -85,7 +85,7 @@ struct StaffAdminController: RouteCollection {
                 clinicID: admin.clinicID, createdBy: admin.userID, on: req.application, db: req.db)
             let token = try await PasswordLinks.issue(for: user, purpose: "welcome", by: admin.userID, on: req)
             let link = FollowUpController.absoluteURL(req, "/password/\(token)")
-            try await Self.mail(link, to: user, welcome: true, on: req)
+            try await PasswordLinks.mail(link, to: user, purpose: "welcome", on: req)  // by e-mail too
             try await req.audit(.staffChange, objectType: "StaffUser", objectID: user.id?.uuidString, outcome: .success)
             let created = CreatedStaff(email: user.email, link: link, welcome: true)
             return try await render(req, errors: [], created: created, form: StaffForm()).encodeResponse(for: req)
@@ -137,27 +137,10 @@ struct StaffAdminController: RouteCollection {
         guard user.active else { throw Abort(.unprocessableEntity, reason: "Activate the account first.") }
         let token = try await PasswordLinks.issue(for: user, purpose: "reset", by: admin.userID, on: req)
         let link = FollowUpController.absoluteURL(req, "/password/\(token)")
-        try await Self.mail(link, to: user, welcome: false, on: req)
+        try await PasswordLinks.mail(link, to: user, purpose: "reset", on: req)
         try await req.audit(.staffChange, objectType: "PasswordLink", objectID: user.id?.uuidString, outcome: .success)
         let created = CreatedStaff(email: user.email, link: link, welcome: false)
         return try await render(req, errors: [], created: created, form: StaffForm()).encodeResponse(for: req)
-    }
-
-    /// The set-password link by e-mail too (it waits in the outbox when no transport is configured).
-    private static func mail(_ link: String, to user: StaffUser, welcome: Bool, on req: Request) async throws {
-        let clinic = try await Clinic.require(user.$clinic.id, on: req.db)
-        let message = OutboxMessage(
-            clinicID: try clinic.requireID(), recipient: user.email,
-            subject: welcome ? "Your Dermis account at \(clinic.name)" : "Set a new Dermis password",
-            body: """
-                Hello \(user.name),
-
-                \(welcome ? "An account at \(clinic.name) was made for you." : "An admin at \(clinic.name) made you a link to set a new password.") \
-                Choose your password within 24 hours; the link works once:
-                \(link)
-                """,
-            kind: "password-link", at: req.dermis.clock.now())
-        try await message.create(on: req.db)
     }
 
     /// Deactivation ends the person's sessions and tokens at once.

@@ -31,6 +31,17 @@ extension Route {
     }
 
     var accessRule: AccessRule? { userInfo[AnySendableHashable(AccessRule.userInfoKey)] as? AccessRule }
+
+    /// Marks a POST another site may send (no Origin or Sec-Fetch-Site check): only for a route whose URL itself
+    /// carries what authorises it, and whose only effect is harmless to its owner (a mail program's one-click
+    /// unsubscribe, RFC 8058).
+    @discardableResult
+    func allowingCrossSite() -> Route {
+        userInfo[AnySendableHashable("dermis.crossSite")] = true
+        return self
+    }
+
+    var allowsCrossSite: Bool { userInfo[AnySendableHashable("dermis.crossSite")] as? Bool ?? false }
 }
 
 /// The signed-in staff member behind a request, and how they signed in.

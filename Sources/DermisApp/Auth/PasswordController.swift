@@ -152,28 +152,12 @@ struct PasswordController: RouteCollection {
                 try await req.audit(.staffChange, objectType: "PasswordLink", objectID: user.id?.uuidString, outcome: .denied)
                 return
             }
-            let message = OutboxMessage()
-            message.$clinic.id = user.$clinic.id
-            message.kind = "password-link"
-            message.recipient = user.email
-            message.subject = "Set a new Dermis password"
-            // Only the configured public address: a Host header is the asker's to choose, and a link built from
-            // it would send the victim's reset token to the asker's server.
             // Alongside any link an admin made: a stranger asking must not be able to void that one. (Made even without a
             // public address to put it in, so the daily cap counts every message.)
             let token = try await PasswordLinks.issue(for: user, purpose: "forgot", by: nil, replacing: false, on: req)
-            let link = req.dermis.settings.publicURL.map { "open:\n\($0)/password/\(token)" }
-                ?? "ask your clinic's Dermis admin for a set-password link (this server has no DERMIS_PUBLIC_URL to link to)."
-            message.body = """
-                Hello \(user.name),
-
-                Someone asked to set a new password for your Dermis account. To do so within 24 hours, \(link)
-
-                If it was not you, ignore this message: your password has not changed.
-                """
-            message.status = "queued"
-            message.createdAt = req.dermis.clock.now()
-            try await message.create(on: db)
+            // Only the configured public address: a Host header is the asker's to choose, and a link built from
+            // it would send the victim's reset token to the asker's server.
+            try await PasswordLinks.mail(req.dermis.settings.publicURL.map { "\($0)/password/\(token)" }, to: user, purpose: "forgot", on: req)
             try await req.audit(.staffChange, objectType: "PasswordLink", objectID: user.id?.uuidString, outcome: .success)
         }
         return try await req.view.render("password-forgot", ForgotPage(page: try await PageHeader(req, title: "Forgot your password"),
@@ -187,6 +171,33 @@ enum PasswordLinks {
 
     /// "Forgot password" links one account may be sent in 24 hours.
     static let forgotPerDay = 3
+
+    /// Queues a set-password link for the person (`welcome`, `reset` or `forgot`); a forgot-password message without a
+    /// link (no public address to put in it) says to ask an admin.
+    static func mail(_ link: String?, to user: StaffUser, purpose: String, on req: Request) async throws {
+        let clinic = try await Clinic.require(user.$clinic.id, on: req.db)
+        let body = switch purpose {
+        case "forgot": """
+            Hello \(user.name),
+
+            Someone asked to set a new password for your Dermis account. To do so within 24 hours, \(link.map { "open:\n\($0)" }
+                ?? "ask your clinic's Dermis admin for a set-password link (this server has no DERMIS_PUBLIC_URL to link to).")
+
+            If it was not you, ignore this message: your password has not changed.
+            """
+        default: """
+            Hello \(user.name),
+
+            \(purpose == "welcome" ? "An account at \(clinic.name) was made for you." : "An admin at \(clinic.name) made you a link to set a new password.") \
+            Choose your password within 24 hours; the link works once:
+            \(link ?? "")
+            """
+        }
+        let message = OutboxMessage(clinicID: try clinic.requireID(), recipient: user.email,
+                                    subject: purpose == "welcome" ? "Your Dermis account at \(clinic.name)" : "Set a new Dermis password",
+                                    body: body, kind: "password-link", at: req.dermis.clock.now())
+        try await message.create(on: req.db)
+    }
 
     /// A new link for `user` (with `replacing`, earlier unused ones are dropped); returns the token, shown or sent once,
     /// never stored.

@@ -83,25 +83,31 @@ enum AppointmentNotices {
     static func scheduleReminders(on db: any Database, now: Date) async throws -> Int {
         let leads = Kind.allCases.compactMap { kind in kind.lead.map { (kind, $0) } }
         let horizon = now.addingTimeInterval(leads.map(\.1).max() ?? 0)
+        // This runs on every outbox pass: bookings with no one to write to are left out in the query, and the
+        // reminders already written are found in one query, not one per booking.
         let upcoming = try await Appointment.query(on: db).filter(\.$status == AppointmentStatus.booked.rawValue)
-            .filter(\.$startsAt > now).filter(\.$startsAt <= horizon).all()
-        var written = 0
+            .filter(\.$startsAt > now).filter(\.$startsAt <= horizon).filter(\.$contactEmail != "").all()
+        var due: [(Appointment, Kind, UUID)] = []
         for appointment in upcoming {
             for (kind, lead) in leads {
-                let due = appointment.startsAt.addingTimeInterval(-lead)
-                guard due <= now, appointment.createdAt < due else { continue }
-                let id = reminderID(try appointment.requireID(), kind)
-                guard try await OutboxMessage.find(id, on: db) == nil else { continue }
-                do {
-                    try await Writes.transaction(db) { tx in
-                        if try await queue(kind, for: appointment, on: tx, now: now, id: id) != nil { written += 1 }
-                    }
-                } catch let error as any DatabaseError where error.isConstraintFailure {
-                    continue  // another server wrote it first
-                }
+                let at = appointment.startsAt.addingTimeInterval(-lead)
+                guard at <= now, appointment.createdAt < at else { continue }
+                due.append((appointment, kind, reminderID(try appointment.requireID(), kind)))
             }
         }
-        return written
+        guard !due.isEmpty else { return 0 }
+        let written = Set(try await OutboxMessage.query(on: db).filter(\.$id ~~ due.map(\.2)).all().compactMap(\.id))
+        var count = 0
+        for (appointment, kind, id) in due where !written.contains(id) {
+            do {
+                try await Writes.transaction(db) { tx in
+                    if try await queue(kind, for: appointment, on: tx, now: now, id: id) != nil { count += 1 }
+                }
+            } catch let error as any DatabaseError where error.isConstraintFailure {
+                continue  // another server wrote it first
+            }
+        }
+        return count
     }
 }
 

@@ -162,7 +162,7 @@ extension Application {
 
     /// The configured e-mail transport, or why there is none.
     var mail: MailSetup {
-        get { storage[MailKey.self] ?? MailSetup(worker: nil, problem: "no e-mail transport is configured (DERMIS_SMTP_URL)") }
+        get { storage[MailKey.self] ?? MailSetup(worker: nil, problem: MailSetup.notConfigured) }
         set { storage[MailKey.self] = newValue }
     }
 }
@@ -172,10 +172,10 @@ struct MailSetup: Sendable {
     let worker: OutboxWorker?
     let problem: String?
 
+    static let notConfigured = "no e-mail transport is configured (DERMIS_SMTP_URL): messages wait here to be copied"
+
     static func configure(_ app: Application, settings: DermisSettings) throws -> MailSetup {
-        guard let url = settings.smtpURL else {
-            return MailSetup(worker: nil, problem: "no e-mail transport is configured (DERMIS_SMTP_URL): messages wait here to be copied")
-        }
+        guard let url = settings.smtpURL else { return MailSetup(worker: nil, problem: notConfigured) }
         let smtp = try SMTPSettings.parse(url: url, from: settings.mailFrom, caFile: settings.smtpCAFile)
         let transport = SMTPTransport(settings: smtp, group: app.eventLoopGroup)
         return MailSetup(worker: OutboxWorker(app: app, transport: transport, from: smtp.from), problem: nil)

@@ -40,7 +40,8 @@ struct PatientMessaging: AsyncMigration {
 struct UnsubscribeController: RouteCollection {
     func boot(routes: any RoutesBuilder) throws {
         routes.get("unsubscribe", ":patientID", ":mac", use: page).access(.open)
-        routes.post("unsubscribe", ":patientID", ":mac", use: stop).access(.open)
+        // A mail program's one-click POST comes from the provider, with no Origin: the link's MAC authorises it.
+        routes.post("unsubscribe", ":patientID", ":mac", use: stop).access(.open).allowingCrossSite()
     }
 
     static func path(for patientID: UUID, on app: Application) -> String {
@@ -80,7 +81,12 @@ struct UnsubscribeController: RouteCollection {
             optOut.$clinic.id = patient.$clinic.id
             optOut.at = req.dermis.clock.now()
             optOut.how = oneClick ? "one-click" : "link"
-            try await optOut.create(on: req.db)
+            // Two clicks at once: the second finds the first's row by its key, and is just as done.
+            do {
+                try await Writes.savepoint(req.db) { db in try await optOut.create(on: db) }
+            } catch let error as any DatabaseError where error.isConstraintFailure {
+                return
+            }
         }
         if oneClick { return Response(status: .ok) }
         let clinic = try await Clinic.require(patient.$clinic.id, on: req.db)

@@ -241,23 +241,18 @@ struct PublicBookingController: RouteCollection {
             // The hold and the message that confirms it are one unit of work: never a hold nobody is told about.
             let appointment = try await req.audited(.create, objectType: "Appointment") {
                 let appointment = try await scheduling.book(booking, by: nil, confirmTokenHash: Secrets.digest(token))
-                let message = OutboxMessage()
-                message.$clinic.id = try clinic.requireID()
-                message.kind = "booking-confirm"
-                message.subjectID = appointment.id
-                message.recipient = email
-                message.subject = "Confirm your booking at \(clinic.name)"
-                message.body = """
-                    Hello \(name),
+                let message = OutboxMessage(
+                    clinicID: try clinic.requireID(), recipient: email, subject: "Confirm your booking at \(clinic.name)",
+                    body: """
+                        Hello \(name),
 
-                    Please confirm your \(service.name.lowercased()) on \(LocalTime.words(appointment.startsAt, in: location.zone)) at \(location.name) \
-                    within \(SchedulingService.holdMinutes) minutes, or the time is released:
-                    \(FollowUpController.absoluteURL(req, "/book/confirm/\(token)"))
+                        Please confirm your \(service.name.lowercased()) on \(LocalTime.words(appointment.startsAt, in: location.zone)) at \(location.name) \
+                        within \(SchedulingService.holdMinutes) minutes, or the time is released:
+                        \(FollowUpController.absoluteURL(req, "/book/confirm/\(token)"))
 
-                    To change or cancel, call \(location.phone).
-                    """
-                message.status = "queued"
-                message.createdAt = req.dermis.clock.now()
+                        To change or cancel, call \(location.phone).
+                        """,
+                    kind: "booking-confirm", at: req.dermis.clock.now(), about: appointment.id)
                 try await message.create(on: req.db)
                 return appointment
             }

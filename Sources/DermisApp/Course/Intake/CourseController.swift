@@ -90,9 +90,11 @@ struct CourseController: RouteCollection {
         steps.append(Step(name: "Session", state: sessions.contains { $0.isSigned } ? "done" : (problems.isEmpty ? "to do" : "not yet"),
                           detail: sessionDetail, link: sessions.last.map { "/patients/\(id)/sessions/\($0.chartID)" }))
         let signed = sessions.filter(\.isSigned)
-        let scores = try await OutcomeScore.query(on: req.db).filter(\.$patient.$id == id).all()
+        // Outcomes and adverse events are clinical content: not even read for front desk.
+        let scores = isClinical ? try await OutcomeScore.query(on: req.db).filter(\.$patient.$id == id).all() : []
         let eventTypes = Dictionary(uniqueKeysWithValues: req.dermis.clinicalProtocol.followUp.eventTypes.map { ($0.id, $0.label) })
-        let openEvents = try await AdverseEvent.query(on: req.db).filter(\.$patient.$id == id).filter(\.$resolvedOn == nil).sort(\.$openedAt).all()
+        let openEvents = !isClinical ? [] : try await AdverseEvent.query(on: req.db).filter(\.$patient.$id == id).filter(\.$resolvedOn == nil)
+            .sort(\.$openedAt).all()
             .map { Option(id: $0.id!.uuidString, name: "\(eventTypes[$0.type] ?? $0.type), \($0.severity), since \($0.onset)", selected: false) }
         let scheduling = SchedulingService(req: req, clinicID: try req.staff().clinicID)
         let locations = try await scheduling.locations()
@@ -114,7 +116,7 @@ struct CourseController: RouteCollection {
                                                               steps: steps, canStart: isClinical && problems.isEmpty,
                                                               charts: isClinical ? OutcomeChartView.charts(signed, scores: scores, protocol: req.dermis.clinicalProtocol) : [],
                                                               sessionLinks: isClinical ? signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) } : [],
-                                                              openEvents: isClinical ? openEvents : [], bookings: bookings, seriesRule: seriesRule,
+                                                              openEvents: openEvents, bookings: bookings, seriesRule: seriesRule,
                                                               locations: locations.map { Option(id: $0.id!.uuidString, name: $0.name, selected: false) },
                                                               canBookSeries: plan != nil && !locations.isEmpty,
                                                               today: req.today(in: req.clinic()).description))
