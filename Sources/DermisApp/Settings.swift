@@ -42,6 +42,12 @@ public struct DermisSettings: Sendable {
     public var smtpURL: String?
     public var mailFrom: String?
     public var smtpCAFile: String?
+    /// Text messages out through an HTTP provider (`DERMIS_SMS_URL`, `DERMIS_SMS_FROM`, `DERMIS_SMS_USER`,
+    /// `DERMIS_SMS_PASSWORD`). Without a URL, text messages wait in the outbox.
+    public var smsURL: String?
+    public var smsFrom: String?
+    public var smsUser: String?
+    public var smsPassword: String?
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String
 
@@ -54,7 +60,7 @@ public struct DermisSettings: Sendable {
                 passwordCost: Int = 12, failuresPerAccountPerHour: Int = 100, failuresPerAddressPerHour: Int = 300,
                 screeningValidDays: Int = 30, trustedProxies: String? = nil, tlsCertificateFile: String? = nil,
                 tlsKeyFile: String? = nil, secretKeyFile: String? = nil, smtpURL: String? = nil, mailFrom: String? = nil,
-                smtpCAFile: String? = nil,
+                smtpCAFile: String? = nil, smsURL: String? = nil, smsFrom: String? = nil, smsUser: String? = nil, smsPassword: String? = nil,
                 randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -74,6 +80,10 @@ public struct DermisSettings: Sendable {
         self.smtpURL = smtpURL
         self.mailFrom = mailFrom
         self.smtpCAFile = smtpCAFile
+        self.smsURL = smsURL
+        self.smsFrom = smsFrom
+        self.smsUser = smsUser
+        self.smsPassword = smsPassword
         self.tlsCertificateFile = tlsCertificateFile
         self.tlsKeyFile = tlsKeyFile
         self.randomPassword = randomPassword
@@ -96,7 +106,11 @@ public struct DermisSettings: Sendable {
             secretKeyFile: environment[SecretBox.variable].flatMap { $0.isEmpty ? nil : $0 },
             smtpURL: environment["DERMIS_SMTP_URL"].flatMap { $0.isEmpty ? nil : $0 },
             mailFrom: environment["DERMIS_MAIL_FROM"].flatMap { $0.isEmpty ? nil : $0 },
-            smtpCAFile: environment["DERMIS_SMTP_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 })
+            smtpCAFile: environment["DERMIS_SMTP_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 },
+            smsURL: environment["DERMIS_SMS_URL"].flatMap { $0.isEmpty ? nil : $0 },
+            smsFrom: environment["DERMIS_SMS_FROM"].flatMap { $0.isEmpty ? nil : $0 },
+            smsUser: environment["DERMIS_SMS_USER"].flatMap { $0.isEmpty ? nil : $0 },
+            smsPassword: environment["DERMIS_SMS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// Whether Dermis itself serves HTTPS.

@@ -43,6 +43,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(UnscreenedZoneOverrides())
     app.migrations.add(MessageDelivery())
     app.migrations.add(PatientMessaging())
+    app.migrations.add(MessageChannels())
     try await app.autoMigrate()
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)
@@ -85,6 +86,9 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: PublicBookingController())
     try app.register(collection: OutboxController())
     try app.register(collection: UnsubscribeController())
+    try app.register(collection: SMSWebhookController())
+    try app.register(collection: MessagePreferencesController())
+    try app.register(collection: MessagingAdminController())
 }
 
 /// Writes the audit chains' last heads when the server stops.

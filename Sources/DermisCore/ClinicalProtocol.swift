@@ -218,6 +218,8 @@ public struct ClinicalProtocol: Codable, Sendable {
         public var linkConservativeDefault: Bool?
         public var linkSource: String
         public var checkInsPerLinkPerDay: Int
+        /// When the patient is invited to check in, reminded, and asked to rate the result; absent: no invitations.
+        public var invitations: Invitations?
         /// The outcome scales a check-in's redness and pain are reported on.
         public var rednessScale: String
         public var painScale: String
@@ -225,6 +227,19 @@ public struct ClinicalProtocol: Codable, Sendable {
         /// The kinds of adverse event a practitioner records (a flag names the one it opens).
         public var eventTypes: [EventType]
         public var infectionSigns: [InfectionSign]
+    }
+
+    /// The messages that follow a signed session: check-in invitations on `checkInDays` (days after the session, at
+    /// `localHour` in the clinic's zone), a reminder `overdueAfterDays` after an invitation nobody answered, and at the
+    /// end of a series an invitation to rate the result (GAIS) on `rateResultDay`.
+    public struct Invitations: Codable, Sendable, Equatable {
+        public var checkInDays: [Int]
+        public var checkInDaysSource: String
+        public var localHour: Int
+        public var overdueAfterDays: Int
+        public var rateResultDay: Int
+        public var conservativeDefault: Bool?
+        public var source: String
     }
 
     public struct EventType: Codable, Sendable, Hashable {

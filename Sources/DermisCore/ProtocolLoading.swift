@@ -240,6 +240,19 @@ extension ClinicalProtocol {
     private func checkFollowUp(into issues: inout IssueCollector) {
         if followUp.linkValidDays < 1 { issues.add("followUp.linkValidDays", "must be at least 1") }
         if followUp.checkInsPerLinkPerDay < 1 { issues.add("followUp.checkInsPerLinkPerDay", "must be at least 1") }
+        if let invitations = followUp.invitations {
+            let path = "followUp.invitations"
+            for (i, day) in invitations.checkInDays.enumerated() where !(1..<followUp.linkValidDays).contains(day) {
+                issues.add("\(path).checkInDays[\(i)]", "must be a day from 1 to \(followUp.linkValidDays - 1), while the link works")
+            }
+            if Set(invitations.checkInDays).count != invitations.checkInDays.count { issues.add("\(path).checkInDays", "lists a day twice") }
+            if !(0...23).contains(invitations.localHour) { issues.add("\(path).localHour", "must be an hour from 0 to 23") }
+            if invitations.overdueAfterDays < 1 { issues.add("\(path).overdueAfterDays", "must be at least 1") }
+            if !(1..<followUp.linkValidDays).contains(invitations.rateResultDay) {
+                issues.add("\(path).rateResultDay", "must be a day from 1 to \(followUp.linkValidDays - 1), while the link works")
+            }
+            if invitations.source.isEmpty || invitations.checkInDaysSource.isEmpty { issues.add(path, "must name its sources") }
+        }
         let scaleIDs = outcomeScales.map(\.id)
         issues.requireKnown(followUp.rednessScale, in: scaleIDs, kind: "outcome scale", at: "followUp.rednessScale")
         issues.requireKnown(followUp.painScale, in: scaleIDs, kind: "outcome scale", at: "followUp.painScale")

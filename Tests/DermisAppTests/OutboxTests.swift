@@ -271,13 +271,22 @@ extension AppTests.FollowUp {
 
     @Test func aMessageThatCanWaitWaitsForTheMorningInTheLocationsZone() {
         // Winter: London is UTC.
-        #expect(QuietHours.end(after: at("2026-12-01T20:59:59Z"), in: london) == nil)
-        #expect(QuietHours.end(after: at("2026-12-01T21:00:00Z"), in: london) == at("2026-12-02T08:00:00Z"))
-        #expect(QuietHours.end(after: at("2026-12-02T07:59:59Z"), in: london) == at("2026-12-02T08:00:00Z"))
-        #expect(QuietHours.end(after: at("2026-12-02T08:00:00Z"), in: london) == nil)
+        #expect(MessagingRules.standard.quiet.end(after: at("2026-12-01T20:59:59Z"), in: london) == nil)
+        #expect(MessagingRules.standard.quiet.end(after: at("2026-12-01T21:00:00Z"), in: london) == at("2026-12-02T08:00:00Z"))
+        #expect(MessagingRules.standard.quiet.end(after: at("2026-12-02T07:59:59Z"), in: london) == at("2026-12-02T08:00:00Z"))
+        #expect(MessagingRules.standard.quiet.end(after: at("2026-12-02T08:00:00Z"), in: london) == nil)
         // Summer time: 21:00 in London is 20:00 UTC.
-        #expect(QuietHours.end(after: at("2026-07-01T20:00:00Z"), in: london) == at("2026-07-02T07:00:00Z"))
-        #expect(AppointmentNotices.Kind.reminder48h.keepsQuietHours && !AppointmentNotices.Kind.reminder2h.keepsQuietHours)
+        #expect(MessagingRules.standard.quiet.end(after: at("2026-07-01T20:00:00Z"), in: london) == at("2026-07-02T07:00:00Z"))
+        #expect(AppointmentNotices.Kind.reminder(hours: 48).keepsQuietHours && AppointmentNotices.Kind.reminder(hours: 12).keepsQuietHours)
+        #expect(!AppointmentNotices.Kind.reminder(hours: 11).keepsQuietHours && !AppointmentNotices.Kind.moved.keepsQuietHours)
+        // A clinic's own hours, over midnight or not.
+        let late = QuietHours(startHour: 22, endHour: 7)
+        #expect(late.end(after: at("2026-12-01T21:59:59Z"), in: london) == nil)
+        #expect(late.end(after: at("2026-12-01T22:00:00Z"), in: london) == at("2026-12-02T07:00:00Z"))
+        let lunch = QuietHours(startHour: 12, endHour: 14)
+        #expect(lunch.end(after: at("2026-12-01T11:59:59Z"), in: london) == nil)
+        #expect(lunch.end(after: at("2026-12-01T13:30:00Z"), in: london) == at("2026-12-01T14:00:00Z"))
+        #expect(lunch.end(after: at("2026-12-01T14:00:00Z"), in: london) == nil)
     }
 }
 

@@ -34,6 +34,7 @@ extension AppTests {
             GET /book/confirm/:token/calendar.ics                       open
             GET /unsubscribe/:patientID/:mac                            open
             POST /unsubscribe/:patientID/:mac                           open
+            POST /webhooks/sms                                          open
             GET /care/:token                                            patientLink
             POST /care/:token/check-ins                                 patientLink
             GET /account                                                all
@@ -54,6 +55,10 @@ extension AppTests {
             GET /admin/outbox                                           admin
             GET /admin/outbox/:messageID                                admin
             POST /admin/outbox/:messageID/retry                         admin
+            GET /admin/messages                                         admin
+            POST /admin/messages/rules                                  admin
+            GET /admin/messages/templates/:kind                         admin
+            POST /admin/messages/templates/:kind                        admin
             GET /admin/schedule                                         admin
             POST /admin/schedule/locations                              admin
             POST /admin/schedule/rooms                                  admin
@@ -84,6 +89,9 @@ extension AppTests {
             GET /patients/new                                           all
             GET /patients/:patientID                                    all
             POST /patients/:patientID                                   all
+            GET /patients/:patientID/messages                           all
+            POST /patients/:patientID/messages                          all
+            POST /patients/:patientID/messages/resume-email             all
             GET /patients/:patientID/edit                               all
             POST /patients/:patientID/archive                           all
             POST /patients/:patientID/restore                           all

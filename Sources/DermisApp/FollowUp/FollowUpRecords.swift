@@ -36,6 +36,8 @@ final class PatientLink: Model, @unchecked Sendable {
     @Field(key: "expires_at") var expiresAt: Date
     @OptionalField(key: "revoked_at") var revokedAt: Date?
     @OptionalField(key: "revoked_by") var revokedBy: UUID?
+    /// The token sealed with the server's key, so the check-in invitations written later can carry the link.
+    @OptionalField(key: "token_sealed") var tokenSealed: String?
 
     init() {}
 

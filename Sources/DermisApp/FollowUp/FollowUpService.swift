@@ -57,6 +57,7 @@ struct FollowUpService {
         let token = Secrets.token()
         let link = PatientLink()
         link.tokenHash = Secrets.digest(token)
+        link.tokenSealed = try req.dermis.secretBox.seal(token)
         link.chartID = chartID
         link.$patient.id = patientID
         link.createdAt = now
@@ -70,26 +71,16 @@ struct FollowUpService {
         return (link, token)
     }
 
-    /// Sends the patient their personal link by e-mail when the record has an address (the link, never the record);
-    /// returns whether a message was queued. In the caller's unit of work.
+    /// Sends the patient their personal link by their channel (the link, never the record); returns whether a message
+    /// was queued. In the caller's unit of work.
     @discardableResult
     func mailLink(_ token: String, link: PatientLink, to patient: Patient) async throws -> Bool {
-        guard let email = patient.email?.trimmingCharacters(in: .whitespaces), MailMessage.isDeliverable(email) else { return false }
+        guard let route = try await MessageRoute.to(patient: patient.id, email: patient.email, phone: patient.phoneE164, on: db) else { return false }
         let clinic = try await Clinic.require(patient.$clinic.id, on: db)
-        let until = CalendarDate(link.expiresAt, in: clinic.zone)
-        let message = OutboxMessage(
-            clinicID: try clinic.requireID(), recipient: email, subject: "Your aftercare from \(clinic.name)",
-            body: """
-                Hello \(patient.givenName),
-
-                Your aftercare for this session, day by day, and a short daily check-in are on your personal page:
-                \(FollowUpController.url(req, token: token))
-
-                The link is yours alone and works until \(until). If something worries you, call the clinic.
-                """,
-            kind: "aftercare-link", at: now, about: link.chartID)
-        message.patientID = patient.id
-        try await message.create(on: db)
+        let values = ["name": patient.givenName, "clinic": clinic.name, "link": FollowUpController.url(req, token: token),
+                      "until": CalendarDate(link.expiresAt, in: clinic.zone).description]
+        try await RenderedMessage.render(.aftercareLink, values, clinic: try clinic.requireID(), on: db)
+            .queue(by: route, clinic: try clinic.requireID(), patient: patient.id, at: now, about: link.chartID, on: db)
         return true
     }
 

@@ -3,24 +3,39 @@ import Fluent
 import Foundation
 import Vapor
 
-/// What a patient is told about their booking by e-mail — confirmed (with the .ics), moved, cancelled, and reminded
-/// before it — written to the outbox in the same unit of work as the change it is about. Times are in the location's
-/// zone; the text names the service, place and phone, never anything clinical.
+/// What a patient is told about their booking — confirmed (with the .ics), moved, cancelled, and reminded before it —
+/// written to the outbox in the same unit of work as the change it is about, by the patient's channel and in the
+/// clinic's wording. Times are in the location's zone; the text names the service, place and phone, never anything
+/// clinical.
 enum AppointmentNotices {
-    enum Kind: String, CaseIterable {
-        case confirmed = "booking-confirmed", moved = "booking-moved", cancelled = "booking-cancelled"
-        case reminder48h = "reminder-48h", reminder2h = "reminder-2h"
+    enum Kind: Equatable, Sendable {
+        case confirmed, moved, cancelled
+        /// A reminder so many hours before the start.
+        case reminder(hours: Int)
 
-        /// Whether it may wait for the morning: not during quiet hours in the location's zone.
-        var keepsQuietHours: Bool { self == .reminder48h }
-
-        /// How long before the start a reminder goes out.
-        var lead: TimeInterval? {
+        var rawValue: String {
             switch self {
-            case .reminder48h: 48 * 3600
-            case .reminder2h: 2 * 3600
-            default: nil
+            case .confirmed: "booking-confirmed"
+            case .moved: "booking-moved"
+            case .cancelled: "booking-cancelled"
+            case .reminder(let hours): "reminder-\(hours)h"
             }
+        }
+
+        var template: MessageKind {
+            switch self {
+            case .confirmed: .bookingConfirmed
+            case .moved: .bookingMoved
+            case .cancelled: .bookingCancelled
+            case .reminder: .reminder
+            }
+        }
+
+        /// Whether it may wait for the morning: a reminder 12 hours or more ahead does; one just before the visit, and
+        /// news of a change the patient must act on, do not.
+        var keepsQuietHours: Bool {
+            if case .reminder(let hours) = self { return hours >= 12 }
+            return false
         }
     }
 
@@ -33,64 +48,62 @@ enum AppointmentNotices {
             timeZone: location.zone, stamp: now, cancelled: a.appointmentStatus == .cancelled)
     }
 
-    /// Queues `kind` for the booking when it has an e-mail address; returns the message, or nil when there is no one to
-    /// write to. `id` fixes the message's id (reminders: one per booking and lead, whoever writes it first).
+    /// The values a booking message's template fills.
+    static func values(_ a: Appointment, location: Location, service: Service, clinic: Clinic) -> [String: String] {
+        ["name": a.contactName, "clinic": clinic.name, "service": service.name.lowercased(), "when": LocalTime.words(a.startsAt, in: location.zone),
+         "location": location.name, "address": location.address.isEmpty ? location.name : location.address,
+         "phone": location.phone.isEmpty ? "the clinic" : location.phone]
+    }
+
+    /// Queues `kind` for the booking by the patient's channel; returns the message, or nil when there is no one to write
+    /// to (or the patient chose no messages). `id` fixes the message's id (reminders: one per booking and lead, whoever
+    /// writes it first).
     @discardableResult
     static func queue(_ kind: Kind, for a: Appointment, on db: any Database, now: Date, id: UUID? = nil) async throws -> OutboxMessage? {
-        let email = a.contactEmail.trimmingCharacters(in: .whitespaces)
-        guard !email.isEmpty, MailMessage.isDeliverable(email) else { return nil }
+        guard let route = try await MessageRoute.to(patient: a.$patient.id, email: a.contactEmail, phone: a.contactPhone, on: db) else { return nil }
         let location = try await Location.require(a.$location.id, on: db)
         let service = try await Service.require(a.$service.id, on: db)
         let clinic = try await Clinic.require(a.$clinic.id, on: db)
-        let when = LocalTime.words(a.startsAt, in: location.zone)
-        let call = location.phone.isEmpty ? "call the clinic" : "call \(location.phone)"
-        let (subject, lead): (String, String) = switch kind {
-        case .confirmed: ("Your booking at \(clinic.name) is confirmed", "your \(service.name.lowercased()) is booked for \(when) at \(location.name).")
-        case .moved: ("Your booking at \(clinic.name) has moved", "your \(service.name.lowercased()) has moved to \(when) at \(location.name).")
-        case .cancelled: ("Your booking at \(clinic.name) is cancelled", "your \(service.name.lowercased()) on \(when) is cancelled.")
-        case .reminder48h, .reminder2h: ("Reminder: \(service.name) at \(clinic.name), \(when)",
-                                         "a reminder of your \(service.name.lowercased()) on \(when) at \(location.name)\(location.address.isEmpty ? "" : ", \(location.address)").")
-        }
-        var body = "Hello \(a.contactName),\n\n\(lead.prefix(1).uppercased() + lead.dropFirst())\n\n"
-        if kind == .reminder48h || kind == .reminder2h {
-            body += "If anything about your health or medicines has changed since your last visit, please tell us before the appointment.\n\n"
-        }
-        body += "To change or cancel, \(call)."
+        let clinicID = try clinic.requireID()
+        let rendered = try await RenderedMessage.render(kind.template, values(a, location: location, service: service, clinic: clinic), clinic: clinicID, on: db)
         let attach = kind == .confirmed || kind == .moved || kind == .cancelled
-        let notBefore = kind.keepsQuietHours ? QuietHours.end(after: now, in: location.zone) : nil
-        let message = OutboxMessage(clinicID: clinic.id!, recipient: email, subject: subject, body: body, kind: kind.rawValue, at: now,
-                                    notBefore: notBefore,
-                                    calendar: attach ? try invite(a, location: location, service: service, clinicName: clinic.name, now: now).ics : nil,
-                                    about: a.id)
-        if let id { message.id = id }
-        message.patientID = a.$patient.id
-        try await message.create(on: db)
-        return message
+        let notBefore = kind.keepsQuietHours ? try await MessagingRules.load(clinic: clinicID, on: db).quiet.end(after: now, in: location.zone) : nil
+        return try await rendered.queue(by: route, clinic: clinicID, patient: a.$patient.id, kind: kind.rawValue, at: now, notBefore: notBefore,
+                                        calendar: attach ? try invite(a, location: location, service: service, clinicName: clinic.name, now: now).ics : nil,
+                                        about: a.id, id: id, on: db)
     }
 
     /// The reminder's id for a booking and lead: the same whichever server writes it, so it is written once.
-    static func reminderID(_ appointment: UUID, _ kind: Kind) -> UUID {
-        let digest = Array(SHA256.hash(data: Data("\(appointment.uuidString)/\(kind.rawValue)".utf8)))
+    static func reminderID(_ appointment: UUID, _ kind: Kind) -> UUID { stableID("\(appointment.uuidString)/\(kind.rawValue)") }
+
+    /// A UUID that is a function of `name` (SHA-256, version-5 style): a message every server would write gets one id.
+    static func stableID(_ name: String) -> UUID {
+        let digest = Array(SHA256.hash(data: Data(name.utf8)))
         var bytes = Array(digest.prefix(16))
-        bytes[6] = (bytes[6] & 0x0F) | 0x50  // version 5-style
+        bytes[6] = (bytes[6] & 0x0F) | 0x50
         bytes[8] = (bytes[8] & 0x3F) | 0x80
         return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
                            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
     }
 
-    /// Writes the reminders now due: for each booked appointment starting within 48 hours, each lead whose time has come
-    /// and that was not already past when the booking was made. Idempotent across passes and servers.
+    /// Writes the reminders now due: for each booked appointment starting within its clinic's longest lead, each lead
+    /// whose time has come and that was not already past when the booking was made. Idempotent across passes and servers.
     static func scheduleReminders(on db: any Database, now: Date) async throws -> Int {
-        let leads = Kind.allCases.compactMap { kind in kind.lead.map { (kind, $0) } }
-        let horizon = now.addingTimeInterval(leads.map(\.1).max() ?? 0)
+        let rules = Dictionary(uniqueKeysWithValues: try await ClinicMessaging.query(on: db).all().compactMap { stored in
+            stored.id.map { ($0, MessagingRules(stored)) }
+        })
+        let longest = (rules.values.flatMap(\.reminderHours) + MessagingRules.standard.reminderHours).max() ?? 0
+        let horizon = now.addingTimeInterval(Double(longest) * 3600)
         // This runs on every outbox pass: bookings with no one to write to are left out in the query, and the
         // reminders already written are found in one query, not one per booking.
         let upcoming = try await Appointment.query(on: db).filter(\.$status == AppointmentStatus.booked.rawValue)
-            .filter(\.$startsAt > now).filter(\.$startsAt <= horizon).filter(\.$contactEmail != "").all()
+            .filter(\.$startsAt > now).filter(\.$startsAt <= horizon)
+            .group(.or) { $0.filter(\.$contactEmail != "").filter(\.$contactPhone != "") }.all()
         var due: [(Appointment, Kind, UUID)] = []
         for appointment in upcoming {
-            for (kind, lead) in leads {
-                let at = appointment.startsAt.addingTimeInterval(-lead)
+            for hours in (rules[appointment.$clinic.id] ?? .standard).reminderHours {
+                let kind = Kind.reminder(hours: hours)
+                let at = appointment.startsAt.addingTimeInterval(-Double(hours) * 3600)
                 guard at <= now, appointment.createdAt < at else { continue }
                 due.append((appointment, kind, reminderID(try appointment.requireID(), kind)))
             }
@@ -111,19 +124,21 @@ enum AppointmentNotices {
     }
 }
 
-/// The night, in a location's own zone, when a message that can wait does: 21:00 to 08:00 (a conservative clinic
-/// default, not from a source).
-enum QuietHours {
-    static let startHour = 21
-    static let endHour = 8
+/// The hours, in a location's own zone, when a message that can wait does: from `startHour` to `endHour` (over
+/// midnight when the start is later than the end). The clinic sets them; 21:00–08:00 by default.
+struct QuietHours: Sendable, Equatable {
+    var startHour: Int
+    var endHour: Int
 
-    /// `instant` itself outside quiet hours, else the morning they end (nil when no wait is needed).
-    static func end(after instant: Date, in zone: TimeZone) -> Date? {
+    func isQuiet(hour: Int) -> Bool {
+        startHour > endHour ? (hour >= startHour || hour < endHour) : (hour >= startHour && hour < endHour)
+    }
+
+    /// nil when `instant` is outside quiet hours, else the hour they end.
+    func end(after instant: Date, in zone: TimeZone) -> Date? {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = zone
-        let hour = calendar.component(.hour, from: instant)
-        guard hour >= startHour || hour < endHour else { return nil }
-        let day = hour >= startHour ? calendar.date(byAdding: .day, value: 1, to: instant)! : instant
-        return calendar.date(bySettingHour: endHour, minute: 0, second: 0, of: day)
+        guard startHour != endHour, isQuiet(hour: calendar.component(.hour, from: instant)) else { return nil }
+        return calendar.nextDate(after: instant, matching: DateComponents(hour: endHour, minute: 0, second: 0), matchingPolicy: .nextTime)
     }
 }

@@ -1,6 +1,7 @@
 import DermisCore
 import Fluent
 import Foundation
+import NIOConcurrencyHelpers
 import SQLKit
 import Vapor
 
@@ -41,8 +42,20 @@ struct MessageDelivery: AsyncMigration {
 /// mail clients show it once. Delivery is at least once, never silently lost.
 struct OutboxWorker: Sendable {
     let app: Application
-    let transport: any MailTransport
+    /// E-mail, when configured.
+    let transport: (any MailTransport)?
     let from: String
+    /// Text messages, when configured.
+    let sms: (any SMSTransport)?
+    /// When the follow-up invitations were last looked for: once a minute is soon enough for a message due on a day.
+    private let lastInvitationPass = NIOLockedValueBox<Date?>(nil)
+
+    init(app: Application, transport: (any MailTransport)?, from: String, sms: (any SMSTransport)? = nil) {
+        self.app = app
+        self.transport = transport
+        self.from = from
+        self.sms = sms
+    }
 
     static let lease: TimeInterval = 5 * 60
     static let maxAttempts = 6
@@ -58,7 +71,14 @@ struct OutboxWorker: Sendable {
     /// tried.
     @discardableResult
     func runOnce(limit: Int = 20) async throws -> Int {
-        _ = try await AppointmentNotices.scheduleReminders(on: app.db, now: app.dermis.clock.now())
+        let now = app.dermis.clock.now()
+        _ = try await AppointmentNotices.scheduleReminders(on: app.db, now: now)
+        let invitationsDue = lastInvitationPass.withLockedValue { last in
+            guard last.map({ now.timeIntervalSince($0) >= 60 || now < $0 }) ?? true else { return false }
+            last = now
+            return true
+        }
+        if invitationsDue { try await FollowUpInvitations.schedule(app: app, now: now) }
         let claimed = try await claim(limit: limit)
         for message in claimed { try await deliver(message) }
         return claimed.count
@@ -69,10 +89,16 @@ struct OutboxWorker: Sendable {
         return try await Writes.transaction(app.db) { db in
             guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
             let lock = sql.dialect.name == "postgresql" ? " FOR UPDATE SKIP LOCKED" : ""
+            // Only the channels this worker can send; the others wait, and the outbox page says why.
+            let channels = switch (transport != nil, sms != nil) {
+            case (true, true): ""
+            case (true, false): "AND COALESCE(channel, 'email') <> 'sms'"
+            case (false, _): "AND channel = 'sms'"
+            }
             let rows = try await sql.raw("""
                 SELECT id FROM message
-                WHERE (status IN ('queued', 'retry') AND COALESCE(not_before, created_at) <= \(bind: now))
-                   OR (status = 'sending' AND claimed_until <= \(bind: now))
+                WHERE ((status IN ('queued', 'retry') AND COALESCE(not_before, created_at) <= \(bind: now))
+                   OR (status = 'sending' AND claimed_until <= \(bind: now))) \(unsafeRaw: channels)
                 ORDER BY created_at LIMIT \(literal: limit)\(unsafeRaw: lock)
                 """).all()
             let ids = try rows.map { try $0.decode(column: "id", as: UUID.self) }
@@ -89,27 +115,57 @@ struct OutboxWorker: Sendable {
     }
 
     private func deliver(_ message: OutboxMessage) async throws {
-        let id = try message.requireID()
-        // A patient's message carries their unsubscribe link, and is not sent once they have stopped e-mail.
-        var unsubscribe: String?
         var failure: MailError?
-        if let patientID = message.patientID {
-            if let optOut = try await MessageOptOut.find(patientID, on: app.db) {
-                failure = MailError(permanent: true, message: "not sent: the patient stopped e-mail from the clinic on "
-                                    + "\(AuditLog.isoDay(optOut.at)) (\(optOut.how == "one-click" ? "their mail program's unsubscribe" : "the unsubscribe link"))")
-            }
-            unsubscribe = app.dermis.settings.publicURL.map { $0 + UnsubscribeController.path(for: patientID, on: app) }
-        }
-        let mail = MailMessage(from: from, to: message.recipient, subject: message.subject, text: message.body,
-                               html: Self.html(message.body), calendar: message.calendar, messageID: Self.messageID(id),
-                               date: app.dermis.clock.now(), unsubscribe: unsubscribe)
         do {
-            if failure == nil { try await transport.send(mail) }
+            failure = try await refusal(message)
+            if failure == nil {
+                if message.isSMS {
+                    guard let sms else { throw MailError(permanent: false, message: MailSetup.noSMS) }
+                    try await sms.send(to: message.recipient, body: message.body)
+                } else {
+                    guard let transport else { throw MailError(permanent: false, message: MailSetup.notConfigured) }
+                    try await transport.send(mail(message))
+                }
+            }
         } catch let error as MailError {
             failure = error
         } catch {
             failure = MailError(permanent: false, message: "\(error)")
         }
+        try await mark(message, failure: failure)
+    }
+
+    /// Why a patient's message must not go now that it is due: they chose no messages, stopped e-mail, or replied STOP.
+    private func refusal(_ message: OutboxMessage) async throws -> MailError? {
+        guard let patientID = message.patientID else { return nil }
+        let preference = try await MessagePreference.find(patientID, on: app.db)
+        if preference?.preferred == MessagePreference.Channel.none {
+            return MailError(permanent: true, message: "not sent: the patient chose no messages (since \(AuditLog.isoDay(preference!.updatedAt)))")
+        }
+        if message.isSMS {
+            if let stopped = preference?.smsStoppedAt {
+                return MailError(permanent: true, message: "not sent: the patient replied STOP to a text on \(AuditLog.isoDay(stopped))")
+            }
+            if preference?.smsConsentAt == nil { return MailError(permanent: true, message: "not sent: the patient's consent to texts was withdrawn") }
+        } else if let optOut = try await MessageOptOut.find(patientID, on: app.db) {
+            return MailError(permanent: true, message: "not sent: the patient stopped e-mail from the clinic on "
+                             + "\(AuditLog.isoDay(optOut.at)) (\(optOut.how == "one-click" ? "their mail program's unsubscribe" : "the unsubscribe link"))")
+        }
+        return nil
+    }
+
+    /// The e-mail for a message: a patient's carries their unsubscribe link.
+    private func mail(_ message: OutboxMessage) throws -> MailMessage {
+        let unsubscribe = message.patientID.flatMap { patientID in
+            app.dermis.settings.publicURL.map { $0 + UnsubscribeController.path(for: patientID, on: app) }
+        }
+        return MailMessage(from: from, to: message.recipient, subject: message.subject, text: message.body,
+                           html: Self.html(message.body), calendar: message.calendar, messageID: Self.messageID(try message.requireID()),
+                           date: app.dermis.clock.now(), unsubscribe: unsubscribe)
+    }
+
+    private func mark(_ message: OutboxMessage, failure: MailError?) async throws {
+        let id = try message.requireID()
         let now = app.dermis.clock.now()
         let attempts = message.attempts ?? 1
         try await Writes.transaction(app.db) { db in
@@ -167,17 +223,47 @@ extension Application {
     }
 }
 
-/// The outbox worker when e-mail is configured; otherwise the reason nothing is sent, shown on the outbox page.
+/// The outbox worker when a transport is configured, and what is missing, shown on the outbox page.
 struct MailSetup: Sendable {
     let worker: OutboxWorker?
-    let problem: String?
+    let problems: [String]
+    /// The SMS provider, also for its inbound webhook.
+    let sms: (any SMSTransport)?
 
-    static let notConfigured = "no e-mail transport is configured (DERMIS_SMTP_URL): messages wait here to be copied"
+    init(worker: OutboxWorker?, problems: [String], sms: (any SMSTransport)? = nil) {
+        self.worker = worker
+        self.problems = problems
+        self.sms = sms
+    }
+
+    init(worker: OutboxWorker?, problem: String?) { self.init(worker: worker, problems: problem.map { [$0] } ?? []) }
+
+    var problem: String? { problems.isEmpty ? nil : problems.joined(separator: "; ") }
+
+    static let notConfigured = "no e-mail transport is configured (DERMIS_SMTP_URL): e-mail waits here to be copied"
+    static let noSMS = "no SMS provider is configured (DERMIS_SMS_URL): text messages wait here to be copied"
+    static let noPublicURL = "DERMIS_PUBLIC_URL is not set: e-mail carries no unsubscribe link, and no check-in invitations are written"
 
     static func configure(_ app: Application, settings: DermisSettings) throws -> MailSetup {
-        guard let url = settings.smtpURL else { return MailSetup(worker: nil, problem: notConfigured) }
-        let smtp = try SMTPSettings.parse(url: url, from: settings.mailFrom, caFile: settings.smtpCAFile)
-        let transport = SMTPTransport(settings: smtp, group: app.eventLoopGroup)
-        return MailSetup(worker: OutboxWorker(app: app, transport: transport, from: smtp.from), problem: nil)
+        var problems: [String] = []
+        var mail: SMTPTransport?
+        var from = ""
+        if let url = settings.smtpURL {
+            let smtp = try SMTPSettings.parse(url: url, from: settings.mailFrom, caFile: settings.smtpCAFile)
+            mail = SMTPTransport(settings: smtp, group: app.eventLoopGroup)
+            from = smtp.from
+        } else {
+            problems.append(notConfigured)
+        }
+        var sms: TwilioMessages?
+        if let url = settings.smsURL {
+            sms = TwilioMessages(settings: try SMSSettings.parse(url: url, from: settings.smsFrom, user: settings.smsUser, password: settings.smsPassword),
+                                 client: app.client)
+        } else {
+            problems.append(noSMS)
+        }
+        if settings.publicURL == nil && (mail != nil || sms != nil) { problems.append(noPublicURL) }
+        let worker = mail == nil && sms == nil ? nil : OutboxWorker(app: app, transport: mail, from: from, sms: sms)
+        return MailSetup(worker: worker, problems: problems, sms: sms)
     }
 }

@@ -17,6 +17,7 @@ struct OutboxController: RouteCollection {
         let id: String
         let created: String
         let kind: String
+        let channel: String
         let recipient: String
         let subject: String
         let status: String
@@ -52,7 +53,7 @@ struct OutboxController: RouteCollection {
     }
 
     static func row(_ m: OutboxMessage) -> Row {
-        Row(id: m.id?.uuidString ?? "", created: AuditLog.isoMilliseconds(m.createdAt), kind: m.kind ?? "", recipient: m.recipient,
+        Row(id: m.id?.uuidString ?? "", created: AuditLog.isoMilliseconds(m.createdAt), kind: m.kind ?? "", channel: m.isSMS ? "sms" : "email", recipient: m.recipient,
             subject: m.subject, status: m.status, attempts: m.attempts ?? 0, lastError: m.lastError ?? "",
             sent: m.sentAt.map(AuditLog.isoMilliseconds) ?? "")
     }

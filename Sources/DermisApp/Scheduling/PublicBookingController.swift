@@ -241,19 +241,12 @@ struct PublicBookingController: RouteCollection {
             // The hold and the message that confirms it are one unit of work: never a hold nobody is told about.
             let appointment = try await req.audited(.create, objectType: "Appointment") {
                 let appointment = try await scheduling.book(booking, by: nil, confirmTokenHash: Secrets.digest(token))
-                let message = OutboxMessage(
-                    clinicID: try clinic.requireID(), recipient: email, subject: "Confirm your booking at \(clinic.name)",
-                    body: """
-                        Hello \(name),
-
-                        Please confirm your \(service.name.lowercased()) on \(LocalTime.words(appointment.startsAt, in: location.zone)) at \(location.name) \
-                        within \(SchedulingService.holdMinutes) minutes, or the time is released:
-                        \(FollowUpController.absoluteURL(req, "/book/confirm/\(token)"))
-
-                        To change or cancel, call \(location.phone).
-                        """,
-                    kind: "booking-confirm", at: req.dermis.clock.now(), about: appointment.id)
-                try await message.create(on: req.db)
+                // Online, before there is a record: to the address the booker gave, which the link proves.
+                var values = AppointmentNotices.values(appointment, location: location, service: service, clinic: clinic)
+                values["link"] = FollowUpController.absoluteURL(req, "/book/confirm/\(token)")
+                values["minutes"] = "\(SchedulingService.holdMinutes)"
+                try await RenderedMessage.render(.bookingConfirm, values, clinic: try clinic.requireID(), on: req.db)
+                    .queue(by: .email(email), clinic: try clinic.requireID(), patient: nil, at: req.dermis.clock.now(), about: appointment.id, on: req.db)
                 return appointment
             }
             return try await req.view.render("book-outcome", Outcome(

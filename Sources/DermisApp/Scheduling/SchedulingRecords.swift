@@ -190,8 +190,12 @@ final class OutboxMessage: Model, @unchecked Sendable {
     @OptionalField(key: "subject_id") var subjectID: UUID?
     /// The patient it is written to, when it is one with a record: their opt-out is honoured at sending.
     @OptionalField(key: "patient_id") var patientID: UUID?
+    /// `email` (also when unset) or `sms`: the recipient is then a phone number.
+    @OptionalField(key: "channel") var channel: String?
 
     init() {}
+
+    var isSMS: Bool { channel == MessagePreference.Channel.sms.rawValue }
 
     init(clinicID: UUID, recipient: String, subject: String, body: String, kind: String, at now: Date,
          notBefore: Date? = nil, calendar: String? = nil, about subjectID: UUID? = nil) {

@@ -414,8 +414,8 @@ struct TreatmentService {
             let signed = try await latestVersion(of: chartID)
             let followUp = FollowUpService(req: req)
             try await followUp.issueAftercare(for: signed, by: staff.userID)
-            // A patient with an e-mail address gets their aftercare link at once, in the same unit of work.
-            if patient.email.map(MailMessage.isDeliverable) == true {
+            // A patient who can be reached gets their aftercare link at once (by e-mail or text), in the same unit of work.
+            if try await MessageRoute.to(patient: patientID, email: patient.email, phone: patient.phoneE164, on: db) != nil {
                 let (link, token) = try await followUp.createLink(chartID: chartID, patientID: patientID, by: staff.userID)
                 try await followUp.mailLink(token, link: link, to: patient)
             }
