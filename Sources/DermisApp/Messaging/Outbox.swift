@@ -103,7 +103,8 @@ struct OutboxWorker: Sendable {
                 """).all()
             let ids = try rows.map { try $0.decode(column: "id", as: UUID.self) }
             guard !ids.isEmpty else { return [] }
-            let messages = try await OutboxMessage.query(on: db).filter(\.$id ~~ ids).all()
+            // In the order they were written: a patient hears "booked" before "moved".
+            let messages = try await OutboxMessage.query(on: db).filter(\.$id ~~ ids).sort(\.$createdAt).sort(\.$id).all()
             for message in messages {
                 message.status = OutboxStatus.sending.rawValue
                 message.claimedUntil = now.addingTimeInterval(Self.lease)
