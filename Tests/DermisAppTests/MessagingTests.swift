@@ -85,8 +85,11 @@ extension AppTests {
                 let patient = try await zoe(app, phone: nil)
                 let desk = try await makeStaff(app, role: .frontDesk)
                 let session = try await signIn(app, desk, clock: settings.clock)
-                let (status, page) = try await post(app, "/patients/\(try patient.requireID())/messages",
-                                                    [("channel", "sms"), ("smsConsent", "on"), ("consentHow", "in person")], session)
+                let consent = [("channel", "sms"), ("smsConsent", "on"), ("consentHow", "in person")]
+                var (status, page) = try await post(app, "/patients/\(try patient.requireID())/messages", consent, session)
+                #expect(status == .unprocessableEntity && page.contains("no SMS provider"), "texts are not chosen where none can be sent")
+                app.mail = MailSetup(worker: nil, problems: [], sms: FakeSMS())
+                (status, page) = try await post(app, "/patients/\(try patient.requireID())/messages", consent, session)
                 #expect(status == .unprocessableEntity && page.contains("mobile number"))
                 _ = try await self.zoe(app)
                 _ = try await chooseSMS(app, settings, patient: patient)
@@ -145,7 +148,17 @@ extension AppTests {
                 #expect(status == .unprocessableEntity)
                 #expect(try await webhook("START", signature: sign("START", token: sms.token)) == .ok)
                 let resumed = try #require(try await MessagePreference.find(id, on: app.db))
-                #expect(resumed.smsStoppedAt == nil && resumed.smsConsentHow == MessagePreference.repliedStart && resumed.smsConsentBy == nil)
+                #expect(resumed.smsStoppedAt == nil && resumed.smsConsentHow == "in person", "START undoes the STOP; her consent is the one she gave")
+                // A START (or a stray "yes") from a patient who never stopped records no consent for them.
+                let jose = try #require(try await Patient.query(on: app.db).filter(\.$familyName == "Álvarez").first())
+                let josePhone = try #require(jose.phoneE164)
+                var headers: HTTPHeaders = ["Content-Type": "application/x-www-form-urlencoded"]
+                let fields = ["Body": "YES", "From": josePhone, "To": "+15550100"]
+                let text = "https://clinic.example/webhooks/sms" + fields.keys.sorted().map { $0 + fields[$0]! }.joined()
+                headers.add(name: "X-Twilio-Signature", value: Data(HMAC<Insecure.SHA1>.authenticationCode(
+                    for: Data(text.utf8), using: SymmetricKey(data: Data(sms.token.utf8)))).base64EncodedString())
+                try await app.testing().test(.POST, "/webhooks/sms", headers: headers, body: form(fields.map { ($0.key, $0.value) })) { #expect($0.status == .ok) }
+                #expect(try await MessagePreference.find(try jose.requireID(), on: app.db) == nil)
                 #expect(try await MessageRoute.to(patient: id, email: patient.email, phone: mobile, on: app.db) == .sms(mobile))
                 #expect(try await AuditEvent.query(on: app.db).filter(\.$objectType == "MessagePreference").filter(\.$patientID == id).count() >= 3)
             }
@@ -318,6 +331,16 @@ extension AppTests {
                 moveTo(settings, day(invitations.rateResultDay))
                 try await FollowUpInvitations.schedule(app: app, now: settings.clock.now())
                 #expect(try await written("rate-result").isEmpty)
+
+                // An invitation still waiting when its link is revoked is not sent with a dead link, and says why.
+                let waiting = try #require(try await written("check-in").first)
+                try await OutboxMessage.query(on: app.db).filter(\.$id == waiting.id!).set(\.$status, to: "queued").update()
+                try await PatientLink.query(on: app.db).set(\.$revokedAt, to: settings.clock.now()).update()
+                let transport = FakeTransport()
+                try await OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example").runOnce(limit: 50)
+                let refused = try #require(try await OutboxMessage.find(waiting.id, on: app.db))
+                #expect(refused.status == "dead" && refused.lastError?.contains("revoked") == true)
+                #expect(!transport.sent.contains { $0.messageID == OutboxWorker.messageID(waiting.id!) })
             }
         }
 

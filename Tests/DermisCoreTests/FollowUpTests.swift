@@ -109,6 +109,32 @@ import Testing
         #expect(p.outcomeScale("pain")?.coding?.code == "72514-3")
     }
 
+    @Test func invitationDaysMustFallWhileTheLinkWorks() throws {
+        let data = try Fixture.protocolJSON { object in
+            var followUp = object["followUp"] as! [String: Any]
+            var invitations = followUp["invitations"] as! [String: Any]
+            let valid = followUp["linkValidDays"] as! Int
+            invitations["checkInDays"] = [0, 3, 3, valid]
+            invitations["localHour"] = 24
+            invitations["rateResultDay"] = valid
+            followUp["invitations"] = invitations
+            object["followUp"] = followUp
+        }
+        let paths = invalidIssues { _ = try ClinicalProtocol.load(from: data) }.map(\.path)
+        #expect(paths.contains("followUp.invitations.checkInDays[0]") && paths.contains("followUp.invitations.checkInDays[3]"))
+        #expect(!paths.contains("followUp.invitations.checkInDays[1]") && paths.contains("followUp.invitations.checkInDays"))
+        #expect(paths.contains("followUp.invitations.localHour") && paths.contains("followUp.invitations.rateResultDay"))
+        // The day before the link ends is allowed.
+        let last = try Fixture.protocolJSON { object in
+            var followUp = object["followUp"] as! [String: Any]
+            var invitations = followUp["invitations"] as! [String: Any]
+            invitations["rateResultDay"] = (followUp["linkValidDays"] as! Int) - 1
+            followUp["invitations"] = invitations
+            object["followUp"] = followUp
+        }
+        #expect(try ClinicalProtocol.load(from: last).followUp.invitations?.rateResultDay == 27)
+    }
+
     @Test func anOverrideWithABrokenScaleOrFlagIsNamed() throws {
         let data = try Fixture.protocolJSON { object in
             var scales = object["outcomeScales"] as! [[String: Any]]

@@ -96,9 +96,15 @@ enum AppointmentNotices {
         let horizon = now.addingTimeInterval(Double(longest) * 3600)
         // This runs on every outbox pass: bookings with no one to write to are left out in the query, and the
         // reminders already written are found in one query, not one per booking.
+        // Text-only bookings are those of patients who chose texts (a short list), not every booking with a phone.
+        let texting = try await MessagePreference.query(on: db).filter(\.$channel == MessagePreference.Channel.sms.rawValue)
+            .filter(\.$smsStoppedAt == nil).all().compactMap(\.id)
         let upcoming = try await Appointment.query(on: db).filter(\.$status == AppointmentStatus.booked.rawValue)
             .filter(\.$startsAt > now).filter(\.$startsAt <= horizon)
-            .group(.or) { $0.filter(\.$contactEmail != "").filter(\.$contactPhone != "") }.all()
+            .group(.or) { either in
+                either.filter(\.$contactEmail != "")
+                if !texting.isEmpty { either.filter(\.$patient.$id ~~ texting) }
+            }.all()
         var due: [(Appointment, Kind, UUID)] = []
         for appointment in upcoming {
             for hours in (rules[appointment.$clinic.id] ?? .standard).reminderHours {

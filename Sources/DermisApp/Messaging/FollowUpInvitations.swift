@@ -35,6 +35,7 @@ enum FollowUpInvitations {
 
         var due: [Due] = []
         var overdue: [Due] = []
+        var rating: [Due] = []
         for link in links {
             guard let patient = byID[link.$patient.id], let zone = zones[patient.$clinic.id], let linkID = link.id else { continue }
             // The link lasts linkValidDays from the session's end: the session's day is where the days count from.
@@ -42,8 +43,10 @@ enum FollowUpInvitations {
             func time(_ day: Int) -> Date {
                 var calendar = Calendar(identifier: .gregorian)
                 calendar.timeZone = zone
-                let date = calendar.date(byAdding: .day, value: day, to: calendar.startOfDay(for: sessionEnd))!
-                return calendar.date(bySettingHour: invitations.localHour, minute: 0, second: 0, of: date)!
+                let date = calendar.date(byAdding: .day, value: day, to: calendar.startOfDay(for: sessionEnd)) ?? sessionEnd
+                // An hour a clock change skips is the next one that exists.
+                return calendar.date(bySettingHour: invitations.localHour, minute: 0, second: 0, of: date)
+                    ?? calendar.nextDate(after: date, matching: DateComponents(hour: invitations.localHour), matchingPolicy: .nextTime) ?? date
             }
             func isDue(_ at: Date, since asked: Date) -> Bool { at <= now && now < at.addingTimeInterval(86_400) && link.createdAt < asked }
             for day in invitations.checkInDays {
@@ -55,9 +58,7 @@ enum FollowUpInvitations {
                 }
             }
             let rate = time(invitations.rateResultDay)
-            if isDue(rate, since: rate), try await endsItsSeries(chartID: link.chartID, patient: link.$patient.id, on: db) {
-                due.append(Due(link: link, kind: .rateResult, day: invitations.rateResultDay, at: rate, id: id(linkID, "rate-result")))
-            }
+            if isDue(rate, since: rate) { rating.append(Due(link: link, kind: .rateResult, day: invitations.rateResultDay, at: rate, id: id(linkID, "rate-result"))) }
         }
         // A reminder only when nothing came in since the invitation it follows up.
         if !overdue.isEmpty {
@@ -66,12 +67,20 @@ enum FollowUpInvitations {
             overdue.removeAll { reminder in checkIns.contains { $0.chartID == reminder.link.chartID && $0.submittedAt >= reminder.at } }
             due += overdue
         }
+        due += rating
         guard !due.isEmpty else { return 0 }
         let written = Set(try await OutboxMessage.query(on: db).filter(\.$id ~~ due.map(\.id)).all().compactMap(\.id))
         var count = 0
         for invitation in due where !written.contains(invitation.id) {
             guard let patient = byID[invitation.link.$patient.id], let sealed = invitation.link.tokenSealed else { continue }
-            let token = try app.dermis.secretBox.open(sealed)
+            // Whether the series ended is asked only of a rating not yet written (a day's window, not every minute's pass).
+            if invitation.kind == .rateResult, try await !endsItsSeries(chartID: invitation.link.chartID, on: db) { continue }
+            // A token that no longer opens (the key was replaced) costs that one invitation, not the pass.
+            guard let token = try? app.dermis.secretBox.open(sealed) else {
+                app.logger.warning("A follow-up invitation was not written: its link's token does not open with this server's key",
+                                   metadata: ["link": "\(invitation.link.id?.uuidString ?? "")"])
+                continue
+            }
             do {
                 try await Writes.transaction(db) { tx in
                     guard let route = try await MessageRoute.to(patient: patient.id, email: patient.email, phone: patient.phoneE164, on: tx) else { return }
@@ -91,11 +100,15 @@ enum FollowUpInvitations {
         return count
     }
 
-    /// Whether the session is the last of its plan's series: the patient has as many signed sessions as the series has.
-    static func endsItsSeries(chartID: UUID, patient: UUID, on db: any Database) async throws -> Bool {
+    /// Whether the session is the last of its plan's series: the plan it was charted under has as many signed sessions
+    /// as its series, and this is the latest of them. Sessions under another plan (an earlier course, a new version)
+    /// do not count: when in doubt, no invitation rather than one too early.
+    static func endsItsSeries(chartID: UUID, on db: any Database) async throws -> Bool {
         guard let session = try await TreatmentSession.query(on: db).filter(\.$chartID == chartID).sort(\.$version, .descending).first(),
               let plan = try await TreatmentPlanRecord.find(session.$plan.id, on: db) else { return false }
-        let signed = Set(try await TreatmentSession.query(on: db).filter(\.$patient.$id == patient).filter(\.$status == "signed").all().map(\.chartID))
-        return signed.count >= (try plan.plan.series.sessions)
+        let signed = try await TreatmentSession.query(on: db).filter(\.$plan.$id == session.$plan.id).filter(\.$status == "signed").all()
+        let charts = Set(signed.map(\.chartID))
+        let latest = signed.max { ($0.signedAt ?? .distantPast) < ($1.signedAt ?? .distantPast) }?.chartID
+        return charts.count >= (try plan.plan.series.sessions) && latest == chartID
     }
 }

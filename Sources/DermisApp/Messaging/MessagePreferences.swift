@@ -8,7 +8,6 @@ import Vapor
 /// the patient replies START. Kept apart from the patient record: a choice about messages, not a clinical change.
 final class MessagePreference: Model, @unchecked Sendable {
     static let schema = "message_preference"
-    static let repliedStart = "replied START to a text"
     /// How staff may record that a patient agreed to text messages.
     static let consentWays = ["in person", "on the phone", "signed form", "online form"]
 
@@ -222,6 +221,9 @@ struct MessagePreferencesController: RouteCollection {
                     preference.smsConsentBy = staff.userID
                 }
                 if channel == .sms {
+                    guard req.application.mail.sms != nil else {
+                        throw InvalidInput(path: "channel", problem: "no SMS provider is configured on this server (DERMIS_SMS_URL): choose e-mail")
+                    }
                     guard PhoneNumber.isE164(patient.phoneE164 ?? "") else {
                         throw InvalidInput(path: "channel", problem: "text messages need a mobile number on the record (E.164, e.g. +14155550100)")
                     }

@@ -57,7 +57,10 @@ struct OutboxWorker: Sendable {
         self.sms = sms
     }
 
-    static let lease: TimeInterval = 5 * 60
+    /// A claim outlasts the batch it covers: `batch` messages at the longest a send may take (SMTP's 60-second
+    /// deadline) is 5 minutes, well inside it, so no other server takes over a message still being sent.
+    static let lease: TimeInterval = 10 * 60
+    static let batch = 5
     static let maxAttempts = 6
 
     /// 1, 2, 4, 8, 16 minutes… after the nth failed attempt, at most an hour.
@@ -70,7 +73,7 @@ struct OutboxWorker: Sendable {
     /// One pass: writes the reminders now due, claims up to `limit` due messages and sends them; returns how many were
     /// tried.
     @discardableResult
-    func runOnce(limit: Int = 20) async throws -> Int {
+    func runOnce(limit: Int = batch) async throws -> Int {
         let now = app.dermis.clock.now()
         _ = try await AppointmentNotices.scheduleReminders(on: app.db, now: now)
         let invitationsDue = lastInvitationPass.withLockedValue { last in
@@ -142,6 +145,11 @@ struct OutboxWorker: Sendable {
         let preference = try await MessagePreference.find(patientID, on: app.db)
         if preference?.preferred == MessagePreference.Channel.none {
             return MailError(permanent: true, message: "not sent: the patient chose no messages (since \(AuditLog.isoDay(preference!.updatedAt)))")
+        }
+        if let kind = message.kind.flatMap(MessageKind.init(rawValue:)), [.checkIn, .checkInOverdue, .rateResult].contains(kind) {
+            let live = try await PatientLink.query(on: app.db).filter(\.$chartID == (message.subjectID ?? UUID())).filter(\.$revokedAt == nil)
+                .filter(\.$expiresAt > app.dermis.clock.now()).first()
+            if live == nil { return MailError(permanent: true, message: "not sent: the patient's link it carries was revoked or has expired") }
         }
         if message.isSMS {
             if let stopped = preference?.smsStoppedAt {

@@ -72,10 +72,11 @@ struct TwilioMessages: SMSTransport {
             throw MailError(permanent: false, message: "the SMS provider could not be reached: \(String(describing: error).prefix(300))")
         }
         guard !(200..<300).contains(response.status.code) else { return }
-        // 4xx is the provider refusing this message (a bad number, bad credentials): sending it again cannot help —
-        // except 408 and 429, which ask to try later. 5xx is the provider's own trouble: retried.
+        // 4xx is the provider refusing this message (a bad number): sending it again cannot help — except 408 and 429,
+        // which ask to try later, and 401, 403 and 404, which are this server's setup (credentials, the URL): fixed,
+        // every waiting text should still go. 5xx is the provider's own trouble: retried.
         let code = Int(response.status.code)
-        let permanent = (400..<500).contains(code) && code != 408 && code != 429
+        let permanent = (400..<500).contains(code) && ![401, 403, 404, 408, 429].contains(code)
         throw MailError(permanent: permanent, message: "the SMS provider answered \(code): \(Self.answer(response))")
     }
 
@@ -98,8 +99,8 @@ struct TwilioMessages: SMSTransport {
 }
 
 /// The provider's inbound webhook, `POST /webhooks/sms`: a patient who replies STOP (or UNSUBSCRIBE, CANCEL, END,
-/// QUIT, STOPALL, OPTOUT, REVOKE) gets no more text messages; START (or UNSTOP, YES) opts back in, recorded as their
-/// consent. Only a request carrying the provider's signature over this server's public URL is believed; each patient
+/// QUIT, STOPALL, OPTOUT, REVOKE) gets no more text messages; START (or UNSTOP, YES) undoes their STOP, restoring the
+/// consent they had (it records none for a patient who never gave it). Only a request carrying the provider's signature over this server's public URL is believed; each patient
 /// with that number is changed, audited. The answer is an empty TwiML response: the provider sends its own
 /// confirmation of STOP.
 struct SMSWebhookController: RouteCollection {
@@ -132,15 +133,11 @@ struct SMSWebhookController: RouteCollection {
                 req.auditClinicID = patient.$clinic.id
                 try await req.audited(.update, objectType: "MessagePreference", objectID: id.uuidString, patientID: id) {
                     try await Writes.transaction(req.db) { db in
-                        let preference = try await MessagePreference.find(id, on: db) ?? MessagePreference(patient: patient, at: now)
-                        if stop {
-                            preference.smsStoppedAt = now
-                        } else {
-                            preference.smsStoppedAt = nil
-                            preference.smsConsentAt = now
-                            preference.smsConsentHow = MessagePreference.repliedStart
-                            preference.smsConsentBy = nil
-                        }
+                        let found = try await MessagePreference.find(id, on: db)
+                        // START only undoes a STOP: it never records consent nobody gave (a stray "yes" included).
+                        guard stop || found?.smsStoppedAt != nil else { return }
+                        let preference = found ?? MessagePreference(patient: patient, at: now)
+                        preference.smsStoppedAt = stop ? now : nil
                         preference.updatedAt = now
                         preference.updatedBy = nil
                         try await preference.save(on: db)
