@@ -44,6 +44,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(MessageDelivery())
     app.migrations.add(PatientMessaging())
     app.migrations.add(MessageChannels())
+    app.migrations.add(InboundSMSOnce())
     try await app.autoMigrate()
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)

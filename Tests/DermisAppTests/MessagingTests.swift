@@ -113,24 +113,28 @@ extension AppTests {
                 #expect(sms.sent.count == 1 && sms.sent[0].to == mobile && mail.sent.isEmpty)
 
                 // STOP from her number: a forged request changes nothing; the provider's signed one stops texts.
-                func webhook(_ body: String, signature: String?) async throws -> HTTPStatus {
+                // Each provider message has its id (MessageSid), which the signature covers.
+                func webhook(_ body: String, sid: String, signature: String?) async throws -> HTTPStatus {
                     var headers: HTTPHeaders = ["Content-Type": "application/x-www-form-urlencoded"]
                     if let signature { headers.add(name: "X-Twilio-Signature", value: signature) }
                     var status = HTTPStatus.ok
                     try await app.testing().test(.POST, "/webhooks/sms", headers: headers,
-                                                 body: form([("From", mobile), ("Body", body), ("To", "+15550100")])) { status = $0.status }
+                                                 body: form([("From", mobile), ("Body", body), ("To", "+15550100"), ("MessageSid", sid)])) { status = $0.status }
                     return status
                 }
-                func sign(_ body: String, token: String) -> String {
-                    let fields = ["Body": body, "From": mobile, "To": "+15550100"]
+                func sign(_ body: String, sid: String, token: String) -> String {
+                    let fields = ["Body": body, "From": mobile, "To": "+15550100", "MessageSid": sid]
                     let text = "https://clinic.example/webhooks/sms" + fields.keys.sorted().map { $0 + fields[$0]! }.joined()
                     return Data(HMAC<Insecure.SHA1>.authenticationCode(for: Data(text.utf8), using: SymmetricKey(data: Data(token.utf8)))).base64EncodedString()
                 }
-                #expect(try await webhook("STOP", signature: nil) == .forbidden)
-                #expect(try await webhook("STOP", signature: sign("STOP", token: "not-the-token")) == .forbidden)
-                #expect(try await webhook("STOP", signature: sign("START", token: sms.token)) == .forbidden, "the signature covers the text")
+                func signed(_ body: String, _ sid: String) async throws -> HTTPStatus {
+                    try await webhook(body, sid: sid, signature: sign(body, sid: sid, token: sms.token))
+                }
+                #expect(try await webhook("STOP", sid: "SM1", signature: nil) == .forbidden)
+                #expect(try await webhook("STOP", sid: "SM1", signature: sign("STOP", sid: "SM1", token: "not-the-token")) == .forbidden)
+                #expect(try await webhook("STOP", sid: "SM1", signature: sign("START", sid: "SM1", token: sms.token)) == .forbidden, "the signature covers the text")
                 #expect(try await MessagePreference.find(id, on: app.db)?.smsStoppedAt == nil)
-                #expect(try await webhook("Stop ", signature: sign("Stop ", token: sms.token)) == .ok)
+                #expect(try await signed("Stop ", "SM1") == .ok)
                 #expect(try await MessagePreference.find(id, on: app.db)?.smsStoppedAt == settings.clock.now())
 
                 // A text written before the STOP is not sent, and says why; the next message goes by e-mail instead.
@@ -146,14 +150,18 @@ extension AppTests {
                 let session = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
                 let (status, _) = try await post(app, "/patients/\(id)/messages", [("channel", "sms"), ("smsConsent", "on"), ("consentHow", "on the phone")], session)
                 #expect(status == .unprocessableEntity)
-                #expect(try await webhook("START", signature: sign("START", token: sms.token)) == .ok)
+                #expect(try await signed("START", "SM2") == .ok)
                 let resumed = try #require(try await MessagePreference.find(id, on: app.db))
+                // Her first STOP, captured and sent again with its own signature: answered, not acted on.
+                #expect(try await signed("Stop ", "SM1") == .ok)
+                #expect(try await MessagePreference.find(id, on: app.db)?.smsStoppedAt == nil, "a replayed STOP is not acted on twice")
+                #expect(try await webhook("STOP", sid: "", signature: sign("STOP", sid: "", token: sms.token)) == .badRequest)
                 #expect(resumed.smsStoppedAt == nil && resumed.smsConsentHow == "in person", "START undoes the STOP; her consent is the one she gave")
                 // A START (or a stray "yes") from a patient who never stopped records no consent for them.
                 let jose = try #require(try await Patient.query(on: app.db).filter(\.$familyName == "Álvarez").first())
                 let josePhone = try #require(jose.phoneE164)
                 var headers: HTTPHeaders = ["Content-Type": "application/x-www-form-urlencoded"]
-                let fields = ["Body": "YES", "From": josePhone, "To": "+15550100"]
+                let fields = ["Body": "YES", "From": josePhone, "To": "+15550100", "MessageSid": "SM-jose"]
                 let text = "https://clinic.example/webhooks/sms" + fields.keys.sorted().map { $0 + fields[$0]! }.joined()
                 headers.add(name: "X-Twilio-Signature", value: Data(HMAC<Insecure.SHA1>.authenticationCode(
                     for: Data(text.utf8), using: SymmetricKey(data: Data(sms.token.utf8)))).base64EncodedString())

@@ -118,6 +118,12 @@ def test_a_patient_who_chose_texts_gets_them_and_STOP_ends_them(sms_server, sink
     assert status == 200 and "<Response/>" in body and headers["Content-Type"].startswith("application/xml")
     browser.get(f"{server.base}/patients/{zoe}/messages")
     assert "replied STOP" in browser.find_element(By.ID, "sms-stopped").text
+    # Her START, then the earlier STOP replayed: the provider's message id was seen, so nothing changes.
+    assert signed_webhook(server, {**stop, "Body": "START", "MessageSid": "SM2"})[0] == 200
+    assert signed_webhook(server, stop)[0] == 200
+    browser.get(f"{server.base}/patients/{zoe}/messages")
+    assert not browser.find_elements(By.ID, "sms-stopped")
+    assert signed_webhook(server, {**stop, "MessageSid": "SM3"})[0] == 200
 
     # No text after STOP (and she has no e-mail address): the next booking writes nothing to send.
     book(server, token, zoe, 6)

@@ -1,5 +1,6 @@
 import Crypto
 import DermisCore
+import Fluent
 import Foundation
 import NIOCore
 import Vapor
@@ -124,9 +125,13 @@ struct SMSWebhookController: RouteCollection {
         guard let from = form["From"], PhoneNumber.isE164(from) else {
             throw Abort(.badRequest, reason: "From: must be the sender's number in E.164")
         }
+        // Each inbound message is acted on once: a replayed request (the signature carries no time) changes nothing.
+        guard let sid = form["MessageSid"], (1...64).contains(sid.count) else {
+            throw Abort(.badRequest, reason: "MessageSid: the provider's id of the message is required")
+        }
         let word = (form["Body"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines).uppercased()
         let stop = Self.stopWords.contains(word)
-        if stop || Self.startWords.contains(word) {
+        if stop || Self.startWords.contains(word), try await InboundSMS.firstSight(sid, at: req.dermis.clock.now(), on: req.db) {
             let now = req.dermis.clock.now()
             for patient in try await Patient.query(on: req.db).filter(\.$phoneE164, .equal, Optional(from)).all() {
                 let id = try patient.requireID()
@@ -148,5 +153,44 @@ struct SMSWebhookController: RouteCollection {
         let response = Response(status: .ok, body: .init(string: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>"))
         response.headers.contentType = .xml
         return response
+    }
+}
+
+/// The provider's ids of the STOP and START messages acted on, so each is acted on once.
+final class InboundSMS: Model, @unchecked Sendable {
+    static let schema = "sms_inbound"
+
+    @ID(key: .id) var id: UUID?
+    @Field(key: "message_sid") var messageSid: String
+    @Field(key: "received_at") var receivedAt: Date
+
+    init() {}
+
+    /// Records `sid`; false when it was already recorded (a replay, or the provider's retry).
+    static func firstSight(_ sid: String, at now: Date, on db: any Database) async throws -> Bool {
+        let seen = InboundSMS()
+        seen.messageSid = sid
+        seen.receivedAt = now
+        do {
+            try await Writes.transaction(db) { tx in try await seen.create(on: tx) }
+            return true
+        } catch let error as any DatabaseError where error.isConstraintFailure {
+            return false
+        }
+    }
+}
+
+struct InboundSMSOnce: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        try await database.schema(InboundSMS.schema)
+            .id()
+            .field("message_sid", .string, .required)
+            .field("received_at", .datetime, .required)
+            .unique(on: "message_sid")
+            .create()
+    }
+
+    func revert(on database: any Database) async throws {
+        try await database.schema(InboundSMS.schema).delete()
     }
 }
