@@ -28,11 +28,21 @@ public struct CalendarInvite: Sendable {
     }
 
     /// The file's text: CRLF line ends, lines folded at 75 octets.
-    public var ics: String {
+    public var ics: String { Self.calendar([self]) }
+
+    /// One file holding several events (a series of sessions), in the first one's zone, which they share.
+    public static func calendar(_ invites: [CalendarInvite]) -> String {
+        guard let first = invites.first else { return "" }
         var lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Dermis//Dermis clinic system//EN", "CALSCALE:GREGORIAN",
-                     "METHOD:\(cancelled ? "CANCEL" : "PUBLISH")"]
-        lines += timeZoneLines
-        lines += [
+                     "METHOD:\(invites.allSatisfy(\.cancelled) ? "CANCEL" : "PUBLISH")"]
+        lines += first.timeZoneLines(through: invites.map(\.start).max() ?? first.start)
+        for invite in invites { lines += invite.eventLines }
+        lines.append("END:VCALENDAR")
+        return lines.map(Self.fold).joined(separator: "\r\n") + "\r\n"
+    }
+
+    var eventLines: [String] {
+        [
             "BEGIN:VEVENT",
             "UID:\(Self.escape(uid))",
             "DTSTAMP:\(Self.utc(stamp))",
@@ -43,17 +53,15 @@ public struct CalendarInvite: Sendable {
             "DESCRIPTION:\(Self.escape(description))",
             "STATUS:\(cancelled ? "CANCELLED" : "CONFIRMED")",
             "END:VEVENT",
-            "END:VCALENDAR",
         ]
-        return lines.map(Self.fold).joined(separator: "\r\n") + "\r\n"
     }
 
     /// STANDARD and DAYLIGHT parts for each offset change from a year before the event to a year after; a zone with
     /// none gets one STANDARD part.
-    var timeZoneLines: [String] {
+    func timeZoneLines(through last: Date) -> [String] {
         var lines = ["BEGIN:VTIMEZONE", "TZID:\(timeZone.identifier)"]
         var cursor = start.addingTimeInterval(-366 * 86_400)
-        let until = start.addingTimeInterval(366 * 86_400)
+        let until = max(start, last).addingTimeInterval(366 * 86_400)
         var changes: [(Date, Int, Int)] = []
         while let next = timeZone.nextDaylightSavingTimeTransition(after: cursor), next < until {
             changes.append((next, timeZone.secondsFromGMT(for: next.addingTimeInterval(-1)), timeZone.secondsFromGMT(for: next)))

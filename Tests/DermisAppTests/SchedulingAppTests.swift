@@ -159,6 +159,7 @@ extension AppTests {
         @Test func aSeriesBooksWithItsIntervalNeverShortened() async throws {
             try await withDermis { app, settings in
                 let desk = try await desk(app, settings, role: .practitioner)
+                try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").set(\.$email, to: "zoe@example.test").update()
                 let zoe = try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first()!
                 try await Course(app: app, session: desk.headers, patientID: zoe.id!).ready()
                 let plan = try await TreatmentPlanRecord.query(on: app.db).first()!.plan
@@ -182,6 +183,14 @@ extension AppTests {
                 #expect(days.first?.description == "2026-12-01")
                 for (earlier, later) in zip(days, days.dropFirst()) { #expect(earlier.days(until: later) >= interval) }
                 #expect(days.count > 1 && days[1] == closed.adding(days: 1), "the closed day is skipped to the next, not before")
+                // The patient hears of the series once: every session's time, and one calendar file with them all.
+                let seriesID = try #require(UUID(uuidString: (body as? [String: Any])?["seriesID"] as? String ?? ""))
+                let told = try await OutboxMessage.query(on: app.db).filter(\.$patientID == zoe.id!).all()
+                #expect(told.filter { $0.kind == "booking-confirmed" }.isEmpty, "no confirmation per session")
+                let summary = try #require(told.first { $0.kind == "series-booked" })
+                #expect(summary.subjectID == seriesID && summary.subject.contains("\(plan.series.sessions) sessions"))
+                #expect(summary.calendar?.components(separatedBy: "BEGIN:VEVENT").count == plan.series.sessions + 1)
+                #expect(summary.body.components(separatedBy: "\n– ").count == plan.series.sessions + 1)
                 // Another treatment of the cheeks inside the interval is refused, with the rule; an override books it.
                 let inside = "2026-12-10T10:00:00Z"
                 let (refused, conflict, _) = try await desk.book(inside, service: "treatment", patient: zoe.id!, zones: ["cheeks"])

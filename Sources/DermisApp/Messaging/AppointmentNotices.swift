@@ -73,6 +73,24 @@ enum AppointmentNotices {
                                         about: a.id, id: id, on: db)
     }
 
+    /// One message for a series booked at once — every session's time, and one calendar file holding them all —
+    /// instead of one confirmation per session. In the caller's unit of work.
+    @discardableResult
+    static func queueSeries(_ sessions: [Appointment], on db: any Database, now: Date) async throws -> OutboxMessage? {
+        guard let a = sessions.first,
+              let route = try await MessageRoute.to(patient: a.$patient.id, email: a.contactEmail, phone: a.contactPhone, on: db) else { return nil }
+        let location = try await Location.require(a.$location.id, on: db)
+        let service = try await Service.require(a.$service.id, on: db)
+        let clinic = try await Clinic.require(a.$clinic.id, on: db)
+        let clinicID = try clinic.requireID()
+        var values = values(a, location: location, service: service, clinic: clinic)
+        values["count"] = "\(sessions.count)"
+        values["dates"] = sessions.map { "– " + LocalTime.words($0.startsAt, in: location.zone) }.joined(separator: "\n")
+        let invites = try sessions.map { try invite($0, location: location, service: service, clinicName: clinic.name, now: now) }
+        return try await RenderedMessage.render(.seriesBooked, values, clinic: clinicID, on: db)
+            .queue(by: route, clinic: clinicID, patient: a.$patient.id, at: now, calendar: CalendarInvite.calendar(invites), about: a.seriesID, on: db)
+    }
+
     /// The reminder's id for a booking and lead: the same whichever server writes it, so it is written once.
     static func reminderID(_ appointment: UUID, _ kind: Kind) -> UUID { stableID("\(appointment.uuidString)/\(kind.rawValue)") }
 

@@ -81,6 +81,7 @@ struct MessagingRules: Sendable, Equatable {
 enum MessageKind: String, CaseIterable, Sendable {
     case bookingConfirm = "booking-confirm"
     case bookingConfirmed = "booking-confirmed"
+    case seriesBooked = "series-booked"
     case bookingMoved = "booking-moved"
     case bookingCancelled = "booking-cancelled"
     case reminder
@@ -93,6 +94,7 @@ enum MessageKind: String, CaseIterable, Sendable {
         switch self {
         case .bookingConfirm: "Confirm an online booking"
         case .bookingConfirmed: "Booking confirmed"
+        case .seriesBooked: "A series of sessions booked"
         case .bookingMoved: "Booking moved"
         case .bookingCancelled: "Booking cancelled"
         case .reminder: "Appointment reminder"
@@ -110,6 +112,7 @@ enum MessageKind: String, CaseIterable, Sendable {
         switch self {
         case .bookingConfirm: Self.booking + ["link", "minutes"]
         case .bookingConfirmed, .bookingMoved, .bookingCancelled, .reminder: Self.booking
+        case .seriesBooked: ["name", "clinic", "service", "location", "address", "phone", "count", "dates"]
         case .aftercareLink: ["name", "clinic", "link", "until"]
         case .checkIn, .checkInOverdue: ["name", "clinic", "link", "day"]
         case .rateResult: ["name", "clinic", "link"]
@@ -123,7 +126,8 @@ enum MessageKind: String, CaseIterable, Sendable {
     var sample: [String: String] {
         let all = ["name": "Noor", "clinic": "Harbour Skin", "service": "Microneedling — full face", "when": "Tue 1 Dec, 10:00",
                    "location": "Harbour Street", "address": "12 Harbour Street", "phone": "+44 20 7946 0000",
-                   "link": "https://clinic.example/care/…", "minutes": "\(SchedulingService.holdMinutes)", "until": "2026-12-29", "day": "3"]
+                   "link": "https://clinic.example/care/…", "minutes": "\(SchedulingService.holdMinutes)", "until": "2026-12-29", "day": "3",
+                   "count": "3", "dates": "– Tue 1 Dec, 10:00\n– Tue 29 Dec, 10:00\n– Tue 26 Jan, 10:00"]
         return all.filter { variables.contains($0.key) }
     }
 
@@ -137,6 +141,11 @@ enum MessageKind: String, CaseIterable, Sendable {
         case .bookingConfirmed:
             return ("Your booking at {{clinic}} is confirmed", "Hello {{name}},\n\nYour {{service}} is booked for {{when}} at {{location}}.\n\n\(change)",
                     "{{clinic}}: your {{service}} is booked for {{when}} at {{location}}. \(change)")
+        case .seriesBooked:
+            return ("Your {{count}} sessions at {{clinic}} are booked",
+                    "Hello {{name}},\n\nYour {{count}} {{service}} sessions are booked at {{location}}, {{address}}:\n{{dates}}\n\n"
+                        + "The calendar file attached holds them all. We remind you before each one. \(change)",
+                    "{{clinic}}: your {{count}} {{service}} sessions are booked at {{location}}:\n{{dates}}\n\(change)")
         case .bookingMoved:
             return ("Your booking at {{clinic}} has moved", "Hello {{name}},\n\nYour {{service}} has moved to {{when}} at {{location}}.\n\n\(change)",
                     "{{clinic}}: your {{service}} has moved to {{when}} at {{location}}. \(change)")

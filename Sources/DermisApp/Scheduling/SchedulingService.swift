@@ -248,8 +248,10 @@ struct SchedulingService {
             try await guarded(excluding: nil, appointment) { db in
                 try await appointment.create(on: db)
                 // A booking staff make is confirmed to the patient at once, with the invitation (an online hold is
-                // confirmed by its link first).
-                if booking.status == .booked { try await AppointmentNotices.queue(.confirmed, for: appointment, on: db, now: now) }
+                // confirmed by its link first; a series, in one message once it is booked whole).
+                if booking.status == .booked && booking.seriesID == nil {
+                    try await AppointmentNotices.queue(.confirmed, for: appointment, on: db, now: now)
+                }
             }
         } catch is OverlapRefused {
             throw try await conflict(search, after: booking.start, because: "someone else booked that time a moment ago")
@@ -369,6 +371,7 @@ struct SchedulingService {
                     notes: "Session \(index + 1) of \(plan.series.sessions)", source: "staff", status: .booked, overrideReason: nil, seriesID: seriesID)
                 booked.append(try await req.audited(.create, objectType: "Appointment", patientID: patientID) { try await book(booking, by: staffID) })
             }
+            try await AppointmentNotices.queueSeries(booked, on: db, now: now)
             return booked
         }
         return (seriesID, plan.series.minIntervalDays, booked)
