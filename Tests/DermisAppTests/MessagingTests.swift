@@ -340,14 +340,17 @@ extension AppTests {
                 try await FollowUpInvitations.schedule(app: app, now: settings.clock.now())
                 #expect(try await written("rate-result").isEmpty)
 
-                // An invitation still waiting when its link is revoked is not sent with a dead link, and says why.
+                // An invitation still waiting when its link is withdrawn — a new link issued in its place — is not sent with
+                // the dead link, and says why.
                 let waiting = try #require(try await written("check-in").first)
                 try await OutboxMessage.query(on: app.db).filter(\.$id == waiting.id!).set(\.$status, to: "queued").update()
-                try await PatientLink.query(on: app.db).set(\.$revokedAt, to: settings.clock.now()).update()
+                let course = Course(app: app, session: try await FollowUp().again(app, signed, settings), patientID: signed.course.patientID)
+                let (reissued, _, reissueText) = try await course.call(.POST, "/sessions/\(signed.chartID)/link")
+                #expect(reissued == .created, "\(reissueText)")
                 let transport = FakeTransport()
                 try await OutboxWorker(app: app, transport: transport, from: "clinic@harbour.example").runOnce(limit: 50)
                 let refused = try #require(try await OutboxMessage.find(waiting.id, on: app.db))
-                #expect(refused.status == "dead" && refused.lastError?.contains("revoked") == true)
+                #expect(refused.status == "dead" && refused.lastError?.contains("withdrawn") == true)
                 #expect(!transport.sent.contains { $0.messageID == OutboxWorker.messageID(waiting.id!) })
             }
         }

@@ -87,6 +87,12 @@ struct FollowUpService {
     func revokeLinks(chartID: UUID, by staffID: UUID) async throws {
         try await PatientLink.query(on: db).filter(\.$chartID == chartID).filter(\.$revokedAt == nil)
             .set(\.$revokedAt, to: now).set(\.$revokedBy, to: staffID).update()
+        // Invitations still waiting carry the withdrawn link: they are not sent, and say why (a new link's invitations are
+        // written afresh from its own token).
+        try await OutboxMessage.query(on: db).filter(\.$subjectID == chartID)
+            .filter(\.$kind ~~ [MessageKind.checkIn, .checkInOverdue, .rateResult].map(\.rawValue))
+            .filter(\.$status ~~ [OutboxStatus.queued.rawValue, OutboxStatus.retry.rawValue])
+            .set(\.$status, to: OutboxStatus.dead.rawValue).set(\.$lastError, to: "not sent: the link it carries was withdrawn").update()
     }
 
     func activeLink(chartID: UUID) async throws -> PatientLink? {
