@@ -48,6 +48,8 @@ public struct DermisSettings: Sendable {
     public var smsFrom: String?
     public var smsUser: String?
     public var smsPassword: String?
+    /// Re-read templates on every render (`DERMIS_RELOAD_TEMPLATES=1`), for editing them; off, they are parsed once.
+    public var reloadTemplates: Bool = false
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String
 
@@ -61,6 +63,7 @@ public struct DermisSettings: Sendable {
                 screeningValidDays: Int = 30, trustedProxies: String? = nil, tlsCertificateFile: String? = nil,
                 tlsKeyFile: String? = nil, secretKeyFile: String? = nil, smtpURL: String? = nil, mailFrom: String? = nil,
                 smtpCAFile: String? = nil, smsURL: String? = nil, smsFrom: String? = nil, smsUser: String? = nil, smsPassword: String? = nil,
+                reloadTemplates: Bool = false,
                 randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -84,6 +87,7 @@ public struct DermisSettings: Sendable {
         self.smsFrom = smsFrom
         self.smsUser = smsUser
         self.smsPassword = smsPassword
+        self.reloadTemplates = reloadTemplates
         self.tlsCertificateFile = tlsCertificateFile
         self.tlsKeyFile = tlsKeyFile
         self.randomPassword = randomPassword
@@ -110,7 +114,8 @@ public struct DermisSettings: Sendable {
             smsURL: environment["DERMIS_SMS_URL"].flatMap { $0.isEmpty ? nil : $0 },
             smsFrom: environment["DERMIS_SMS_FROM"].flatMap { $0.isEmpty ? nil : $0 },
             smsUser: environment["DERMIS_SMS_USER"].flatMap { $0.isEmpty ? nil : $0 },
-            smsPassword: environment["DERMIS_SMS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 })
+            smsPassword: environment["DERMIS_SMS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 },
+            reloadTemplates: ["1", "true", "yes"].contains(environment["DERMIS_RELOAD_TEMPLATES"]?.lowercased() ?? ""))
     }
 
     /// Whether Dermis itself serves HTTPS.

@@ -21,7 +21,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.middleware.use(SecurityHeadersMiddleware())
     app.middleware.use(GenericErrorMiddleware())
     app.middleware.use(RequestLimitsMiddleware())
-    app.middleware.use(FileMiddleware(publicDirectory: resourcesPath("Public")))
+    let assets = try StaticAssets.load(directory: resourcesPath("Public"))
+    app.middleware.use(StaticAssetsMiddleware(assets: assets))
     app.middleware.use(CrossSiteRequestMiddleware())
     app.middleware.use(AuthenticationMiddleware())
     app.middleware.use(AccessMiddleware())
@@ -60,7 +61,9 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     let views = resourcesPath("Views")
     app.leaf.sources = .singleSource(NIOLeafFiles(
         fileio: app.fileio, limits: [.toSandbox, .requireExtensions], sandboxDirectory: views, viewDirectory: views))
-    app.leaf.cache.isEnabled = app.environment.isRelease
+    // Templates are parsed once; `DERMIS_RELOAD_TEMPLATES=1` re-reads them on every render while editing them.
+    app.leaf.cache.isEnabled = !settings.reloadTemplates
+    app.leaf.tags["asset"] = AssetTag(assets: assets)
 
     try app.register(collection: HomeController())
     try app.register(collection: SignInController())

@@ -130,3 +130,36 @@ extension AppTests {
         }
     }
 }
+
+extension AppTests.Server {
+    /// Static files come from memory: the page links a fingerprinted address cached for a year; the plain address
+    /// revalidates with its ETag; a changed fingerprint or an unknown file is 404; no patient page is ever cached.
+    @Test func staticFilesAreCachedByFingerprintAndRevalidatedByETag() async throws {
+        try await withDermis { app, _ in
+            var link = ""
+            try await app.testing().test(.GET, "/login") { res in
+                link = res.body.string.range(of: #"/assets/[0-9a-f]{16}/css/dermis\.css"#, options: .regularExpression)
+                    .map { String(res.body.string[$0]) } ?? ""
+                #expect(res.headers.first(name: .cacheControl) == "no-store")
+            }
+            #expect(!link.isEmpty, "the page links the fingerprinted stylesheet")
+            var etag = ""
+            try await app.testing().test(.GET, link) { res in
+                #expect(res.status == .ok && res.headers.contentType?.subType == "css")
+                #expect(res.headers.first(name: .cacheControl) == "public, max-age=31536000, immutable")
+                etag = res.headers.first(name: .eTag) ?? ""
+                #expect(res.headers.first(name: "Content-Security-Policy") != nil, "security headers on static files too")
+            }
+            try await app.testing().test(.GET, "/css/dermis.css") { res in
+                #expect(res.status == .ok && res.headers.first(name: .cacheControl) == "no-cache" && res.headers.first(name: .eTag) == etag)
+            }
+            try await app.testing().test(.GET, "/css/dermis.css", headers: ["If-None-Match": etag]) { res in
+                #expect(res.status == .notModified && res.body.readableBytes == 0)
+            }
+            let stale = link.replacingOccurrences(of: #"/assets/[0-9a-f]{16}/"#, with: "/assets/0000000000000000/", options: .regularExpression)
+            for path in [stale, "/assets/", "/css/missing.css", "/assets/\(link.split(separator: "/")[1])/../../Package.swift"] {
+                try await app.testing().test(.GET, path) { res in #expect(res.status == .notFound, "\(path)") }
+            }
+        }
+    }
+}

@@ -26,7 +26,8 @@ struct SecurityHeadersMiddleware: AsyncMiddleware {
         if request.dermis.settings.servesHTTPS || request.dermis.settings.usesSecureCookies {
             response.headers.replaceOrAdd(name: "Strict-Transport-Security", value: "max-age=31536000; includeSubDomains")
         }
-        if !request.url.path.hasPrefix("/css/") && !request.url.path.hasPrefix("/js/") {
+        // Static assets carry their own caching (StaticAssetsMiddleware); everything else is never stored.
+        if response.headers.first(name: .eTag) == nil || !["/css/", "/js/", StaticAssets.prefix].contains(where: request.url.path.hasPrefix) {
             response.headers.replaceOrAdd(name: .cacheControl, value: "no-store")
         }
         return response
