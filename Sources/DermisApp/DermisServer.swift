@@ -80,8 +80,9 @@ public enum DermisServer {
                                         _ body: (Application) async throws -> Void) async throws {
         var environment = try Environment.detect(arguments: arguments)
         let level = try Logger.Level.detect(from: &environment)
+        let json = ProcessInfo.processInfo.environment["DERMIS_LOG_FORMAT"]?.lowercased() == "json"
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return PatientSafeLogHandler(wrapping: handler)
         }

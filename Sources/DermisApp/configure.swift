@@ -18,6 +18,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
 
     // Order matters: headers and errors wrap everything; static files need no session; then who, then may they.
     app.middleware = Middlewares()
+    app.middleware.use(RequestLogMiddleware())
     app.middleware.use(SecurityHeadersMiddleware())
     app.middleware.use(GenericErrorMiddleware())
     app.middleware.use(RequestLimitsMiddleware())

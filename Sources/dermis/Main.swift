@@ -40,7 +40,7 @@ struct DermisCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dermis",
         abstract: "Dermis: the microneedling clinic system.",
-        subcommands: [Serve.self, Demo.self, Migrate.self, CreateAdmin.self, CreateToken.self, VerifyAudit.self,
+        subcommands: [Serve.self, Demo.self, Migrate.self, CreateAdmin.self, CreateToken.self, VerifyAudit.self, BackupCommand.self, RestoreCommand.self,
                       Screen.self, Plan.self, ProtocolCommand.self])
 }
 

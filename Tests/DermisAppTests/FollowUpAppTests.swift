@@ -273,6 +273,8 @@ extension AppTests {
             #expect(PatientSafeLogHandler.redactingLinks("GET /care/abcDEF_-123?x=1 done") == "GET /care/[token]?x=1 done")
             #expect(PatientSafeLogHandler.redactingLinks("POST /care/tok/check-ins") == "POST /care/[token]/check-ins")
             #expect(PatientSafeLogHandler.redactingLinks("GET /book/confirm/abc_DEF/calendar.ics") == "GET /book/confirm/[token]/calendar.ics")
+            #expect(PatientSafeLogHandler.redactingLinks("GET /password/abc_DEF-1") == "GET /password/[token]")
+            #expect(PatientSafeLogHandler.redactingLinks("POST /unsubscribe/0a1b-2c/f00d done") == "POST /unsubscribe/[link] done")
         }
 
         @Test func aWithdrawnExpiredOrUnknownLinkIsRefused() async throws {

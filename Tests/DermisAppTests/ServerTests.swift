@@ -163,3 +163,45 @@ extension AppTests.Server {
         }
     }
 }
+
+/// `DERMIS_LOG_FORMAT=json`: one JSON object a line, with the request id, behind the same patient-data filter.
+@Suite struct JSONLogTests {
+    final class Lines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func append(_ line: String) { lock.withLock { lines.append(line) } }
+        var all: [String] { lock.withLock { lines } }
+    }
+
+    @Test func eachEventIsOneJSONLineWithItsMetadataAndNoPatientData() throws {
+        let lines = Lines()
+        var logger = Logger(label: "dermis.test") { label in
+            PatientSafeLogHandler(wrapping: JSONLogHandler(label: label, write: { lines.append($0) }))
+        }
+        logger.logLevel = .debug
+        logger.info("GET /care/secret-token-123", metadata: ["request-id": "r-1"])
+        logger.debug("Running query", metadata: ["binds": ["Zoë", "1988-03-14"], "request-id": "r-2"])
+        logger.warning("Message \"not\" sent\nsecond line")
+        #expect(lines.all.count == 3 && lines.all.allSatisfy { $0.hasSuffix("\n") && $0.dropLast().allSatisfy { $0 != "\n" } })
+        let objects = try lines.all.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(objects[0]["message"] as? String == "GET /care/[token]" && objects[0]["level"] as? String == "info")
+        #expect((objects[0]["metadata"] as? [String: Any])?["request-id"] as? String == "r-1")
+        #expect((objects[1]["metadata"] as? [String: Any])?["binds"] as? String == "[redacted]")
+        #expect(!lines.all.joined().contains("Zoë") && !lines.all.joined().contains("secret-token"))
+        #expect(objects[2]["message"] as? String == "Message \"not\" sent\nsecond line" && (objects[2]["source"] as? String)?.contains(".swift:") == true)
+        #expect(objects.allSatisfy { ($0["time"] as? String)?.hasSuffix("Z") == true && $0["label"] as? String == "dermis.test" })
+    }
+}
+
+extension AppTests.Server {
+    /// Each request is logged once with its route's pattern, status and time — never the path, which can carry tokens.
+    @Test func eachRequestIsLoggedByItsPatternNotItsPath() async throws {
+        try await withDermis { app, _ in
+            let id = UUID().uuidString
+            try await app.testing().test(.GET, "/api/v1/patients/\(id)") { res in #expect(res.status == .unauthorized) }
+            let lines = TestLog.text.split(separator: "\n").filter { $0.contains("GET /api/v1/patients/:patientID 401 ") }
+            #expect(!lines.isEmpty && lines.allSatisfy { $0.contains(" ms") })
+            #expect(!TestLog.text.contains(id), "the path's id is not logged")
+        }
+    }
+}

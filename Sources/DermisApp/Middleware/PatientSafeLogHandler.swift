@@ -32,12 +32,17 @@ public struct PatientSafeLogHandler: LogHandler {
             safe.metadata = metadata
         }
         let message = "\(event.message)"
-        if message.contains("/care/") || message.contains("/book/confirm/") { safe.message = "\(Self.redactingLinks(message))" }
+        if ["/care/", "/book/confirm/", "/password/", "/unsubscribe/"].contains(where: message.contains) {
+            safe.message = "\(Self.redactingLinks(message))"
+        }
         wrapped.log(event: safe)
     }
 
-    /// A patient's aftercare link and a booking's confirmation link are credentials: their tokens never reach the log.
+    /// A patient's aftercare link, a booking's confirmation link, a set-password link and an unsubscribe link are
+    /// credentials (the last also names a patient): they never reach the log.
     static func redactingLinks(_ text: String) -> String {
         text.replacing(/\/care\/[^\/\s?#]+/, with: "/care/[token]").replacing(/\/book\/confirm\/[^\/\s?#]+/, with: "/book/confirm/[token]")
+            .replacing(/\/password\/[^\/\s?#]+/, with: "/password/[token]")
+            .replacing(/\/unsubscribe\/[^\s?#]+/, with: "/unsubscribe/[link]")
     }
 }

@@ -1,0 +1,25 @@
+import Vapor
+
+/// One line per request at `info`: method, the route's pattern (`/patients/:patientID`, never the path itself, which can
+/// carry ids and tokens), status and time taken, with Vapor's `request-id` in the metadata. The first middleware, so its
+/// time covers all the others.
+struct RequestLogMiddleware: AsyncMiddleware {
+    func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
+        let started = ContinuousClock.now
+        var status: HTTPStatus = .internalServerError
+        defer {
+            let elapsed = ContinuousClock.now - started
+            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            request.logger.info("\(request.method) \(Self.pattern(request)) \(status.code) \(String(format: "%.1f", ms)) ms")
+        }
+        let response = try await next.respond(to: request)
+        status = response.status
+        return response
+    }
+
+    /// The matched route's pattern, or `(no route)`.
+    static func pattern(_ request: Request) -> String {
+        guard let route = request.route else { return "(no route)" }
+        return "/" + route.path.map(\.description).joined(separator: "/")
+    }
+}

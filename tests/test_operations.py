@@ -1,0 +1,98 @@
+"""Running it for real: an online backup of a SQLite data folder that verifies, restores into an empty folder and
+serves the same data; a tampered backup is refused naming the file; JSON logs with the request id; SIGTERM exits 0."""
+import json
+import signal
+import urllib.request
+
+from conftest import RunningServer, run_dermis
+from test_booking import api
+
+DESK = "desk@demo.dermis.test"
+
+
+def token_for(data):
+    code, out, err = run_dermis("create-token", "--email", DESK, "--data-dir", str(data))
+    assert code == 0, err
+    return out.strip().split()[-1]
+
+
+def test_an_online_backup_verifies_restores_and_serves_the_same_data(tmp_path):
+    data, backup, restored = tmp_path / "data", tmp_path / "backup", tmp_path / "restored"
+    server = RunningServer(data, extra=("--demo",)).wait_ready()
+    try:
+        token = token_for(data)
+        status, body = api(server, token, "/api/v1/patients", {"givenName": "Ada", "familyName": "Backup-Test",
+                                                                "dateOfBirth": "1980-05-05"})
+        assert status == 201, body
+        patient = json.loads(body)["id"]
+        (data / "photos").mkdir(exist_ok=True)
+        (data / "photos" / "example.jpg").write_bytes(b"\xff\xd8 not really a photo")
+        # While the server runs and serves.
+        code, out, err = run_dermis("backup", "--to", str(backup), "--data-dir", str(data))
+        assert code == 0, err
+        assert "Backed up" in out
+    finally:
+        server.stop()
+
+    manifest = json.loads((backup / "manifest.json").read_text())
+    paths = {f["path"] for f in manifest["files"]}
+    assert {"dermis.sqlite", "secret.key", "photos/example.jpg"} <= paths
+    assert all(len(f["sha256"]) == 64 for f in manifest["files"])
+    code, out, err = run_dermis("backup", "--verify", str(backup))
+    assert code == 0 and "verifies" in out, err
+
+    code, out, err = run_dermis("restore", "--from", str(backup), "--data-dir", str(restored))
+    assert code == 0, err
+    assert (restored / "secret.key").stat().st_mode & 0o777 == 0o600
+    code, out, err = run_dermis("verify-audit", "--data-dir", str(restored))
+    assert code == 0 and "intact" in out, err
+    server = RunningServer(restored).wait_ready()
+    try:
+        status, body = api(server, token, f"/api/v1/patients/{patient}")
+        assert status == 200 and json.loads(body)["familyName"] == "Backup-Test"
+    finally:
+        server.stop()
+
+    # Into a folder that is not empty: refused, nothing overwritten.
+    before = (restored / "dermis.sqlite").read_bytes()
+    code, _, err = run_dermis("restore", "--from", str(backup), "--data-dir", str(restored))
+    assert code == 1 and "not empty" in err and (restored / "dermis.sqlite").read_bytes() == before
+    code, _, err = run_dermis("backup", "--to", str(backup), "--data-dir", str(data))
+    assert code == 1 and "--to" in err and "not empty" in err
+    code, _, err = run_dermis("backup", "--data-dir", str(data))
+    assert code != 0 and "--to DIR" in err
+
+
+def test_a_tampered_or_incomplete_backup_is_refused_naming_the_file(tmp_path):
+    data, backup = tmp_path / "data", tmp_path / "backup"
+    assert run_dermis("demo", "--data-dir", str(data))[0] == 0
+    assert run_dermis("backup", "--to", str(backup), "--data-dir", str(data))[0] == 0
+    photo = backup / "extra.txt"
+    photo.write_text("slipped in")
+    database = backup / "dermis.sqlite"
+    raw = bytearray(database.read_bytes())
+    raw[-100] ^= 0xFF
+    database.write_bytes(bytes(raw))
+    (backup / "secret.key").unlink()
+    code, _, err = run_dermis("backup", "--verify", str(backup))
+    assert code == 1
+    assert "dermis.sqlite: changed since the backup" in err and "secret.key: missing" in err and "extra.txt: not in the manifest" in err
+    code, _, err = run_dermis("restore", "--from", str(backup), "--data-dir", str(tmp_path / "restored"))
+    assert code == 1 and "does not verify" in err and not (tmp_path / "restored" / "dermis.sqlite").exists()
+    code, _, err = run_dermis("backup", "--verify", str(tmp_path))
+    assert code == 1 and "manifest.json is missing" in err
+
+
+def test_json_logs_carry_the_request_id_and_sigterm_exits_cleanly(tmp_path):
+    server = RunningServer(tmp_path / "data", env={"DERMIS_LOG_FORMAT": "json"}, extra=("--demo",)).wait_ready()
+    try:
+        with urllib.request.urlopen(server.base + "/healthz", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=20) == 0
+    lines = [line for line in server.output().splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in lines]
+    assert events and all({"time", "level", "label", "message"} <= event.keys() for event in events)
+    requests = [e for e in events if e["message"].startswith("GET /healthz 200")]
+    assert requests and requests[0]["metadata"]["request-id"] and requests[0]["message"].endswith(" ms")
