@@ -50,6 +50,8 @@ public struct DermisSettings: Sendable {
     public var smsPassword: String?
     /// Re-read templates on every render (`DERMIS_RELOAD_TEMPLATES=1`), for editing them; off, they are parsed once.
     public var reloadTemplates: Bool = false
+    /// The bearer token a Prometheus scraper sends to `GET /metrics` (`DERMIS_METRICS_TOKEN`); unset, no metrics page.
+    public var metricsToken: String?
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String
 
@@ -63,7 +65,7 @@ public struct DermisSettings: Sendable {
                 screeningValidDays: Int = 30, trustedProxies: String? = nil, tlsCertificateFile: String? = nil,
                 tlsKeyFile: String? = nil, secretKeyFile: String? = nil, smtpURL: String? = nil, mailFrom: String? = nil,
                 smtpCAFile: String? = nil, smsURL: String? = nil, smsFrom: String? = nil, smsUser: String? = nil, smsPassword: String? = nil,
-                reloadTemplates: Bool = false,
+                reloadTemplates: Bool = false, metricsToken: String? = nil,
                 randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -88,6 +90,7 @@ public struct DermisSettings: Sendable {
         self.smsUser = smsUser
         self.smsPassword = smsPassword
         self.reloadTemplates = reloadTemplates
+        self.metricsToken = metricsToken
         self.tlsCertificateFile = tlsCertificateFile
         self.tlsKeyFile = tlsKeyFile
         self.randomPassword = randomPassword
@@ -115,7 +118,8 @@ public struct DermisSettings: Sendable {
             smsFrom: environment["DERMIS_SMS_FROM"].flatMap { $0.isEmpty ? nil : $0 },
             smsUser: environment["DERMIS_SMS_USER"].flatMap { $0.isEmpty ? nil : $0 },
             smsPassword: environment["DERMIS_SMS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 },
-            reloadTemplates: ["1", "true", "yes"].contains(environment["DERMIS_RELOAD_TEMPLATES"]?.lowercased() ?? ""))
+            reloadTemplates: ["1", "true", "yes"].contains(environment["DERMIS_RELOAD_TEMPLATES"]?.lowercased() ?? ""),
+            metricsToken: environment["DERMIS_METRICS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// Whether Dermis itself serves HTTPS.

@@ -51,7 +51,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)
     app.auditCheckpoints = checkpoints
-    app.auditWriter = AuditWriter(database: { [unowned app] in app.db }, checkpoints: checkpoints)
+    let metrics = app.metrics
+    app.auditWriter = AuditWriter(database: { [unowned app] in app.db }, checkpoints: checkpoints, observe: { metrics.auditAppended(took: $0) })
     app.lifecycle.use(AuditCheckpointsAtShutdown())
     app.imageDecoding = ImageDecoding()
     app.mail = try MailSetup.configure(app, settings: settings)
@@ -94,6 +95,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: SMSWebhookController())
     try app.register(collection: MessagePreferencesController())
     try app.register(collection: MessagingAdminController())
+    try app.register(collection: MetricsController())
 }
 
 /// Writes the audit chains' last heads when the server stops.

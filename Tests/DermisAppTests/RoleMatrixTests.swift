@@ -35,6 +35,7 @@ extension AppTests {
             GET /unsubscribe/:patientID/:mac                            open
             POST /unsubscribe/:patientID/:mac                           open
             POST /webhooks/sms                                          open
+            GET /metrics                                                open
             GET /care/:token                                            patientLink
             POST /care/:token/check-ins                                 patientLink
             GET /account                                                all

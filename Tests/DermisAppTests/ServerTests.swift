@@ -205,3 +205,35 @@ extension AppTests.Server {
         }
     }
 }
+
+extension AppTests.Server {
+    /// `/metrics`: absent unless a token is set, refused without it; requests by route pattern (never an id), sign-in
+    /// failures, 429s, the outbox read when scraped.
+    @Test func metricsAreForTheScraperWithTheTokenAndNameNoPatient() async throws {
+        try await withDermis { app, _ in
+            try await app.testing().test(.GET, "/metrics") { #expect($0.status == .notFound, "no token set: no page") }
+        }
+        try await withDermis(change: { $0.metricsToken = "scrape-me" }) { app, settings in
+            try await app.testing().test(.GET, "/metrics") { #expect($0.status == .unauthorized) }
+            try await app.testing().test(.GET, "/metrics", headers: ["Authorization": "Bearer scrape-mE"]) { #expect($0.status == .unauthorized) }
+            let id = UUID().uuidString
+            try await app.testing().test(.GET, "/healthz") { #expect($0.status == .ok) }
+            try await app.testing().test(.GET, "/api/v1/patients/\(id)") { #expect($0.status == .unauthorized) }
+            let staff = try await makeStaff(app, role: .frontDesk)
+            try await app.testing().test(.POST, "/login", headers: formHeaders, body: form([("email", staff.user.email), ("password", "wrong password")])) { _ in }
+            let clinic = try #require(try await Clinic.query(on: app.db).first()).requireID()
+            try await OutboxMessage(clinicID: clinic, recipient: "a@example.test", subject: "s", body: "b", kind: "test", at: settings.clock.now()).create(on: app.db)
+            var text = ""
+            try await app.testing().test(.GET, "/metrics", headers: ["Authorization": "Bearer scrape-me"]) { res in
+                #expect(res.status == .ok && res.headers.contentType?.subType == "plain")
+                text = res.body.string
+            }
+            #expect(text.contains(#"dermis_http_requests_total{method="GET",route="/healthz",status="200"} 1"#))
+            #expect(text.contains(#"route="/api/v1/patients/:patientID",status="401""#) && !text.contains(id), "the pattern, never the id")
+            #expect(text.contains(#"dermis_http_request_duration_seconds_bucket{"#))
+            #expect(text.contains("dermis_sign_in_failures_total 1"))
+            #expect(text.contains(#"dermis_outbox_messages{status="queued"} 1"#) && text.contains("dermis_outbox_oldest_due_age_seconds"))
+            #expect(text.contains("dermis_audit_append_duration_seconds_count"))
+        }
+    }
+}

@@ -158,6 +158,7 @@ extension Request {
     func audit(_ action: AuditAction, objectType: String, objectID: String? = nil, patientID: UUID? = nil,
                outcome: AuditOutcome) async throws {
         let entry = auditEntry(action, objectType: objectType, objectID: objectID, patientID: patientID, outcome: outcome)
+        if action == .signIn && outcome == .failure { application.metrics.signInFailed() }
         if let work = Writes.current {
             work.record(entry, checkpoints: application.auditCheckpoints) { self.hasAudited = true }
         } else {

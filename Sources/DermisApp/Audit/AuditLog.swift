@@ -177,9 +177,14 @@ final class AuditWriter: Sendable {
     /// How many transactions have committed rows so far: fewer than the rows when requests come together.
     var batches: Int { committed.withLockedValue { $0 } }
 
-    init(database: @escaping @Sendable () -> any Database, checkpoints: AuditCheckpoints) {
+    /// Told how long each append waited for its commit (for the metrics).
+    let observe: @Sendable (Duration) -> Void
+
+    init(database: @escaping @Sendable () -> any Database, checkpoints: AuditCheckpoints,
+         observe: @escaping @Sendable (Duration) -> Void = { _ in }) {
         self.database = database
         self.checkpoints = checkpoints
+        self.observe = observe
     }
 
     /// The most rows one transaction takes (one INSERT binds 14 values a row; the databases allow 32,766 and 65,535).
@@ -187,6 +192,8 @@ final class AuditWriter: Sendable {
 
     /// Returns once `entries` are durable; throws if their commit failed.
     func append(_ entries: [AuditLog.Entry]) async throws {
+        let started = ContinuousClock.now
+        defer { observe(ContinuousClock.now - started) }
         for entry in entries {
             try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
                 let start = state.withLockedValue { state in

@@ -42,6 +42,15 @@ extension Route {
     }
 
     var allowsCrossSite: Bool { userInfo[AnySendableHashable("dermis.crossSite")] as? Bool ?? false }
+
+    /// Marks a route that checks a bearer token of its own (the metrics scraper's), which is no staff API token.
+    @discardableResult
+    func checkingOwnBearer() -> Route {
+        userInfo[AnySendableHashable("dermis.ownBearer")] = true
+        return self
+    }
+
+    var checksOwnBearer: Bool { userInfo[AnySendableHashable("dermis.ownBearer")] as? Bool ?? false }
 }
 
 /// The signed-in staff member behind a request, and how they signed in.

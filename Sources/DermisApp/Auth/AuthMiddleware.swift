@@ -30,7 +30,7 @@ struct CrossSiteRequestMiddleware: AsyncMiddleware {
 /// Finds who is calling: a bearer token or the session cookie. Sets `req.principal`; refuses a bad token outright.
 struct AuthenticationMiddleware: AsyncMiddleware {
     func respond(to request: Request, chainingTo next: any AsyncResponder) async throws -> Response {
-        if let bearer = request.headers.bearerAuthorization {
+        if let bearer = request.headers.bearerAuthorization, request.route?.checksOwnBearer != true {
             guard let principal = try await Sessions.principal(forToken: bearer.token, on: request) else {
                 throw Abort(.unauthorized, reason: "The API token is unknown, revoked or expired.")
             }

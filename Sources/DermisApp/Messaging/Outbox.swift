@@ -192,6 +192,7 @@ struct OutboxWorker: Sendable {
                     .set(\.$lastError, to: nil).set(\.$claimedUntil, to: nil).update()
             }
         }
+        if let failure { app.metrics.outboxFailed(dead: failure.permanent || attempts >= Self.maxAttempts) }
         if let failure {
             // The log names the message, never its recipient or text (no patient data in logs).
             app.logger.warning("Message not sent (attempt \(attempts)): \(failure.permanent ? "refused" : "will retry")", metadata: ["message": "\(id)"])

@@ -1,0 +1,92 @@
+import CoreMetrics
+import Fluent
+import Foundation
+import Prometheus
+import SQLKit
+import Vapor
+
+/// What an operator watches, through swift-metrics into a Prometheus registry of this application's own (no process-wide
+/// bootstrap, so every application — and every test — counts apart): requests and their latency by route pattern
+/// (never by path, which carries ids), 429 refusals, sign-in failures, audit append latency, outbox failures; and, read
+/// when scraped, the outbox by status and the age of the oldest message waiting.
+final class DermisMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    let factory: PrometheusMetricsFactory
+
+    init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Seconds, from a millisecond to ten: a page, a query, a commit.
+        factory.defaultDurationHistogramBuckets = [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                                                   .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                                                   .seconds(1), .seconds(2), .seconds(5), .seconds(10)]
+        self.factory = factory
+    }
+
+    func request(method: HTTPMethod, route: String, status: HTTPStatus, took: Duration) {
+        Counter(label: "dermis_http_requests_total", dimensions: [("method", method.rawValue), ("route", route), ("status", "\(status.code)")],
+                factory: factory).increment()
+        Timer(label: "dermis_http_request_duration_seconds", dimensions: [("method", method.rawValue), ("route", route)], factory: factory)
+            .record(duration: took)
+        if status == .tooManyRequests {
+            Counter(label: "dermis_rate_limit_refusals_total", dimensions: [("route", route)], factory: factory).increment()
+        }
+    }
+
+    func signInFailed() {
+        Counter(label: "dermis_sign_in_failures_total", factory: factory).increment()
+    }
+
+    func auditAppended(took: Duration) {
+        Timer(label: "dermis_audit_append_duration_seconds", factory: factory).record(duration: took)
+    }
+
+    func outboxFailed(dead: Bool) {
+        Counter(label: "dermis_outbox_send_failures_total", dimensions: [("outcome", dead ? "dead" : "retry")], factory: factory).increment()
+    }
+
+    /// The exposition text, with the outbox read now.
+    func scrape(db: any Database, now: Date) async throws -> String {
+        for status in OutboxStatus.allCases {
+            let count = try await OutboxMessage.query(on: db).filter(\.$status == status.rawValue).count()
+            Gauge(label: "dermis_outbox_messages", dimensions: [("status", status.rawValue)], factory: factory).record(count)
+        }
+        let oldest = try await OutboxMessage.query(on: db).filter(\.$status ~~ [OutboxStatus.queued.rawValue, OutboxStatus.retry.rawValue])
+            .sort(\.$createdAt).first()
+        let waiting = oldest.map { now.timeIntervalSince($0.notBefore ?? $0.createdAt) } ?? 0
+        Gauge(label: "dermis_outbox_oldest_due_age_seconds", factory: factory).record(max(0, waiting))
+        return registry.emitToString()
+    }
+}
+
+extension Application {
+    private struct MetricsKey: StorageKey { typealias Value = DermisMetrics }
+
+    var metrics: DermisMetrics {
+        if let metrics = storage[MetricsKey.self] { return metrics }
+        let metrics = DermisMetrics()
+        storage[MetricsKey.self] = metrics
+        return metrics
+    }
+}
+
+/// `GET /metrics` in Prometheus text format, for a scraper holding `DERMIS_METRICS_TOKEN` (as a bearer token); without
+/// the setting there is no such page (404), so nothing is exposed by default.
+struct MetricsController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        routes.get("metrics", use: metrics).access(.open).checkingOwnBearer()
+    }
+
+    func metrics(req: Request) async throws -> Response {
+        guard let expected = req.dermis.settings.metricsToken, !expected.isEmpty else { throw Abort(.notFound) }
+        let given = req.headers.bearerAuthorization?.token ?? ""
+        guard Secrets.digest(given) == Secrets.digest(expected) else {
+            var headers = HTTPHeaders()
+            headers.add(name: .wwwAuthenticate, value: "Bearer")
+            throw Abort(.unauthorized, headers: headers)
+        }
+        let text = try await req.application.metrics.scrape(db: req.db, now: req.dermis.clock.now())
+        var headers = HTTPHeaders()
+        headers.contentType = HTTPMediaType(type: "text", subType: "plain", parameters: ["version": "0.0.4", "charset": "utf-8"])
+        return Response(status: .ok, headers: headers, body: .init(string: text))
+    }
+}
