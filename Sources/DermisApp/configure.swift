@@ -47,7 +47,9 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(PatientMessaging())
     app.migrations.add(MessageChannels())
     app.migrations.add(InboundSMSOnce())
+    app.migrations.add(PatientSearchIndex.Migration())
     try await app.autoMigrate()
+    if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
     let checkpoints = AuditCheckpoints(dataDirectory: settings.dataDirectory, logger: app.logger)
     app.auditCheckpoints = checkpoints

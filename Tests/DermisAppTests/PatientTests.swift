@@ -1,6 +1,7 @@
 import DermisCore
 import Fluent
 import Foundation
+import SQLKit
 import Testing
 import VaporTesting
 @testable import DermisApp
@@ -88,6 +89,56 @@ extension AppTests {
                     let patients = (try JSONSerialization.jsonObject(with: Data(buffer: res.body)) as! [String: Any])["patients"] as! [[String: Any]]
                     #expect(patients.map { $0["familyName"] as! String } == [finds], "\(query)")
                 }
+            }
+        }
+
+        /// The trigram index finds any part of three letters or more; it follows renames and phone changes, however
+        /// the row was written; a stale or missing index is rebuilt at start, and never shows a wrong patient.
+        @Test func searchByPartOfANameUsesTheIndexAndFollowsEveryChange() async throws {
+            try await withDermis { app, settings in
+                let session = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+                let staff = try await makeStaff(app, role: .frontDesk)
+                func found(_ q: String) async throws -> [String] {
+                    var names: [String] = []
+                    try await app.testing().test(.GET, "/api/v1/patients?q=\(q.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)",
+                                                 headers: session) { res in
+                        let patients = (try JSONSerialization.jsonObject(with: Data(buffer: res.body)) as! [String: Any])["patients"] as! [[String: Any]]
+                        names = patients.map { $0["familyName"] as! String }
+                    }
+                    return names
+                }
+                #expect(try await found("fèvr") == ["Lefèvre"])
+                #expect(try await found("ZO LEF") == ["Lefèvre"])
+                #expect(try await found("700900103") == ["Nwosu"])
+                #expect(try await found("zz") == [])
+                #expect(try await found("100%") == [])
+                // Renamed through the registry: the old name no longer finds her, the new one does.
+                let zoe = try #require(try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first())
+                let registry = PatientRegistry(db: app.db, clinicID: zoe.$clinic.id)
+                let renamed = try PatientDetails(givenName: "Zoë", familyName: "Marchetti", dateOfBirth: zoe.dateOfBirth, phone: "+44 7700 900199")
+                    .validated(today: CalendarDate(iso: "2026-11-27")!)
+                _ = try await registry.update(try zoe.requireID(), with: renamed, expectedVersion: zoe.version, by: staff.id, at: settings.clock.now())
+                #expect(try await found("lefevre") == [])
+                #expect(try await found("marchett") == ["Marchetti"])
+                #expect(try await found("7700900199") == ["Marchetti"])
+                #expect(try await found("7700900101") == [])
+                guard let sql = app.db as? any SQLDatabase, sql.dialect.name == "sqlite" else { return }
+                // SQLite: the plan reads the trigram index, not every patient.
+                let plan = try await sql.raw("EXPLAIN QUERY PLAN SELECT patient_id FROM patient_search WHERE search_name LIKE '%marchett%'").all()
+                    .map { try $0.decode(column: "detail", as: String.self) }
+                #expect(plan.contains { $0.contains("VIRTUAL TABLE INDEX") }, "\(plan)")
+                // A row written behind the registry's back (a bulk load) is indexed by the triggers.
+                try await sql.raw("UPDATE patient SET search_name = 'amara okonkwo' WHERE family_name = 'Nwosu'").run()
+                #expect(try await found("okonk") == ["Nwosu"])
+                // An index emptied (or left stale) is rebuilt at start; a stale entry never shows the wrong patient.
+                try await sql.raw("DELETE FROM patient_search").run()
+                #expect(try await found("marchett") == [])
+                try await sql.raw("INSERT INTO patient_search (rowid, patient_id, search_name, phone_e164) SELECT rowid, id, 'decoy', NULL FROM patient WHERE family_name = 'Schmidt'").run()
+                #expect(try await found("decoy") == [], "the row itself must match, not only its index entry")
+                #expect(try await PatientSearchIndex.ensureComplete(on: app.db))
+                #expect(try await !PatientSearchIndex.ensureComplete(on: app.db), "a complete index is left alone")
+                #expect(try await found("marchett") == ["Marchetti"])
+                #expect(try await found("decoy") == [])
             }
         }
 

@@ -199,11 +199,14 @@ struct PatientRegistry {
             query = query.filter(\.$mrn == trimmed.uppercased())
         } else if let phone = PatientDetails.e164(trimmed.hasPrefix("+") || trimmed.hasPrefix("00") ? trimmed : "+" + trimmed),
                   trimmed.filter(\.isNumber).count >= 6, trimmed.allSatisfy({ $0.isNumber || " +-().".contains($0) }) {
-            query = query.filter(\.$phoneE164 ~~ String(phone.dropFirst()))
+            let digits = String(phone.dropFirst())
+            query = query.filter(\.$phoneE164 ~~ digits)
+            if let indexed = PatientSearchIndex.matching(words: [], phone: digits, on: db) { query = query.filter(indexed) }
         } else {
-            for word in searchFolded(trimmed).split(separator: " ") {
-                query = query.filter(\.$searchName ~~ String(word))
-            }
+            // The index finds the candidates; the row's own columns confirm each (PatientSearchIndex).
+            let words = searchFolded(trimmed).split(separator: " ").map(String.init)
+            for word in words { query = query.filter(\.$searchName ~~ word) }
+            if let indexed = PatientSearchIndex.matching(words: words, phone: nil, on: db) { query = query.filter(indexed) }
         }
         return try await query.sort(\.$familyName).sort(\.$givenName).limit(limit).all()
     }

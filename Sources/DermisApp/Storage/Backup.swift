@@ -50,6 +50,21 @@ public enum Backup {
             let copy = target.appendingPathComponent(DatabaseSetup.sqliteFileName).path
             _ = try await connection.query("VACUUM INTO '\(copy.replacingOccurrences(of: "'", with: "''"))'")
             try await connection.close()
+            // The copy's row ids may have moved: its search index is written afresh from its own rows.
+            let copied = try await SQLiteConnection.open(storage: .file(path: copy))
+            do {
+                let tables = try await copied.query("SELECT name FROM sqlite_master WHERE name = 'patient_search'")
+                if !tables.isEmpty {
+                    _ = try await copied.query("BEGIN")
+                    _ = try await copied.query("DELETE FROM patient_search")
+                    _ = try await copied.query("INSERT INTO patient_search (rowid, patient_id, search_name, phone_e164) SELECT rowid, id, search_name, phone_e164 FROM patient")
+                    _ = try await copied.query("COMMIT")
+                }
+                try await copied.close()
+            } catch {
+                try? await copied.close()
+                throw error
+            }
         } catch {
             try? await connection.close()
             throw error

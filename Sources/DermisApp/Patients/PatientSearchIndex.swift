@@ -1,0 +1,84 @@
+import Fluent
+import SQLKit
+
+/// Name and phone search that finds without reading every patient: trigrams, so any part of a name of three letters or
+/// more is looked up, accent- and case-blind as the folded `search_name` already is.
+///
+/// - SQLite: an FTS5 table with the trigram tokenizer, `patient_search`, kept in step by triggers on `patient` (so every
+///   way a row is written keeps it, a bulk load included). Its rowid is the patient's; the search rechecks each match
+///   against the patient row, so an entry gone stale can never show a wrong patient. `ensureComplete` rebuilds it when
+///   it does not hold one entry per patient.
+/// - PostgreSQL: `pg_trgm` GIN indexes on `search_name` and `phone_e164`, which the plain `LIKE '%…%'` uses.
+enum PatientSearchIndex {
+    static let table = "patient_search"
+
+    struct Migration: AsyncMigration {
+        func prepare(on database: any Database) async throws {
+            guard let sql = database as? any SQLDatabase else { return }
+            if sql.dialect.name == "sqlite" {
+                try await sql.raw("CREATE VIRTUAL TABLE patient_search USING fts5(patient_id UNINDEXED, search_name, phone_e164, tokenize = 'trigram')").run()
+                let entry = "INSERT OR REPLACE INTO patient_search (rowid, patient_id, search_name, phone_e164) VALUES (new.rowid, new.id, new.search_name, new.phone_e164)"
+                try await sql.raw("CREATE TRIGGER patient_search_insert AFTER INSERT ON patient BEGIN \(unsafeRaw: entry); END").run()
+                try await sql.raw("""
+                    CREATE TRIGGER patient_search_update AFTER UPDATE OF search_name, phone_e164 ON patient BEGIN
+                    DELETE FROM patient_search WHERE rowid = old.rowid; \(unsafeRaw: entry); END
+                    """).run()
+                try await sql.raw("CREATE TRIGGER patient_search_delete AFTER DELETE ON patient BEGIN DELETE FROM patient_search WHERE rowid = old.rowid; END").run()
+                try await rebuild(sql)
+            } else {
+                try await sql.raw("CREATE EXTENSION IF NOT EXISTS pg_trgm").run()
+                try await sql.raw("CREATE INDEX patient_search_name_trgm ON patient USING gin (search_name gin_trgm_ops)").run()
+                try await sql.raw("CREATE INDEX patient_phone_trgm ON patient USING gin (phone_e164 gin_trgm_ops)").run()
+            }
+        }
+
+        func revert(on database: any Database) async throws {
+            guard let sql = database as? any SQLDatabase else { return }
+            if sql.dialect.name == "sqlite" {
+                for trigger in ["patient_search_insert", "patient_search_update", "patient_search_delete"] {
+                    try await sql.raw("DROP TRIGGER \(unsafeRaw: trigger)").run()
+                }
+                try await sql.raw("DROP TABLE patient_search").run()
+            } else {
+                try await sql.raw("DROP INDEX patient_search_name_trgm").run()
+                try await sql.raw("DROP INDEX patient_phone_trgm").run()
+            }
+        }
+    }
+
+    /// Every patient's entry written afresh (SQLite), in one statement.
+    static func rebuild(_ sql: any SQLDatabase) async throws {
+        try await sql.raw("DELETE FROM patient_search").run()
+        try await sql.raw("INSERT INTO patient_search (rowid, patient_id, search_name, phone_e164) SELECT rowid, id, search_name, phone_e164 FROM patient").run()
+    }
+
+    /// At start (SQLite): rebuilds the index if it does not hold exactly one entry per patient — rows written before the
+    /// index existed, or a copy whose row ids moved. Returns whether it rebuilt.
+    @discardableResult
+    static func ensureComplete(on database: any Database) async throws -> Bool {
+        guard let sql = database as? any SQLDatabase, sql.dialect.name == "sqlite" else { return false }
+        let patients = try await sql.raw("SELECT count(*) AS n FROM patient").first()?.decode(column: "n", as: Int.self) ?? 0
+        let entries = try await sql.raw("SELECT count(*) AS n FROM patient_search").first()?.decode(column: "n", as: Int.self) ?? 0
+        let mismatched = try await sql.raw("""
+            SELECT count(*) AS n FROM patient_search s LEFT JOIN patient p ON p.rowid = s.rowid WHERE p.id IS NULL OR p.id <> s.patient_id
+            """).first()?.decode(column: "n", as: Int.self) ?? 0
+        guard patients != entries || mismatched > 0 else { return false }
+        try await Writes.transaction(database) { db in try await rebuild(db as! any SQLDatabase) }
+        return true
+    }
+
+    /// The filter for patients whose folded name holds every word and, when given, whose phone holds `phone`: on
+    /// SQLite through the index, then rechecked against the row.
+    static func matching(words: [String], phone: String?, on database: any Database) -> DatabaseQuery.Filter? {
+        guard let sql = database as? any SQLDatabase, sql.dialect.name == "sqlite", !(words.isEmpty && phone == nil) else { return nil }
+        var conditions: [any SQLExpression] = words.map { word in
+            SQLBinaryExpression(SQLColumn("search_name"), .like, SQLBind("%" + escaped(word) + "%"))
+        }
+        if let phone { conditions.append(SQLBinaryExpression(SQLColumn("phone_e164"), .like, SQLBind("%" + escaped(phone) + "%"))) }
+        let subquery = SQLQueryString("SELECT patient_id FROM patient_search WHERE \(SQLList(conditions, separator: SQLRaw(" AND ")))")
+        return .custom(SQLBinaryExpression(SQLColumn("id", table: "patient"), .in, SQLGroupExpression(subquery)))
+    }
+
+    /// `%` and `_` in a typed word are letters, not wildcards (SQLite's LIKE has no escape by default: they are removed).
+    static func escaped(_ word: String) -> String { word.replacingOccurrences(of: "%", with: "").replacingOccurrences(of: "_", with: "") }
+}
