@@ -96,3 +96,45 @@ def test_json_logs_carry_the_request_id_and_sigterm_exits_cleanly(tmp_path):
     assert events and all({"time", "level", "label", "message"} <= event.keys() for event in events)
     requests = [e for e in events if e["message"].startswith("GET /healthz 200")]
     assert requests and requests[0]["metadata"]["request-id"] and requests[0]["message"].endswith(" ms")
+
+
+def test_a_postgresql_dump_restores_into_an_empty_database_and_serves(tmp_path):
+    """The README's pg_dump / pg_restore commands, run for real: the restored database serves the same patient."""
+    import os
+    import subprocess
+
+    import pytest
+
+    from test_booking import fresh_postgres_database
+
+    if not os.environ.get("DERMIS_TEST_DATABASE_URL"):
+        pytest.skip("needs DERMIS_TEST_DATABASE_URL (scripts/test sets it)")
+    source, target = fresh_postgres_database(), fresh_postgres_database()
+    data = tmp_path / "data"
+    server = RunningServer(data, env={"DATABASE_URL": source}, extra=("--demo",)).wait_ready()
+    try:
+        token = token_for_database(data, source)
+        status, body = api(server, token, "/api/v1/patients", {"givenName": "Pia", "familyName": "Dump-Test", "dateOfBirth": "1975-07-07"})
+        assert status == 201, body
+        patient = json.loads(body)["id"]
+    finally:
+        server.stop()
+    dump = tmp_path / "dermis.dump"
+    subprocess.run(["pg_dump", "--format=custom", "--file", str(dump), source], check=True, capture_output=True)
+    subprocess.run(["pg_restore", "--no-owner", "--dbname", target, str(dump)], check=True, capture_output=True)
+    server = RunningServer(data, env={"DATABASE_URL": target}).wait_ready()
+    try:
+        status, body = api(server, token, f"/api/v1/patients/{patient}")
+        assert status == 200 and json.loads(body)["familyName"] == "Dump-Test"
+        status, body = api(server, token, "/api/v1/patients?q=ump-te")
+        assert status == 200 and [p["familyName"] for p in json.loads(body)["patients"]] == ["Dump-Test"]
+    finally:
+        server.stop()
+    code, out, err = run_dermis("verify-audit", "--data-dir", str(data), env={"DATABASE_URL": target})
+    assert code == 0 and "intact" in out, err
+
+
+def token_for_database(data, database_url):
+    code, out, err = run_dermis("create-token", "--email", DESK, "--data-dir", str(data), env={"DATABASE_URL": database_url})
+    assert code == 0, err
+    return out.strip().split()[-1]

@@ -201,12 +201,18 @@ struct PatientRegistry {
                   trimmed.filter(\.isNumber).count >= 6, trimmed.allSatisfy({ $0.isNumber || " +-().".contains($0) }) {
             let digits = String(phone.dropFirst())
             query = query.filter(\.$phoneE164 ~~ digits)
-            if let indexed = PatientSearchIndex.matching(words: [], phone: digits, on: db) { query = query.filter(indexed) }
+            if let ids = try await PatientSearchIndex.candidates(words: [], phone: digits, on: db) {
+                guard !ids.isEmpty else { return [] }
+                query = query.filter(\.$id ~~ ids)
+            }
         } else {
             // The index finds the candidates; the row's own columns confirm each (PatientSearchIndex).
             let words = searchFolded(trimmed).split(separator: " ").map(String.init)
             for word in words { query = query.filter(\.$searchName ~~ word) }
-            if let indexed = PatientSearchIndex.matching(words: words, phone: nil, on: db) { query = query.filter(indexed) }
+            if let ids = try await PatientSearchIndex.candidates(words: words, phone: nil, on: db) {
+                guard !ids.isEmpty else { return [] }
+                query = query.filter(\.$id ~~ ids)
+            }
         }
         return try await query.sort(\.$familyName).sort(\.$givenName).limit(limit).all()
     }

@@ -1,4 +1,5 @@
 import Fluent
+import Foundation
 import SQLKit
 
 /// Name and phone search that finds without reading every patient: trigrams, so any part of a name of three letters or
@@ -67,16 +68,24 @@ enum PatientSearchIndex {
         return true
     }
 
-    /// The filter for patients whose folded name holds every word and, when given, whose phone holds `phone`: on
-    /// SQLite through the index, then rechecked against the row.
-    static func matching(words: [String], phone: String?, on database: any Database) -> DatabaseQuery.Filter? {
+    /// The most candidates the index hands on; a search matching more (two common letters) reads the table instead.
+    static let candidateCap = 2000
+
+    /// The ids of patients whose folded name holds every word and, when given, whose phone holds `phone`, from the index
+    /// (SQLite). nil when the index cannot narrow the search: not SQLite, or more than `candidateCap` candidates. The
+    /// caller still checks each row, so a stale entry never shows a wrong patient. Asked apart from the patient query,
+    /// so SQLite's planner never prefers walking every patient of the clinic to this short list.
+    static func candidates(words: [String], phone: String?, on database: any Database) async throws -> [UUID]? {
         guard let sql = database as? any SQLDatabase, sql.dialect.name == "sqlite", !(words.isEmpty && phone == nil) else { return nil }
         var conditions: [any SQLExpression] = words.map { word in
             SQLBinaryExpression(SQLColumn("search_name"), .like, SQLBind("%" + escaped(word) + "%"))
         }
         if let phone { conditions.append(SQLBinaryExpression(SQLColumn("phone_e164"), .like, SQLBind("%" + escaped(phone) + "%"))) }
-        let subquery = SQLQueryString("SELECT patient_id FROM patient_search WHERE \(SQLList(conditions, separator: SQLRaw(" AND ")))")
-        return .custom(SQLBinaryExpression(SQLColumn("id", table: "patient"), .in, SQLGroupExpression(subquery)))
+        let rows = try await sql.raw("""
+            SELECT patient_id FROM patient_search WHERE \(SQLList(conditions, separator: SQLRaw(" AND "))) LIMIT \(literal: candidateCap + 1)
+            """).all()
+        guard rows.count <= candidateCap else { return nil }
+        return try rows.compactMap { try $0.decode(column: "patient_id", as: String.self) }.compactMap(UUID.init(uuidString:))
     }
 
     /// `%` and `_` in a typed word are letters, not wildcards (SQLite's LIKE has no escape by default: they are removed).
