@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "dermis", targets: ["dermis"]),
         .executable(name: "dermis-bench", targets: ["DermisBench"]),
+        .executable(name: "dermis-hello", targets: ["DermisHello"]),
         .library(name: "DermisCore", targets: ["DermisCore"]),
         .library(name: "DermisApp", targets: ["DermisApp"]),
     ],
@@ -62,6 +63,8 @@ let package = Package(
         ),
         // The availability benchmark: `swift run -c release dermis-bench`.
         .executableTarget(name: "DermisBench", dependencies: ["DermisCore"]),
+        // The bare Vapor hello world scripts/bench measures Dermis against.
+        .executableTarget(name: "DermisHello", dependencies: [.product(name: "Vapor", package: "vapor")]),
         .testTarget(name: "DermisCoreTests", dependencies: ["DermisCore"]),
         .testTarget(
             name: "DermisAppTests",

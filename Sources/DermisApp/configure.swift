@@ -17,16 +17,14 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.http.server.configuration.tlsConfiguration = try TLS.configuration(settings)
 
     // Order matters: headers and errors wrap everything; static files need no session; then who, then may they.
-    app.middleware = Middlewares()
-    app.middleware.use(RequestLogMiddleware())
-    app.middleware.use(SecurityHeadersMiddleware())
-    app.middleware.use(GenericErrorMiddleware())
-    app.middleware.use(RequestLimitsMiddleware())
+    // One pipeline, not eight middlewares: each Vapor middleware of its own is a hop between the event loop and the
+    // concurrency pool and back; in one, the stages call each other directly (scripts/bench measures the difference).
     let assets = try StaticAssets.load(directory: resourcesPath("Public"))
-    app.middleware.use(StaticAssetsMiddleware(assets: assets))
-    app.middleware.use(CrossSiteRequestMiddleware())
-    app.middleware.use(AuthenticationMiddleware())
-    app.middleware.use(AccessMiddleware())
+    app.middleware = Middlewares()
+    app.middleware.use(MiddlewarePipeline([
+        RequestLogMiddleware(), SecurityHeadersMiddleware(), GenericErrorMiddleware(), RequestLimitsMiddleware(),
+        StaticAssetsMiddleware(assets: assets), CrossSiteRequestMiddleware(), AuthenticationMiddleware(), AccessMiddleware(),
+    ]))
     app.routes.defaultMaxBodySize = "1mb"
 
     try DatabaseSetup.use(settings, on: app)
@@ -112,14 +110,25 @@ func resourcesPath(_ folder: String) -> String {
     Bundle.module.url(forResource: "Resources", withExtension: nil)!.appendingPathComponent(folder).path + "/"
 }
 
-/// What every request handler may need: the protocol in force and the clock.
-struct DermisContext: Sendable {
+/// What every request handler may need: the protocol in force and the clock. A class, so that handing it to a request
+/// is one reference, not a copy of every setting (it is read many times a request).
+final class DermisContext: Sendable {
     let clinicalProtocol: ClinicalProtocol
     let clock: any Clock
     let settings: DermisSettings
     let trustedProxies: TrustedProxies
     let secretBox: SecretBox
     let firstRunCode: FirstRunCode
+
+    init(clinicalProtocol: ClinicalProtocol, clock: any Clock, settings: DermisSettings, trustedProxies: TrustedProxies,
+         secretBox: SecretBox, firstRunCode: FirstRunCode) {
+        self.clinicalProtocol = clinicalProtocol
+        self.clock = clock
+        self.settings = settings
+        self.trustedProxies = trustedProxies
+        self.secretBox = secretBox
+        self.firstRunCode = firstRunCode
+    }
 }
 
 extension Application {

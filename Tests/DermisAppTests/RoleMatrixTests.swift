@@ -36,6 +36,7 @@ extension AppTests {
             POST /unsubscribe/:patientID/:mac                           open
             POST /webhooks/sms                                          open
             GET /metrics                                                open
+            GET /healthz/live                                           open
             GET /care/:token                                            patientLink
             POST /care/:token/check-ins                                 patientLink
             GET /account                                                all
