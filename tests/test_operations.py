@@ -84,7 +84,7 @@ def test_a_tampered_or_incomplete_backup_is_refused_naming_the_file(tmp_path):
 
 
 def test_json_logs_carry_the_request_id_and_sigterm_exits_cleanly(tmp_path):
-    server = RunningServer(tmp_path / "data", env={"DERMIS_LOG_FORMAT": "json"}, extra=("--demo",)).wait_ready()
+    server = RunningServer(tmp_path / "data", env={"DERMIS_LOG_FORMAT": "json", "LOG_LEVEL": "debug"}, extra=("--demo",)).wait_ready()
     try:
         with urllib.request.urlopen(server.base + "/healthz", timeout=10) as response:
             assert response.status == 200
