@@ -96,6 +96,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: MessagePreferencesController())
     try app.register(collection: MessagingAdminController())
     try app.register(collection: MetricsController())
+    RequestLogMiddleware.notePatterns(app.routes)
 }
 
 /// Writes the audit chains' last heads when the server stops.

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Fluent
 import Foundation
+import NIOConcurrencyHelpers
 import Prometheus
 import SQLKit
 import Vapor
@@ -22,13 +23,30 @@ final class DermisMetrics: Sendable {
         self.factory = factory
     }
 
-    func request(method: HTTPMethod, route: String, status: HTTPStatus, took: Duration) {
-        Counter(label: "dermis_http_requests_total", dimensions: [("method", method.rawValue), ("route", route), ("status", "\(status.code)")],
-                factory: factory).increment()
-        Timer(label: "dermis_http_request_duration_seconds", dimensions: [("method", method.rawValue), ("route", route)], factory: factory)
-            .record(duration: took)
+    private struct RequestKey: Hashable {
+        let method: String
+        let route: ObjectIdentifier?
+        let status: UInt
+    }
+
+    /// The request counter and timer of each method, route and status, made once: a registry look-up by name and labels
+    /// on every request costs more than the request's own work on the lightest routes.
+    private let requestHandles = NIOLockedValueBox<[RequestKey: (CoreMetrics.Counter, CoreMetrics.Timer)]>([:])
+
+    func request(method: HTTPMethod, route: Route?, pattern: String, status: HTTPStatus, took: Duration) {
+        let key = RequestKey(method: method.rawValue, route: route.map(ObjectIdentifier.init), status: status.code)
+        let (counter, timer) = requestHandles.withLockedValue { handles in
+            if let found = handles[key] { return found }
+            let made = (Counter(label: "dermis_http_requests_total", dimensions: [("method", method.rawValue), ("route", pattern), ("status", "\(status.code)")],
+                                factory: factory),
+                        Timer(label: "dermis_http_request_duration_seconds", dimensions: [("method", method.rawValue), ("route", pattern)], factory: factory))
+            handles[key] = made
+            return made
+        }
+        counter.increment()
+        timer.record(duration: took)
         if status == .tooManyRequests {
-            Counter(label: "dermis_rate_limit_refusals_total", dimensions: [("route", route)], factory: factory).increment()
+            Counter(label: "dermis_rate_limit_refusals_total", dimensions: [("route", pattern)], factory: factory).increment()
         }
     }
 

@@ -15,7 +15,7 @@ struct RequestLogMiddleware: AsyncMiddleware {
             let route = Self.pattern(request)
             let level: Logger.Level = status.code >= 500 || ms >= Self.slowMilliseconds ? .warning : .debug
             request.logger.log(level: level, "\(request.method) \(route) \(status.code) \(String(format: "%.1f", ms)) ms")
-            request.application.metrics.request(method: request.method, route: route, status: status, took: elapsed)
+            request.application.metrics.request(method: request.method, route: request.route, pattern: route, status: status, took: elapsed)
         }
         let response = try await next.respond(to: request)
         status = response.status
@@ -24,9 +24,18 @@ struct RequestLogMiddleware: AsyncMiddleware {
 
     static let slowMilliseconds = 1000.0
 
-    /// The matched route's pattern, or `(no route)`.
+    /// The matched route's pattern, or `(no route)`: written on each route once, at start (`notePatterns`).
     static func pattern(_ request: Request) -> String {
         guard let route = request.route else { return "(no route)" }
-        return "/" + route.path.map(\.description).joined(separator: "/")
+        return route.userInfo[patternKey] as? String ?? pattern(of: route)
+    }
+
+    static let patternKey = AnySendableHashable("dermis.pattern")
+
+    static func pattern(of route: Route) -> String { "/" + route.path.map(\.description).joined(separator: "/") }
+
+    /// Writes each route's pattern on it, before the server takes requests (routes are not changed after).
+    static func notePatterns(_ routes: Routes) {
+        for route in routes.all { route.userInfo[patternKey] = pattern(of: route) }
     }
 }
