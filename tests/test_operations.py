@@ -26,7 +26,9 @@ def test_an_online_backup_verifies_restores_and_serves_the_same_data(tmp_path):
         assert status == 201, body
         patient = json.loads(body)["id"]
         (data / "photos").mkdir(exist_ok=True)
-        (data / "photos" / "example.jpg").write_bytes(b"\xff\xd8 not really a photo")
+        photo = "0f3c2a8e-4b1d-4c6e-9a7f-2d5e8b1c0a9f.jpg"
+        (data / "photos" / photo).write_bytes(b"\xff\xd8 not really a photo")
+        (data / "photos" / ".upload-in-progress").write_bytes(b"partial")
         # While the server runs and serves.
         code, out, err = run_dermis("backup", "--to", str(backup), "--data-dir", str(data))
         assert code == 0, err
@@ -36,7 +38,8 @@ def test_an_online_backup_verifies_restores_and_serves_the_same_data(tmp_path):
 
     manifest = json.loads((backup / "manifest.json").read_text())
     paths = {f["path"] for f in manifest["files"]}
-    assert {"dermis.sqlite", "secret.key", "photos/example.jpg"} <= paths
+    assert {"dermis.sqlite", "secret.key", f"photos/{photo}"} <= paths and "photos/.upload-in-progress" not in paths
+    assert (backup.stat().st_mode & 0o777) == 0o700 and all((backup / p).stat().st_mode & 0o777 == 0o600 for p in paths)
     assert all(len(f["sha256"]) == 64 for f in manifest["files"])
     code, out, err = run_dermis("backup", "--verify", str(backup))
     assert code == 0 and "verifies" in out, err
@@ -81,6 +84,16 @@ def test_a_tampered_or_incomplete_backup_is_refused_naming_the_file(tmp_path):
     assert code == 1 and "does not verify" in err and not (tmp_path / "restored" / "dermis.sqlite").exists()
     code, _, err = run_dermis("backup", "--verify", str(tmp_path))
     assert code == 1 and "manifest.json is missing" in err
+    # A crafted manifest naming a file outside the backup, or a link in place of a file, is refused.
+    crafted = tmp_path / "crafted"
+    assert run_dermis("backup", "--to", str(crafted), "--data-dir", str(data))[0] == 0
+    manifest = json.loads((crafted / "manifest.json").read_text())
+    manifest["files"].append({"path": "../data/dermis.sqlite", "bytes": 1, "sha256": "0" * 64})
+    (crafted / "manifest.json").write_text(json.dumps(manifest))
+    (crafted / "secret.key").unlink()
+    (crafted / "secret.key").symlink_to(data / "secret.key")
+    code, _, err = run_dermis("backup", "--verify", str(crafted))
+    assert code == 1 and "../data/dermis.sqlite: not a path inside the backup" in err and "secret.key: not a plain file" in err
 
 
 def test_json_logs_carry_the_request_id_and_sigterm_exits_cleanly(tmp_path):

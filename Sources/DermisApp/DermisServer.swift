@@ -71,6 +71,11 @@ public enum DermisServer {
         return result
     }
 
+    /// A backup of the SQLite data folder with this server's key (see `Backup`).
+    public static func backup(_ settings: DermisSettings, to destination: String) async throws -> (files: Int, bytes: Int) {
+        try await Backup.create(dataDirectory: settings.dataDirectory, secretKeyPath: settings.secretKeyPath, to: destination)
+    }
+
     /// Prints to the terminal now (not when a buffer fills): the demo passwords are shown once, at start.
     private static func announce(_ text: String) {
         FileHandle.standardOutput.write(Data(text.utf8))

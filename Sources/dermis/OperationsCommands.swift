@@ -33,7 +33,7 @@ struct BackupCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         do {
-            let (files, bytes) = try await Backup.create(dataDirectory: settings.dataDirectory, to: to!)
+            let (files, bytes) = try await DermisServer.backup(settings, to: to!)
             print("Backed up \(files) files (\(bytes) bytes) to \(to!). Check it with: dermis backup --verify \(to!)")
         } catch let failure as Backup.Failure {
             printError(failure.description)

@@ -68,9 +68,10 @@ final class DermisMetrics: Sendable {
             let count = try await OutboxMessage.query(on: db).filter(\.$status == status.rawValue).count()
             Gauge(label: "dermis_outbox_messages", dimensions: [("status", status.rawValue)], factory: factory).record(count)
         }
-        let oldest = try await OutboxMessage.query(on: db).filter(\.$status ~~ [OutboxStatus.queued.rawValue, OutboxStatus.retry.rawValue])
-            .sort(\.$createdAt).first()
-        let waiting = oldest.map { now.timeIntervalSince($0.notBefore ?? $0.createdAt) } ?? 0
+        // The longest a due message has waited: one held for quiet hours or a retry's backoff is not yet due.
+        let due = try await OutboxMessage.query(on: db).filter(\.$status ~~ [OutboxStatus.queued.rawValue, OutboxStatus.retry.rawValue])
+            .group(.or) { $0.filter(\.$notBefore == nil).filter(\.$notBefore <= now) }.all()
+        let waiting = due.map { now.timeIntervalSince($0.notBefore ?? $0.createdAt) }.max() ?? 0
         Gauge(label: "dermis_outbox_oldest_due_age_seconds", factory: factory).record(max(0, waiting))
         return registry.emitToString()
     }

@@ -207,7 +207,8 @@ struct PatientRegistry {
             }
         } else {
             // The index finds the candidates; the row's own columns confirm each (PatientSearchIndex).
-            let words = searchFolded(trimmed).split(separator: " ").map(String.init)
+            // A typed % or _ is neither a wildcard nor a letter to find: dropped, alike for the index and the row.
+            let words = searchFolded(trimmed).split(separator: " ").map { PatientSearchIndex.escaped(String($0)) }.filter { !$0.isEmpty }
             for word in words { query = query.filter(\.$searchName ~~ word) }
             if let ids = try await PatientSearchIndex.candidates(words: words, phone: nil, on: db) {
                 guard !ids.isEmpty else { return [] }

@@ -20,14 +20,28 @@ enum PatientSearchIndex {
                 try await sql.raw("CREATE VIRTUAL TABLE patient_search USING fts5(patient_id UNINDEXED, search_name, phone_e164, tokenize = 'trigram')").run()
                 let entry = "INSERT OR REPLACE INTO patient_search (rowid, patient_id, search_name, phone_e164) VALUES (new.rowid, new.id, new.search_name, new.phone_e164)"
                 try await sql.raw("CREATE TRIGGER patient_search_insert AFTER INSERT ON patient BEGIN \(unsafeRaw: entry); END").run()
+                // Dermis never VACUUMs the live file, so row ids stay put; were they ever to move, an entry is removed only
+                // if it is this patient's, and ensureComplete finds the mismatch at the next start.
                 try await sql.raw("""
                     CREATE TRIGGER patient_search_update AFTER UPDATE OF search_name, phone_e164 ON patient BEGIN
-                    DELETE FROM patient_search WHERE rowid = old.rowid; \(unsafeRaw: entry); END
+                    DELETE FROM patient_search WHERE rowid = old.rowid AND patient_id = old.id; \(unsafeRaw: entry); END
                     """).run()
-                try await sql.raw("CREATE TRIGGER patient_search_delete AFTER DELETE ON patient BEGIN DELETE FROM patient_search WHERE rowid = old.rowid; END").run()
+                try await sql.raw("""
+                    CREATE TRIGGER patient_search_delete AFTER DELETE ON patient BEGIN
+                    DELETE FROM patient_search WHERE rowid = old.rowid AND patient_id = old.id; END
+                    """).run()
                 try await rebuild(sql)
             } else {
-                try await sql.raw("CREATE EXTENSION IF NOT EXISTS pg_trgm").run()
+                // pg_trgm is a trusted extension (PostgreSQL 13+): the database's owner may create it. A role that may not,
+                // on a database where nobody did, gets no index — search still answers, reading the table — and a warning.
+                let installed = try await sql.raw("SELECT 1 AS x FROM pg_extension WHERE extname = 'pg_trgm'").first() != nil
+                let allowed = try await sql.raw("SELECT has_database_privilege(current_database(), 'CREATE') AS ok").first()?
+                    .decode(column: "ok", as: Bool.self) ?? false
+                guard installed || allowed else {
+                    database.logger.warning("Patient search has no trigram index: this role may not CREATE EXTENSION pg_trgm. Ask the database's owner to run CREATE EXTENSION pg_trgm; CREATE INDEX patient_search_name_trgm ON patient USING gin (search_name gin_trgm_ops); CREATE INDEX patient_phone_trgm ON patient USING gin (phone_e164 gin_trgm_ops)")
+                    return
+                }
+                if !installed { try await sql.raw("CREATE EXTENSION IF NOT EXISTS pg_trgm").run() }
                 try await sql.raw("CREATE INDEX patient_search_name_trgm ON patient USING gin (search_name gin_trgm_ops)").run()
                 try await sql.raw("CREATE INDEX patient_phone_trgm ON patient USING gin (phone_e164 gin_trgm_ops)").run()
             }
@@ -41,8 +55,8 @@ enum PatientSearchIndex {
                 }
                 try await sql.raw("DROP TABLE patient_search").run()
             } else {
-                try await sql.raw("DROP INDEX patient_search_name_trgm").run()
-                try await sql.raw("DROP INDEX patient_phone_trgm").run()
+                try await sql.raw("DROP INDEX IF EXISTS patient_search_name_trgm").run()
+                try await sql.raw("DROP INDEX IF EXISTS patient_phone_trgm").run()
             }
         }
     }

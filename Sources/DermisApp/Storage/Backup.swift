@@ -29,9 +29,11 @@ public enum Backup {
         init(_ description: String) { self.description = description }
     }
 
-    /// Backs up `dataDirectory` into `destination` (created; must be empty). Returns the number of files and bytes.
+    /// Backs up `dataDirectory` into `destination` (created; must be empty) with the server key from `secretKeyPath`.
+    /// Returns the number of files and bytes. Everything written is readable by this user only.
     @discardableResult
-    public static func create(dataDirectory: String, to destination: String, now: Date = Date()) async throws -> (files: Int, bytes: Int) {
+    public static func create(dataDirectory: String, secretKeyPath: String, to destination: String,
+                              now: Date = Date()) async throws -> (files: Int, bytes: Int) {
         let fm = FileManager.default
         let source = URL(fileURLWithPath: dataDirectory, isDirectory: true)
         let target = URL(fileURLWithPath: destination, isDirectory: true)
@@ -39,49 +41,65 @@ public enum Backup {
         guard fm.fileExists(atPath: database.path) else {
             throw Failure("--data-dir: no Dermis database at \(database.path)")
         }
+        guard fm.fileExists(atPath: secretKeyPath) else {
+            throw Failure("the server key \(secretKeyPath) is missing: without it a backup's authenticator keys and links cannot be opened")
+        }
         if fm.fileExists(atPath: target.path) {
             guard (try fm.contentsOfDirectory(atPath: target.path)).isEmpty else { throw Failure("--to: \(target.path) is not empty") }
         }
         try fm.createDirectory(at: target, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: target.path)
 
-        // The database first: a single read transaction, so the copy is one moment of it, taken while the server writes.
+        // The audit checkpoints first: they then anchor a moment the database copy already holds.
+        let checkpoints = source.appendingPathComponent(AuditCheckpoints.fileName)
+        if fm.fileExists(atPath: checkpoints.path) { try fm.copyItem(at: checkpoints, to: target.appendingPathComponent(AuditCheckpoints.fileName)) }
+        // The database: a single read transaction, so the copy is one moment of it, taken while the server writes.
+        let copy = target.appendingPathComponent(DatabaseSetup.sqliteFileName).path
         let connection = try await SQLiteConnection.open(storage: .file(path: database.path))
         do {
-            let copy = target.appendingPathComponent(DatabaseSetup.sqliteFileName).path
             _ = try await connection.query("VACUUM INTO '\(copy.replacingOccurrences(of: "'", with: "''"))'")
             try await connection.close()
-            // The copy's row ids may have moved: its search index is written afresh from its own rows.
-            let copied = try await SQLiteConnection.open(storage: .file(path: copy))
-            do {
-                let tables = try await copied.query("SELECT name FROM sqlite_master WHERE name = 'patient_search'")
-                if !tables.isEmpty {
-                    _ = try await copied.query("BEGIN")
-                    _ = try await copied.query("DELETE FROM patient_search")
-                    _ = try await copied.query("INSERT INTO patient_search (rowid, patient_id, search_name, phone_e164) SELECT rowid, id, search_name, phone_e164 FROM patient")
-                    _ = try await copied.query("COMMIT")
-                }
-                try await copied.close()
-            } catch {
-                try? await copied.close()
-                throw error
-            }
         } catch {
             try? await connection.close()
             throw error
         }
-        // Then what the copy may name: photos are written before their rows, so every one it names exists by now.
-        for name in ["photos", "secret.key", AuditCheckpoints.fileName] {
-            let from = source.appendingPathComponent(name)
-            guard fm.fileExists(atPath: from.path) else { continue }
-            try fm.copyItem(at: from, to: target.appendingPathComponent(name))
+        try await reindex(copy)
+        // Then the photos the copy may name (written before their rows): the server's own names only, one by one, so a
+        // photo being written or removed meanwhile is skipped rather than failing the backup.
+        let photos = source.appendingPathComponent("photos")
+        for name in ((try? fm.contentsOfDirectory(atPath: photos.path)) ?? []).sorted() where PhotoStore.isServerName(name) {
+            let to = target.appendingPathComponent("photos").appendingPathComponent(name)
+            try fm.createDirectory(at: to.deletingLastPathComponent(), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            do { try fm.copyItem(at: photos.appendingPathComponent(name), to: to) } catch where !fm.fileExists(atPath: photos.appendingPathComponent(name).path) {
+                continue
+            }
         }
+        try fm.copyItem(at: URL(fileURLWithPath: secretKeyPath), to: target.appendingPathComponent("secret.key"))
         let files = try listing(target).filter { $0 != manifestName }
+        for file in files { try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: target.appendingPathComponent(file).path) }
         let manifest = Manifest(format: format, created: ISO8601DateFormatter().string(from: now), database: "sqlite",
                                 files: try files.map { try describe(target.appendingPathComponent($0), as: $0) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(manifest).write(to: target.appendingPathComponent(manifestName), options: .atomic)
         return (manifest.files.count, manifest.files.reduce(0) { $0 + $1.bytes })
+    }
+
+    /// The copy's search index written afresh from its own rows: `VACUUM INTO` may have moved their row ids.
+    private static func reindex(_ path: String) async throws {
+        let copied = try await SQLiteConnection.open(storage: .file(path: path))
+        do {
+            if !(try await copied.query("SELECT name FROM sqlite_master WHERE name = 'patient_search'")).isEmpty {
+                _ = try await copied.query("BEGIN")
+                _ = try await copied.query("DELETE FROM patient_search")
+                _ = try await copied.query("INSERT INTO patient_search (rowid, patient_id, search_name, phone_e164) SELECT rowid, id, search_name, phone_e164 FROM patient")
+                _ = try await copied.query("COMMIT")
+            }
+            try await copied.close()
+        } catch {
+            try? await copied.close()
+            throw error
+        }
     }
 
     /// What is wrong with the backup in `directory`: a file missing, changed or unlisted, or a database that fails its
@@ -97,8 +115,15 @@ public enum Backup {
         var problems: [String] = []
         let listed = Set(manifest.files.map(\.path))
         for file in manifest.files {
+            // Only plain files inside the backup: no absolute path, no "..", no symbolic link.
+            guard !file.path.hasPrefix("/"), !file.path.split(separator: "/").contains(".."), !file.path.isEmpty else {
+                problems.append("\(file.path): not a path inside the backup"); continue
+            }
             let url = root.appendingPathComponent(file.path)
-            guard FileManager.default.fileExists(atPath: url.path) else { problems.append("\(file.path): missing"); continue }
+            guard let type = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.type] as? FileAttributeType else {
+                problems.append("\(file.path): missing"); continue
+            }
+            guard type == .typeRegular else { problems.append("\(file.path): not a plain file"); continue }
             let found = try describe(url, as: file.path)
             if found.bytes != file.bytes || found.sha256 != file.sha256 { problems.append("\(file.path): changed since the backup (SHA-256 differs)") }
         }
@@ -114,6 +139,7 @@ public enum Backup {
         } else if !listed.contains(DatabaseSetup.sqliteFileName) {
             problems.append("\(DatabaseSetup.sqliteFileName): not in the backup")
         }
+        if !listed.contains("secret.key") && !problems.contains(where: { $0.hasPrefix("secret.key") }) { problems.append("secret.key: not in the backup") }
         return problems
     }
 
@@ -128,15 +154,16 @@ public enum Backup {
             throw Failure("--data-dir: \(target.path) is not empty; restore only into an empty folder, so nothing is overwritten")
         }
         try fm.createDirectory(at: target, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let files = try listing(source).filter { $0 != manifestName }
-        for path in files {
-            let to = target.appendingPathComponent(path)
+        try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: target.path)
+        // Exactly the files the manifest lists (verified above), readable by this user only.
+        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: source.appendingPathComponent(manifestName)))
+        for file in manifest.files {
+            let to = target.appendingPathComponent(file.path)
             try fm.createDirectory(at: to.deletingLastPathComponent(), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            try fm.copyItem(at: source.appendingPathComponent(path), to: to)
+            try fm.copyItem(at: source.appendingPathComponent(file.path), to: to)
+            try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: to.path)
         }
-        let key = target.appendingPathComponent("secret.key").path
-        if fm.fileExists(atPath: key) { try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key) }
-        return files.count
+        return manifest.files.count
     }
 
     /// Every regular file under `root`, as paths from it, sorted.
