@@ -1,0 +1,165 @@
+"""Crash safety (docs/SECURITY.md R15): a steady write load against `dermis serve`, the server killed with SIGKILL at a
+random moment, restarted, and every write it acknowledged checked to be there and intact; the audit chain verified; no
+two bookings holding one practitioner at once. Used by tests/test_crash.py (a few cycles in CI) and scripts/crash-harness
+(100 and more).
+
+The load, from several threads at once: new patients (each with a family name the client makes up, so it is found
+again), edits to them (If-Match with the version last acknowledged), and bookings of consultation slots. A write counts
+as acknowledged only when its 2xx answer arrived; one cut off by the kill may or may not have landed, and both are
+allowed — but an acknowledged one must be there exactly as answered."""
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+
+from conftest import RunningServer, run_dermis
+
+DESK = "desk@demo.dermis.test"
+
+
+def call(base, token, path, body=None, method=None, headers=None):
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode() if body is not None else None,
+                                     method=method or ("POST" if body is not None else "GET"),
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, None
+
+
+@dataclass
+class Ledger:
+    """What the server acknowledged: patient id -> (family name, version, given name last set); booking ids."""
+    patients: dict = field(default_factory=dict)
+    bookings: set = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def load(base, token, ledger, stop, seed, location, days):
+    rng = random.Random(seed)
+    n = 0
+    while not stop.is_set():
+        n += 1
+        try:
+            choice = rng.random()
+            if choice < 0.45 or not ledger.patients:
+                family = f"Crash{seed}x{n}"
+                status, body = call(base, token, "/api/v1/patients", {"givenName": "Load", "familyName": family, "dateOfBirth": "1980-02-02"})
+                if status == 201:
+                    with ledger.lock:
+                        ledger.patients[body["id"]] = (family, body["version"], "Load")
+            elif choice < 0.85:
+                with ledger.lock:
+                    pid, (family, version, _) = rng.choice(list(ledger.patients.items()))
+                given = f"Edit{seed}x{n}"
+                status, body = call(base, token, f"/api/v1/patients/{pid}",
+                                    {"givenName": given, "familyName": family, "dateOfBirth": "1980-02-02"},
+                                    method="PUT", headers={"If-Match": f'W/"{version}"'})
+                if status == 200:
+                    with ledger.lock:
+                        if body["version"] > ledger.patients[pid][1]:
+                            ledger.patients[pid] = (family, body["version"], given)
+            else:
+                day = rng.choice(days)
+                status, body = call(base, token, f"/api/v1/availability?location={location}&service=consultation&from={day}&to={day}")
+                slots = (body or {}).get("slots") or []
+                if slots:
+                    slot = rng.choice(slots)
+                    status, booked = call(base, token, "/api/v1/appointments", {"location": location, "service": "consultation", "start": slot["start"]})
+                    if status == 201:
+                        with ledger.lock:
+                            ledger.bookings.add(booked["id"])
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            if stop.is_set():
+                return
+            time.sleep(0.01)  # the server is down between kill and restart
+
+
+def check(base, token, ledger, data, env):
+    """Every acknowledged write is there as answered; the audit chain verifies; no practitioner is double-booked."""
+    problems = []
+    with ledger.lock:
+        patients = dict(ledger.patients)
+        bookings = set(ledger.bookings)
+    for pid, (family, version, given) in patients.items():
+        status, body = call(base, token, f"/api/v1/patients/{pid}")
+        if status != 200:
+            problems.append(f"patient {pid} ({family}) acknowledged, now {status}")
+        elif body["familyName"] != family or body["version"] < version or (body["version"] == version and body["givenName"] != given):
+            problems.append(f"patient {pid}: acknowledged v{version} {given} {family}, found v{body['version']} {body['givenName']} {body['familyName']}")
+    for bid in bookings:
+        status, _ = call(base, token, f"/api/v1/appointments/{bid}")
+        if status != 200:
+            problems.append(f"booking {bid} acknowledged, now {status}")
+    code, out, err = run_dermis("verify-audit", "--data-dir", str(data), env=env)
+    if code != 0:
+        problems.append("verify-audit: " + (err or out).strip())
+    return problems
+
+
+def overlapping(base, token, location, days):
+    """Bookings that hold one practitioner at overlapping times (the no-overlap guard must make this empty)."""
+    status, body = call(base, token, f"/api/v1/appointments?location={location}&from={days[0]}&to={days[-1]}")
+    appointments = [a for a in (body if isinstance(body, list) else (body or {}).get("appointments", [])) if a.get("status") == "booked"]
+    clashes = []
+    for i, a in enumerate(appointments):
+        for b in appointments[i + 1:]:
+            same = any(a.get(k) and a.get(k) == b.get(k) for k in ("practitioner", "room"))
+            if same and a["start"] < b["end"] and b["start"] < a["end"]:
+                clashes.append((a["id"], b["id"]))
+    return clashes
+
+
+def run(data, cycles, seed=7, env=None, threads=4, log=print):
+    """Runs `cycles` kill-and-restart cycles on the data folder; returns (problems, acknowledged writes)."""
+    env = env or {}
+    rng = random.Random(seed)
+    assert run_dermis("demo", "--data-dir", str(data), env=env)[0] == 0
+    code, out, err = run_dermis("create-token", "--email", DESK, "--data-dir", str(data), env=env)
+    assert code == 0, err
+    token = out.strip().split()[-1]
+    ledger = Ledger()
+    problems = []
+    import datetime
+    days = []
+    day = datetime.date.today() + datetime.timedelta(days=3)
+    while len(days) < 5:
+        if day.weekday() < 5:
+            days.append(day.isoformat())
+        day += datetime.timedelta(days=1)
+    location = None
+    for cycle in range(cycles):
+        server = RunningServer(data, env=env).wait_ready()
+        try:
+            if location is None:
+                location = call(server.base, token, "/api/v1/locations")[1][0]["id"]
+            if cycle > 0:
+                found = check(server.base, token, ledger, data, env)
+                problems += [f"cycle {cycle}: {p}" for p in found]
+            stop = threading.Event()
+            workers = [threading.Thread(target=load, args=(server.base, token, ledger, stop, seed * 100 + cycle * 10 + i, location, days))
+                       for i in range(threads)]
+            for w in workers:
+                w.start()
+            time.sleep(rng.uniform(0.3, 1.5))  # a random moment under load, not a timing assertion
+            server.process.kill()
+            server.process.wait(timeout=10)
+            stop.set()
+            for w in workers:
+                w.join(timeout=15)
+        finally:
+            if server.process.poll() is None:
+                server.process.kill()
+        log(f"cycle {cycle + 1}/{cycles}: {len(ledger.patients)} patients, {len(ledger.bookings)} bookings acknowledged so far")
+    server = RunningServer(data, env=env).wait_ready()
+    try:
+        problems += [f"final: {p}" for p in check(server.base, token, ledger, data, env)]
+        problems += [f"double booking: {a} and {b}" for a, b in overlapping(server.base, token, location, days)]
+    finally:
+        server.stop()
+    return problems, len(ledger.patients) + len(ledger.bookings)
