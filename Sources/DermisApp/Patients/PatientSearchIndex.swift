@@ -61,10 +61,14 @@ enum PatientSearchIndex {
         }
     }
 
-    /// Every patient's entry written afresh (SQLite), in one statement.
+    /// What writes every patient's entry afresh (SQLite); also run on a backup's copy.
+    static let rebuildStatements = [
+        "DELETE FROM patient_search",
+        "INSERT INTO patient_search (rowid, patient_id, search_name, phone_e164) SELECT rowid, id, search_name, phone_e164 FROM patient",
+    ]
+
     static func rebuild(_ sql: any SQLDatabase) async throws {
-        try await sql.raw("DELETE FROM patient_search").run()
-        try await sql.raw("INSERT INTO patient_search (rowid, patient_id, search_name, phone_e164) SELECT rowid, id, search_name, phone_e164 FROM patient").run()
+        for statement in rebuildStatements { try await sql.raw("\(unsafeRaw: statement)").run() }
     }
 
     /// At start (SQLite): rebuilds the index if it does not hold exactly one entry per patient — rows written before the

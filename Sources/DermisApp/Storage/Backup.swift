@@ -91,8 +91,7 @@ public enum Backup {
         do {
             if !(try await copied.query("SELECT name FROM sqlite_master WHERE name = 'patient_search'")).isEmpty {
                 _ = try await copied.query("BEGIN")
-                _ = try await copied.query("DELETE FROM patient_search")
-                _ = try await copied.query("INSERT INTO patient_search (rowid, patient_id, search_name, phone_e164) SELECT rowid, id, search_name, phone_e164 FROM patient")
+                for statement in PatientSearchIndex.rebuildStatements { _ = try await copied.query(statement) }
                 _ = try await copied.query("COMMIT")
             }
             try await copied.close()
