@@ -101,9 +101,9 @@ struct TwilioMessages: SMSTransport {
 
 /// The provider's inbound webhook, `POST /webhooks/sms`: a patient who replies STOP (or UNSUBSCRIBE, CANCEL, END,
 /// QUIT, STOPALL, OPTOUT, REVOKE) gets no more text messages; START (or UNSTOP, YES) undoes their STOP, restoring the
-/// consent they had (it records none for a patient who never gave it). Only a request carrying the provider's signature over this server's public URL is believed; each patient
-/// with that number is changed, audited. The answer is an empty TwiML response: the provider sends its own
-/// confirmation of STOP.
+/// consent they had (it records none for a patient who never gave it). Only a request carrying the provider's
+/// signature over this server's public URL is believed, and each provider message is acted on once; each patient with
+/// that number is changed, audited. The answer is an empty TwiML response: the provider sends its own confirmation.
 struct SMSWebhookController: RouteCollection {
     static let path = "/webhooks/sms"
     static let stopWords: Set<String> = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"]
