@@ -228,7 +228,7 @@ extension Application {
 
     /// The configured e-mail transport, or why there is none.
     var mail: MailSetup {
-        get { storage[MailKey.self] ?? MailSetup(worker: nil, problem: MailSetup.notConfigured) }
+        get { storage[MailKey.self] ?? MailSetup(worker: nil, problems: [MailSetup.notConfigured]) }
         set { storage[MailKey.self] = newValue }
     }
 }
@@ -245,8 +245,6 @@ struct MailSetup: Sendable {
         self.problems = problems
         self.sms = sms
     }
-
-    init(worker: OutboxWorker?, problem: String?) { self.init(worker: worker, problems: problem.map { [$0] } ?? []) }
 
     var problem: String? { problems.isEmpty ? nil : problems.joined(separator: "; ") }
 

@@ -131,24 +131,26 @@ struct SMSWebhookController: RouteCollection {
         }
         let word = (form["Body"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines).uppercased()
         let stop = Self.stopWords.contains(word)
-        if stop || Self.startWords.contains(word), try await InboundSMS.firstSight(sid, at: req.dermis.clock.now(), on: req.db) {
+        // The id is recorded after the change, not before: a change that fails leaves the provider's retry to act.
+        // Acting twice on one message (two deliveries at once) is harmless: STOP and START set, they do not toggle.
+        if stop || Self.startWords.contains(word), try await !InboundSMS.seen(sid, on: req.db) {
             let now = req.dermis.clock.now()
             for patient in try await Patient.query(on: req.db).filter(\.$phoneE164, .equal, Optional(from)).all() {
                 let id = try patient.requireID()
                 req.auditClinicID = patient.$clinic.id
+                // One unit of work with its audit row (`audited`).
                 try await req.audited(.update, objectType: "MessagePreference", objectID: id.uuidString, patientID: id) {
-                    try await Writes.transaction(req.db) { db in
-                        let found = try await MessagePreference.find(id, on: db)
-                        // START only undoes a STOP: it never records consent nobody gave (a stray "yes" included).
-                        guard stop || found?.smsStoppedAt != nil else { return }
-                        let preference = found ?? MessagePreference(patient: patient, at: now)
-                        preference.smsStoppedAt = stop ? now : nil
-                        preference.updatedAt = now
-                        preference.updatedBy = nil
-                        try await preference.save(on: db)
-                    }
+                    let found = try await MessagePreference.find(id, on: req.db)
+                    // START only undoes a STOP: it never records consent nobody gave (a stray "yes" included).
+                    guard stop || found?.smsStoppedAt != nil else { return }
+                    let preference = found ?? MessagePreference(patient: patient, at: now)
+                    preference.smsStoppedAt = stop ? now : nil
+                    preference.updatedAt = now
+                    preference.updatedBy = nil
+                    try await preference.save(on: req.db)
                 }
             }
+            try await InboundSMS.record(sid, at: now, on: req.db)
         }
         let response = Response(status: .ok, body: .init(string: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>"))
         response.headers.contentType = .xml
@@ -166,16 +168,20 @@ final class InboundSMS: Model, @unchecked Sendable {
 
     init() {}
 
-    /// Records `sid`; false when it was already recorded (a replay, or the provider's retry).
-    static func firstSight(_ sid: String, at now: Date, on db: any Database) async throws -> Bool {
+    /// Whether the provider's message `sid` was already acted on (a replay, or the provider's retry).
+    static func seen(_ sid: String, on db: any Database) async throws -> Bool {
+        try await InboundSMS.query(on: db).filter(\.$messageSid == sid).first() != nil
+    }
+
+    /// Records `sid` as acted on; a second record of it (two deliveries at once) is already done.
+    static func record(_ sid: String, at now: Date, on db: any Database) async throws {
         let seen = InboundSMS()
         seen.messageSid = sid
         seen.receivedAt = now
         do {
             try await Writes.transaction(db) { tx in try await seen.create(on: tx) }
-            return true
         } catch let error as any DatabaseError where error.isConstraintFailure {
-            return false
+            return
         }
     }
 }
