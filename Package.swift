@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.34.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.65.0"),
     ],
     targets: [
         // Pure domain: the protocol as data and the clinical engine. Foundation only.
@@ -59,18 +60,27 @@ let package = Package(
                 "DermisCore",
                 "DermisApp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // The availability benchmark: `swift run -c release dermis-bench`.
         .executableTarget(name: "DermisBench", dependencies: ["DermisCore"]),
         // The bare Vapor hello world scripts/bench measures Dermis against.
-        .executableTarget(name: "DermisHello", dependencies: [.product(name: "Vapor", package: "vapor")]),
+        .executableTarget(
+            name: "DermisHello",
+            dependencies: [
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         .testTarget(name: "DermisCoreTests", dependencies: ["DermisCore"]),
         .testTarget(
             name: "DermisAppTests",
             dependencies: [
                 "DermisApp",
                 .product(name: "VaporTesting", package: "vapor"),
+                .product(name: "LeafKit", package: "leaf-kit"),
             ]
         ),
     ],

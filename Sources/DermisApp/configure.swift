@@ -58,7 +58,13 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.mail = try MailSetup.configure(app, settings: settings)
     app.lifecycle.use(ImageDecodingShutdown())
 
-    app.views.use(.leaf)
+    // Not `.leaf`: Leaf's application renderer switches the shared template cache off whenever Vapor's environment is
+    // "development" (the default for `dermis serve`), so every page re-read and re-parsed its templates. The requests'
+    // renderers (`req.view`) are built from the same parts and leave the cache as configured below.
+    app.views.use { app in
+        LeafRenderer(configuration: app.leaf.configuration, tags: app.leaf.tags, cache: app.leaf.cache, sources: app.leaf.sources,
+                     eventLoop: app.eventLoopGroup.next(), userInfo: app.leaf.userInfo.merging(["application": app]) { $1 })
+    }
     // The bundle sits under .build in development: allow hidden folders, but only inside the views folder.
     let views = resourcesPath("Views")
     app.leaf.sources = .singleSource(NIOLeafFiles(

@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import Vapor
 
 // The ceiling for scripts/bench: the bare Vapor app the `dermis` server is built on, one "hello" route, no middleware
@@ -7,6 +9,8 @@ var port = 8090
 if let index = CommandLine.arguments.firstIndex(of: "--port"), index + 1 < CommandLine.arguments.count, let given = Int(CommandLine.arguments[index + 1]) {
     port = given
 }
+// As Vapor's template does (and `dermis`): concurrency runs on the event loops.
+NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
 // Vapor reads commands from the environment's arguments: it gets none, so it serves.
 let app = try await Application.make(Environment(name: "production", arguments: ["dermis-hello"]), .singleton)
 app.middleware = Middlewares()

@@ -2,11 +2,16 @@ import ArgumentParser
 import DermisApp
 import DermisCore
 import Foundation
+import NIOCore
+import NIOPosix
 
 /// Runs the command; bad input of any kind — flags, JSON, ids, dates — exits 2 with its message on stderr.
 @main
 enum Main {
     static func main() async {
+        // Swift concurrency runs its jobs on the server's event loops rather than a second thread pool, as Vapor's own
+        // template does: an async route handler then needs no thread hand-off on the way in or out (issue 13's profile).
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         do {
             var command = try DermisCommand.parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

@@ -1,6 +1,7 @@
 import DermisCore
 import Fluent
 import Foundation
+import LeafKit
 import SQLKit
 import Testing
 import VaporTesting
@@ -160,6 +161,41 @@ extension AppTests.Server {
             for path in [stale, "/assets/", "/css/missing.css", "/assets/\(link.split(separator: "/")[1])/../../Package.swift"] {
                 try await app.testing().test(.GET, path) { res in #expect(res.status == .notFound, "\(path)") }
             }
+        }
+    }
+}
+
+/// Templates are read and parsed once, in the environment `dermis serve` runs in ("development", Vapor's default); with
+/// `DERMIS_RELOAD_TEMPLATES=1` they are read on every render, for whoever edits them.
+extension AppTests.Server {
+    /// Counts what the template files are asked for.
+    final class CountingSource: LeafSource, @unchecked Sendable {
+        let wrapped: any LeafSource
+        private let lock = NSLock()
+        private var reads = 0
+        init(_ wrapped: any LeafSource) { self.wrapped = wrapped }
+        var count: Int { lock.withLock { reads } }
+        func file(template: String, escape: Bool, on eventLoop: any EventLoop) throws -> EventLoopFuture<ByteBuffer> {
+            lock.withLock { reads += 1 }
+            return try wrapped.file(template: template, escape: escape, on: eventLoop)
+        }
+    }
+
+    @Test(arguments: [false, true])
+    func templatesAreReadOnceUnlessReloadingIsAskedFor(reload: Bool) async throws {
+        try await withDermis(change: { $0.reloadTemplates = reload }) { app, _ in
+            app.environment = .development
+            let views = resourcesPath("Views")
+            let source = CountingSource(NIOLeafFiles(fileio: app.fileio, limits: [.toSandbox, .requireExtensions],
+                                                     sandboxDirectory: views, viewDirectory: views))
+            app.leaf.sources = .singleSource(source)
+            try await app.testing().test(.GET, "/login") { res in #expect(res.status == .ok) }
+            let first = source.count
+            #expect(first >= 2, "the sign-in page and the layout it extends are read")
+            for _ in 0..<3 {
+                try await app.testing().test(.GET, "/login") { res in #expect(res.status == .ok) }
+            }
+            #expect(source.count == (reload ? first * 4 : first))
         }
     }
 }
