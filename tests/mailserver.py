@@ -44,11 +44,11 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 
 class MailServer:
-    def __init__(self, folder, port):
+    def __init__(self, folder, port, inbox=None):
         self.cert, key = make_certificate(folder)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(self.cert), str(key))
-        self.inbox = Inbox()
+        self.inbox = inbox or Inbox()
         self.port = port
         self.controller = Controller(self.inbox, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
                                      auth_required=True, authenticator=authenticator, auth_require_tls=True)

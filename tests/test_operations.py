@@ -1,10 +1,16 @@
 """Running it for real: an online backup of a SQLite data folder that verifies, restores into an empty folder and
-serves the same data; a tampered backup is refused naming the file; JSON logs with the request id; SIGTERM exits 0."""
+serves the same data; a tampered backup is refused naming the file; JSON logs with the request id; SIGTERM drains the
+requests in flight and the message being sent, and exits 0."""
+import asyncio
 import json
 import signal
+import socket
+import sqlite3
+import threading
 import urllib.request
 
-from conftest import RunningServer, run_dermis
+from conftest import RunningServer, free_port, post_form, run_dermis
+from mailserver import Inbox, MailServer
 from test_booking import api
 
 DESK = "desk@demo.dermis.test"
@@ -109,6 +115,91 @@ def test_json_logs_carry_the_request_id_and_sigterm_exits_cleanly(tmp_path):
     assert events and all({"time", "level", "label", "message"} <= event.keys() for event in events)
     requests = [e for e in events if e["message"].startswith("GET /healthz 200")]
     assert requests and requests[0]["metadata"]["request-id"] and requests[0]["message"].endswith(" ms")
+
+
+class HeldInbox(Inbox):
+    """Holds the first message's DATA until the test lets it go, so the server is stopped while it sends."""
+
+    def __init__(self):
+        super().__init__()
+        self.arrived, self.release = threading.Event(), threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):
+        if not self.arrived.is_set():
+            self.arrived.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_sigterm_finishes_the_request_in_flight_and_the_message_being_sent_then_exits_0(tmp_path):
+    data = tmp_path / "data"
+    inbox = HeldInbox()
+    with MailServer(tmp_path, free_port(), inbox=inbox) as mail:
+        env = {"DERMIS_SMTP_URL": mail.url(), "DERMIS_SMTP_CA_FILE": str(mail.cert), "DERMIS_MAIL_FROM": "clinic@harbour.example"}
+        # Three messages queued while no mail server is configured (password links, capped at three a day) ...
+        queued = RunningServer(data, extra=("--demo",)).wait_ready()
+        try:
+            for _ in range(3):
+                assert post_form(queued.base + "/login/forgot", {"email": DESK}, queued.base)[0] == 200
+        finally:
+            queued.stop()
+        # ... so the worker of the next server claims all three in its first pass.
+        # (LOG_LEVEL=trace: Vapor logs each request head it decodes, which tells the test its request is in flight.)
+        server = RunningServer(data, env={**env, "LOG_LEVEL": "trace"}).wait_ready()
+        try:
+            assert inbox.arrived.wait(30), "the first message never reached the mail server"
+
+            # A sign-in whose body is half sent when SIGTERM arrives: it must still be answered, after its database look-up.
+            body = b"email=nobody%40example.test&password=not-the-password"
+            request = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            request.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: %s\r\n"
+                            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n"
+                            % (server.port, server.base.encode(), len(body)) + body[:12])
+            while "uri: \"/login\"" not in server.output():
+                assert server.process.poll() is None  # polling the log until the server has read the head
+            server.process.send_signal(signal.SIGTERM)
+            while listening(server.port):
+                assert server.process.poll() is None
+            assert server.process.poll() is None, "the server exited with a request in flight"
+            request.sendall(body[12:])
+            answer = b""
+            while chunk := request.recv(65536):
+                answer += chunk
+                if b"</html>" in answer:
+                    break
+            assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+            # The message being sent finishes; then the server exits cleanly.
+            assert server.process.poll() is None, "the server exited while a message was being sent"
+            inbox.release.set()
+            assert server.process.wait(timeout=30) == 0, server.output()
+        finally:
+            inbox.release.set()
+            if server.process.poll() is None:
+                server.process.kill()
+
+        db = sqlite3.connect(data / "dermis.sqlite")
+        rows = db.execute("SELECT status, attempts FROM message WHERE kind = 'password-link' ORDER BY created_at").fetchall()
+        db.close()
+        assert len(inbox.messages) == 1
+        assert rows[0] == ("sent", 1), rows
+        # The two not yet tried went back untried, due at once, not after a claim's lease.
+        assert [attempts for _, attempts in rows[1:]] == [0, 0], rows
+
+        again = RunningServer(data, env=env).wait_ready()
+        try:
+            inbox.wait_for(3)
+        finally:
+            again.stop()
+        assert len({message["Message-ID"] for _, _, message in inbox.messages}) == 3
 
 
 def test_a_postgresql_dump_restores_into_an_empty_database_and_serves(tmp_path):

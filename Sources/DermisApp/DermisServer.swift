@@ -24,8 +24,20 @@ public enum DermisServer {
             // The outbox worker sends while the server runs (each server of a chain runs one; they never share a message).
             let worker = app.mail.worker.map { worker in Task { await worker.loop() } }
             if let problem = app.mail.problem { app.logger.notice("Outbox: \(problem)") }
-            defer { worker?.cancel() }
-            try await app.execute()
+            do {
+                try await app.execute()
+            } catch {
+                worker?.cancel()
+                await worker?.value
+                throw error
+            }
+            // SIGTERM or SIGINT: stop taking connections and let the requests in flight finish (up to the server's
+            // shutdown timeout), then let the outbox worker finish the message it is sending, and only then close the
+            // database. (Vapor's own shutdown closes the database before the HTTP server, so a request in flight crashed.)
+            app.logger.notice("Stopping: finishing the requests in flight")
+            await app.server.shutdown()
+            worker?.cancel()
+            await worker?.value
         }
     }
 

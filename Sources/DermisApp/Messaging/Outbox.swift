@@ -83,8 +83,28 @@ struct OutboxWorker: Sendable {
         }
         if invitationsDue { try await FollowUpInvitations.schedule(app: app, now: now) }
         let claimed = try await claim(limit: limit)
-        for message in claimed { try await deliver(message) }
+        for (index, message) in claimed.enumerated() {
+            // Stopping (SIGTERM) takes effect between messages: the rest of the batch goes back to the queue at once.
+            if Task.isCancelled {
+                try await release(Array(claimed[index...]))
+                return index
+            }
+            // A message being sent is finished, not cut off, when the server stops: its own task is not cancelled.
+            try await Task { try await self.deliver(message) }.value
+        }
         return claimed.count
+    }
+
+    /// Hands claimed messages back untried: their lease ends now and the attempt is not counted.
+    private func release(_ messages: [OutboxMessage]) async throws {
+        let now = app.dermis.clock.now()
+        try await Writes.transaction(app.db) { db in
+            for message in messages {
+                try await OutboxMessage.query(on: db).filter(\.$id == message.requireID())
+                    .filter(\.$status == OutboxStatus.sending.rawValue)
+                    .set(\.$claimedUntil, to: now).set(\.$attempts, to: max(0, (message.attempts ?? 1) - 1)).update()
+            }
+        }
     }
 
     private func claim(limit: Int) async throws -> [OutboxMessage] {
@@ -211,7 +231,8 @@ struct OutboxWorker: Sendable {
         return "<!doctype html><html><body><p>" + linked.joined(separator: "<br>\n") + "</p></body></html>"
     }
 
-    /// Runs passes until cancelled: every `interval` seconds, and at once again while there was work.
+    /// Runs passes until cancelled: every `interval` seconds, and at once again while there was work. Cancelling it
+    /// lets the message being sent finish and hands the rest of its batch back.
     func loop(interval: Duration = .seconds(2)) async {
         while !Task.isCancelled {
             var tried = 0
