@@ -270,6 +270,10 @@ extension AppTests.Server {
             #expect(text.contains("dermis_sign_in_failures_total 1"))
             #expect(text.contains(#"dermis_outbox_messages{status="queued"} 1"#) && text.contains("dermis_outbox_oldest_due_age_seconds"))
             #expect(text.contains("dermis_audit_append_duration_seconds_count"))
+            let loops = app.eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
+            #expect(text.contains("dermis_database_pool_max_connections \(loops)"))
+            let roundTrip = text.split(separator: "\n").first { $0.hasPrefix("dermis_database_round_trip_seconds ") }
+            #expect(roundTrip.flatMap { Double($0.split(separator: " ")[1]) }.map { $0 > 0 && $0 < 10 } == true)
         }
     }
 }

@@ -62,8 +62,16 @@ final class DermisMetrics: Sendable {
         Counter(label: "dermis_outbox_send_failures_total", dimensions: [("outcome", dead ? "dead" : "retry")], factory: factory).increment()
     }
 
-    /// The exposition text, with the outbox read now.
-    func scrape(db: any Database, now: Date) async throws -> String {
+    /// The exposition text, with the database pool and the outbox read now.
+    func scrape(db: any Database, poolSize: Int, now: Date) async throws -> String {
+        // The pool keeps no public count of connections in use, so the scrape times what a request would wait for: a
+        // pooled connection and one trivial query. It climbs towards the pool's timeout when every connection is busy.
+        Gauge(label: "dermis_database_pool_max_connections", factory: factory).record(poolSize)
+        let started = ContinuousClock.now
+        if let sql = db as? any SQLDatabase { _ = try await sql.raw("SELECT 1").all() }
+        let roundTrip = ContinuousClock.now - started
+        Gauge(label: "dermis_database_round_trip_seconds", factory: factory)
+            .record(Double(roundTrip.components.seconds) + Double(roundTrip.components.attoseconds) / 1e18)
         for status in OutboxStatus.allCases {
             let count = try await OutboxMessage.query(on: db).filter(\.$status == status.rawValue).count()
             Gauge(label: "dermis_outbox_messages", dimensions: [("status", status.rawValue)], factory: factory).record(count)
@@ -103,7 +111,8 @@ struct MetricsController: RouteCollection {
             headers.add(name: .wwwAuthenticate, value: "Bearer")
             throw Abort(.unauthorized, headers: headers)
         }
-        let text = try await req.application.metrics.scrape(db: req.db, now: req.dermis.clock.now())
+        let text = try await req.application.metrics.scrape(db: req.db, poolSize: DatabaseSetup.poolSize(req.application),
+                                                           now: req.dermis.clock.now())
         var headers = HTTPHeaders()
         headers.contentType = HTTPMediaType(type: "text", subType: "plain", parameters: ["version": "0.0.4", "charset": "utf-8"])
         return Response(status: .ok, headers: headers, body: .init(string: text))

@@ -9,18 +9,26 @@ import Vapor
 enum DatabaseSetup {
     static let sqliteFileName = "dermis.sqlite"
 
+    /// Connections each event loop's pool may open (Fluent's default, named so `/metrics` can report the pool's size).
+    static let connectionsPerEventLoop = 1
+
+    /// Connections the server may hold open at once: one pool per event loop.
+    static func poolSize(_ app: Application) -> Int {
+        connectionsPerEventLoop * app.eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
+    }
+
     static func use(_ settings: DermisSettings, on app: Application) throws {
         if let url = settings.databaseURL {
             guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
                 throw Abort(.internalServerError, reason: "DATABASE_URL must start with postgres:// (got a different scheme)")
             }
-            app.databases.use(try .postgres(url: url, sqlLogLevel: .trace), as: .psql)
+            app.databases.use(try .postgres(url: url, maxConnectionsPerEventLoop: connectionsPerEventLoop, sqlLogLevel: .trace), as: .psql)
         } else {
             let directory = URL(fileURLWithPath: settings.dataDirectory, isDirectory: true)
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
             let file = directory.appendingPathComponent(sqliteFileName).path
-            app.databases.use(.sqlite(.file(file), sqlLogLevel: .trace), as: .sqlite)
+            app.databases.use(.sqlite(.file(file), maxConnectionsPerEventLoop: connectionsPerEventLoop, sqlLogLevel: .trace), as: .sqlite)
         }
     }
 
