@@ -202,6 +202,34 @@ def test_sigterm_finishes_the_request_in_flight_and_the_message_being_sent_then_
         assert len({message["Message-ID"] for _, _, message in inbox.messages}) == 3
 
 
+def test_the_server_backs_itself_up_on_schedule_and_the_cli_rotates_the_same_folder(tmp_path):
+    import time
+    data, backups = tmp_path / "data", tmp_path / "backups"
+    code, _, err = run_dermis("serve", "--data-dir", str(data), env={"DERMIS_BACKUP_DIR": str(backups), "DERMIS_BACKUP_HOURS": "0"})
+    assert code == 2 and "DERMIS_BACKUP_HOURS" in err and "from 1 to 168" in err, err
+
+    server = RunningServer(data, env={"DERMIS_BACKUP_DIR": str(backups), "DERMIS_BACKUP_KEEP": "1"}, extra=("--demo",)).wait_ready()
+    try:
+        deadline = time.monotonic() + 60
+        while not list(backups.glob("dermis-backup-*/manifest.json")):
+            assert time.monotonic() < deadline, "no scheduled backup was written at start"
+            time.sleep(0.1)  # polling for the backup, not timing a test
+    finally:
+        server.stop()
+    [first] = list(backups.glob("dermis-backup-*"))
+    code, out, err = run_dermis("backup", "--verify", str(first))
+    assert code == 0, err
+
+    # Folders are named to the second: the server's one is given an older name, so the next cannot take the same one.
+    first = first.rename(backups / "dermis-backup-20200101T000000Z")
+    code, out, err = run_dermis("backup", "--into", str(backups), "--keep", "1", "--data-dir", str(data))
+    assert code == 0 and "removed 1 older backup" in out, err
+    [second] = list(backups.glob("dermis-backup-*"))
+    assert second.name > first.name and not first.exists()
+    code, _, err = run_dermis("backup", "--into", str(backups), "--keep", "0", "--data-dir", str(data))
+    assert code == 2 and "--keep" in err
+
+
 def test_a_postgresql_dump_restores_into_an_empty_database_and_serves(tmp_path):
     """The README's pg_dump / pg_restore commands, run for real: the restored database serves the same patient."""
     import os

@@ -7,6 +7,8 @@ public enum DermisServer {
     /// Serves HTTP until SIGINT or SIGTERM; with `seedDemo`, first fills an empty database with the demo clinic.
     public static func serve(_ settings: DermisSettings, hostname: String, port: Int) async throws {
         try await withApplication(settings, arguments: ["dermis", "serve"]) { app in
+            // Scheduled backups (DERMIS_BACKUP_DIR): their settings are checked before anything starts.
+            let backups = try BackupSchedule.configure(settings).map { BackupRunner(schedule: $0, app: app) }
             if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app))) }
             if try await FirstRun.isOpen(on: app.db) {
                 let code = app.dermis.firstRunCode.issue()
@@ -22,22 +24,27 @@ public enum DermisServer {
             app.http.server.configuration.hostname = hostname
             app.http.server.configuration.port = port
             // The outbox worker sends while the server runs (each server of a chain runs one; they never share a message).
-            let worker = app.mail.worker.map { worker in Task { await worker.loop() } }
+            var background: [Task<Void, Never>] = []
+            if let worker = app.mail.worker { background.append(Task { await worker.loop() }) }
             if let problem = app.mail.problem { app.logger.notice("Outbox: \(problem)") }
+            if let backups { background.append(Task { await backups.loop() }) }
+            func stopBackground() async {
+                for task in background { task.cancel() }
+                for task in background { await task.value }
+            }
             do {
                 try await app.execute()
             } catch {
-                worker?.cancel()
-                await worker?.value
+                await stopBackground()
                 throw error
             }
             // SIGTERM or SIGINT: stop taking connections and let the requests in flight finish (up to the server's
-            // shutdown timeout), then let the outbox worker finish the message it is sending, and only then close the
-            // database. (Vapor's own shutdown closes the database before the HTTP server, so a request in flight crashed.)
+            // shutdown timeout), then let the outbox worker finish the message it is sending and a backup under way
+            // finish, and only then close the database. (Vapor's own shutdown closes the database before the HTTP
+            // server, so a request in flight crashed.)
             app.logger.notice("Stopping: finishing the requests in flight")
             await app.server.shutdown()
-            worker?.cancel()
-            await worker?.value
+            await stopBackground()
         }
     }
 
@@ -86,6 +93,12 @@ public enum DermisServer {
     /// A backup of the SQLite data folder with this server's key (see `Backup`).
     public static func backup(_ settings: DermisSettings, to destination: String) async throws -> (files: Int, bytes: Int) {
         try await Backup.create(dataDirectory: settings.dataDirectory, secretKeyPath: settings.secretKeyPath, to: destination)
+    }
+
+    /// A backup into a new timestamped folder under `directory`, verified, keeping the newest `keep` (see `Backup.rotate`).
+    public static func backup(_ settings: DermisSettings, into directory: String, keep: Int) async throws -> (folder: String, removed: [String]) {
+        try await Backup.rotate(dataDirectory: settings.dataDirectory, secretKeyPath: settings.secretKeyPath, into: directory, keep: keep,
+                                now: settings.clock.now())
     }
 
     /// Prints to the terminal now (not when a buffer fills): the demo passwords are shown once, at start.

@@ -52,6 +52,12 @@ public struct DermisSettings: Sendable {
     public var reloadTemplates: Bool = false
     /// The bearer token a Prometheus scraper sends to `GET /metrics` (`DERMIS_METRICS_TOKEN`); unset, no metrics page.
     public var metricsToken: String?
+    /// Scheduled backups while serving (SQLite only): the folder that holds them (`DERMIS_BACKUP_DIR`), every how many
+    /// hours (`DERMIS_BACKUP_HOURS`, default 24) and how many to keep (`DERMIS_BACKUP_KEEP`, default 7). Checked at
+    /// start by `BackupSchedule.configure`.
+    public var backupDirectory: String?
+    public var backupHours: String?
+    public var backupKeep: String?
     /// Fills the demo clinic's staff passwords; random unless a test fixes them.
     public var randomPassword: @Sendable () -> String
 
@@ -66,6 +72,7 @@ public struct DermisSettings: Sendable {
                 tlsKeyFile: String? = nil, secretKeyFile: String? = nil, smtpURL: String? = nil, mailFrom: String? = nil,
                 smtpCAFile: String? = nil, smsURL: String? = nil, smsFrom: String? = nil, smsUser: String? = nil, smsPassword: String? = nil,
                 reloadTemplates: Bool = false, metricsToken: String? = nil,
+                backupDirectory: String? = nil, backupHours: String? = nil, backupKeep: String? = nil,
                 randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -91,6 +98,9 @@ public struct DermisSettings: Sendable {
         self.smsPassword = smsPassword
         self.reloadTemplates = reloadTemplates
         self.metricsToken = metricsToken
+        self.backupDirectory = backupDirectory
+        self.backupHours = backupHours
+        self.backupKeep = backupKeep
         self.tlsCertificateFile = tlsCertificateFile
         self.tlsKeyFile = tlsKeyFile
         self.randomPassword = randomPassword
@@ -119,7 +129,10 @@ public struct DermisSettings: Sendable {
             smsUser: environment["DERMIS_SMS_USER"].flatMap { $0.isEmpty ? nil : $0 },
             smsPassword: environment["DERMIS_SMS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 },
             reloadTemplates: ["1", "true", "yes"].contains(environment["DERMIS_RELOAD_TEMPLATES"]?.lowercased() ?? ""),
-            metricsToken: environment["DERMIS_METRICS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
+            metricsToken: environment["DERMIS_METRICS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
+            backupDirectory: environment["DERMIS_BACKUP_DIR"].flatMap { $0.isEmpty ? nil : $0 },
+            backupHours: environment["DERMIS_BACKUP_HOURS"].flatMap { $0.isEmpty ? nil : $0 },
+            backupKeep: environment["DERMIS_BACKUP_KEEP"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// Whether Dermis itself serves HTTPS.

@@ -64,24 +64,30 @@ public enum Backup {
             throw error
         }
         try await reindex(copy)
-        // Then the photos the copy may name (written before their rows): the server's own names only, one by one, so a
-        // photo being written or removed meanwhile is skipped rather than failing the backup.
-        let photos = source.appendingPathComponent("photos")
-        for name in ((try? fm.contentsOfDirectory(atPath: photos.path)) ?? []).sorted() where PhotoStore.isServerName(name) {
-            let to = target.appendingPathComponent("photos").appendingPathComponent(name)
-            try fm.createDirectory(at: to.deletingLastPathComponent(), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            do { try fm.copyItem(at: photos.appendingPathComponent(name), to: to) } catch where !fm.fileExists(atPath: photos.appendingPathComponent(name).path) {
-                continue
+        // The file copying and hashing run on a thread pool: inside the server, a scheduled backup must not hold up the
+        // event loops that answer requests.
+        let manifest = try await NIOThreadPool.singleton.runIfActive { () throws -> Manifest in
+            let fm = FileManager.default
+            // Then the photos the copy may name (written before their rows): the server's own names only, one by one, so a
+            // photo being written or removed meanwhile is skipped rather than failing the backup.
+            let photos = source.appendingPathComponent("photos")
+            for name in ((try? fm.contentsOfDirectory(atPath: photos.path)) ?? []).sorted() where PhotoStore.isServerName(name) {
+                let to = target.appendingPathComponent("photos").appendingPathComponent(name)
+                try fm.createDirectory(at: to.deletingLastPathComponent(), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                do { try fm.copyItem(at: photos.appendingPathComponent(name), to: to) } catch where !fm.fileExists(atPath: photos.appendingPathComponent(name).path) {
+                    continue
+                }
             }
+            try fm.copyItem(at: URL(fileURLWithPath: secretKeyPath), to: target.appendingPathComponent("secret.key"))
+            let files = try listing(target).filter { $0 != manifestName }
+            for file in files { try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: target.appendingPathComponent(file).path) }
+            let manifest = Manifest(format: format, created: ISO8601DateFormatter().string(from: now), database: "sqlite",
+                                    files: try files.map { try describe(target.appendingPathComponent($0), as: $0) })
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(manifest).write(to: target.appendingPathComponent(manifestName), options: .atomic)
+            return manifest
         }
-        try fm.copyItem(at: URL(fileURLWithPath: secretKeyPath), to: target.appendingPathComponent("secret.key"))
-        let files = try listing(target).filter { $0 != manifestName }
-        for file in files { try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: target.appendingPathComponent(file).path) }
-        let manifest = Manifest(format: format, created: ISO8601DateFormatter().string(from: now), database: "sqlite",
-                                files: try files.map { try describe(target.appendingPathComponent($0), as: $0) })
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(manifest).write(to: target.appendingPathComponent(manifestName), options: .atomic)
         return (manifest.files.count, manifest.files.reduce(0) { $0 + $1.bytes })
     }
 
@@ -111,23 +117,27 @@ public enum Backup {
         guard let manifest = try? JSONDecoder().decode(Manifest.self, from: data), manifest.format == format else {
             return ["\(manifestName) is not a \(format) manifest"]
         }
-        var problems: [String] = []
         let listed = Set(manifest.files.map(\.path))
-        for file in manifest.files {
-            // Only plain files inside the backup: no absolute path, no "..", no symbolic link.
-            guard !file.path.hasPrefix("/"), !file.path.split(separator: "/").contains(".."), !file.path.isEmpty else {
-                problems.append("\(file.path): not a path inside the backup"); continue
+        // Hashing every file runs on a thread pool (see `create`).
+        var problems = try await NIOThreadPool.singleton.runIfActive { () throws -> [String] in
+            var problems: [String] = []
+            for file in manifest.files {
+                // Only plain files inside the backup: no absolute path, no "..", no symbolic link.
+                guard !file.path.hasPrefix("/"), !file.path.split(separator: "/").contains(".."), !file.path.isEmpty else {
+                    problems.append("\(file.path): not a path inside the backup"); continue
+                }
+                let url = root.appendingPathComponent(file.path)
+                guard let type = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.type] as? FileAttributeType else {
+                    problems.append("\(file.path): missing"); continue
+                }
+                guard type == .typeRegular else { problems.append("\(file.path): not a plain file"); continue }
+                let found = try describe(url, as: file.path)
+                if found.bytes != file.bytes || found.sha256 != file.sha256 { problems.append("\(file.path): changed since the backup (SHA-256 differs)") }
             }
-            let url = root.appendingPathComponent(file.path)
-            guard let type = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.type] as? FileAttributeType else {
-                problems.append("\(file.path): missing"); continue
+            for extra in try listing(root) where extra != manifestName && !listed.contains(extra) {
+                problems.append("\(extra): not in the manifest")
             }
-            guard type == .typeRegular else { problems.append("\(file.path): not a plain file"); continue }
-            let found = try describe(url, as: file.path)
-            if found.bytes != file.bytes || found.sha256 != file.sha256 { problems.append("\(file.path): changed since the backup (SHA-256 differs)") }
-        }
-        for extra in try listing(root) where extra != manifestName && !listed.contains(extra) {
-            problems.append("\(extra): not in the manifest")
+            return problems
         }
         if listed.contains(DatabaseSetup.sqliteFileName) && problems.isEmpty {
             let connection = try await SQLiteConnection.open(storage: .file(path: root.appendingPathComponent(DatabaseSetup.sqliteFileName).path))
