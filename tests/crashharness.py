@@ -1,7 +1,9 @@
 """Crash safety (docs/SECURITY.md R15): a steady write load against `dermis serve`, the server killed with SIGKILL at a
 random moment, restarted, and every write it acknowledged checked to be there and intact; the audit chain verified; no
 two bookings holding one practitioner at once. Used by tests/test_crash.py (a few cycles in CI) and scripts/crash-harness
-(100 and more).
+(100 and more). On PostgreSQL, when the throwaway server's crash-restart script is at hand (scripts/with-postgres sets
+DERMIS_TEST_PG_CRASH_RESTART), every third cycle also kills PostgreSQL itself with SIGKILL under the load and starts it
+again: what was acknowledged before must survive its recovery, and the running server must take writes again.
 
 The load, from several threads at once: new patients (each with a family name the client makes up, so it is found
 again), edits to them (If-Match with the version last acknowledged), and bookings of consultation slots. A write counts
@@ -139,8 +141,16 @@ def overlapping(base, token, location, days):
     return clashes
 
 
-def run(data, cycles, seed=7, env=None, threads=4, log=print):
-    """Runs `cycles` kill-and-restart cycles on the data folder; returns (problems, acknowledged writes)."""
+def acknowledged(ledger):
+    with ledger.lock:
+        return len(ledger.patients) + len(ledger.bookings)
+
+
+def run(data, cycles, seed=7, env=None, threads=4, log=print, crash_database=None):
+    """Runs `cycles` kill-and-restart cycles on the data folder; returns (problems, acknowledged writes). With
+    `crash_database` (a command that kills PostgreSQL and starts it again), every third cycle runs it under the load too."""
+    import subprocess
+
     env = env or {}
     rng = random.Random(seed)
     assert run_dermis("demo", "--data-dir", str(data), env=env)[0] == 0
@@ -149,6 +159,7 @@ def run(data, cycles, seed=7, env=None, threads=4, log=print):
     token = out.strip().split()[-1]
     ledger = Ledger()
     problems = []
+    restarts = []  # cycles in which the server stopped itself (exit 75) after PostgreSQL restarted
     import datetime
     days = []
     day = datetime.date.today() + datetime.timedelta(days=3)
@@ -172,6 +183,23 @@ def run(data, cycles, seed=7, env=None, threads=4, log=print):
             for w in workers:
                 w.start()
             time.sleep(rng.uniform(0.3, 1.5))  # a random moment under load, not a timing assertion
+            if crash_database and cycle % 3 == 1:
+                subprocess.run([crash_database], check=True, capture_output=True, timeout=120)
+                # The server must take writes again: by itself, or — when PostgresNIO has left its pool stuck — by exiting
+                # with 75 for its supervisor, played here by starting it again on the same port (see PoolWatchdog).
+                before, deadline = acknowledged(ledger), time.monotonic() + 120
+                while acknowledged(ledger) < before + threads:
+                    if server.process.poll() is not None:
+                        if server.process.returncode != 75:
+                            problems.append(f"cycle {cycle}: the server exited with {server.process.returncode} after PostgreSQL restarted")
+                            break
+                        restarts.append(cycle)
+                        server = RunningServer(data, env=env, port=server.port).wait_ready()
+                    if time.monotonic() > deadline:
+                        problems.append(f"cycle {cycle}: no write acknowledged in 120 s after PostgreSQL came back")
+                        break
+                    time.sleep(0.05)  # polling for the server to take writes again, not timing a test
+                time.sleep(rng.uniform(0.1, 0.8))  # then a random moment more, before dermis itself is killed
             server.process.kill()
             server.process.wait(timeout=10)
             stop.set()
@@ -187,4 +215,6 @@ def run(data, cycles, seed=7, env=None, threads=4, log=print):
         problems += [f"double booking: {a} and {b}" for a, b in overlapping(server.base, token, location, days)]
     finally:
         server.stop()
+    if crash_database:
+        log(f"PostgreSQL killed in {len(range(1, cycles, 3))} cycles; the server stopped itself for a fresh start in {len(restarts)}")
     return problems, len(ledger.patients) + len(ledger.bookings)

@@ -28,6 +28,10 @@ public enum DermisServer {
             if let worker = app.mail.worker { background.append(Task { await worker.loop() }) }
             if let problem = app.mail.problem { app.logger.notice("Outbox: \(problem)") }
             if let backups { background.append(Task { await backups.loop() }) }
+            if let url = settings.databaseURL {
+                let watchdog = try PoolWatchdog(app: app, databaseURL: url)
+                background.append(Task { await watchdog.loop() })
+            }
             func stopBackground() async {
                 for task in background { task.cancel() }
                 for task in background { await task.value }
