@@ -5,10 +5,11 @@ two bookings holding one practitioner at once. Used by tests/test_crash.py (a fe
 DERMIS_TEST_PG_CRASH_RESTART), every third cycle also kills PostgreSQL itself with SIGKILL under the load and starts it
 again: what was acknowledged before must survive its recovery, and the running server must take writes again.
 
-The load, from several threads at once: new patients (each with a family name the client makes up, so it is found
-again), edits to them (If-Match with the version last acknowledged), and bookings of consultation slots. A write counts
-as acknowledged only when its 2xx answer arrived; one cut off by the kill may or may not have landed, and both are
-allowed — but an acknowledged one must be there exactly as answered."""
+The load, from several threads at once: new patients and bookings, each with an id the client makes up (a create whose
+answer the kill cut off is sent again with the same id once the server is back, as a careful client does, and must not
+make a second record), edits to patients (If-Match with the version last acknowledged), and bookings of consultation
+slots. A write counts as acknowledged only when its 2xx answer arrived; one cut off by the kill may or may not have
+landed, and both are allowed — but an acknowledged one must be there exactly as answered, and no create is stored twice."""
 import json
 import random
 import threading
@@ -16,6 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 
 from conftest import RunningServer, run_dermis
@@ -39,19 +41,40 @@ class Ledger:
     """What the server acknowledged: patient id -> (family name, version, given name last set); booking ids."""
     patients: dict = field(default_factory=dict)
     bookings: set = field(default_factory=set)
+    wrong_answers: list = field(default_factory=list)
+    found_again: int = 0  # creates sent again with their id whose first sending had landed (answered 200)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def load(base, token, ledger, stop, seed, location, days):
     rng = random.Random(seed)
     n = 0
+    unanswered = None  # a create sent with its client-made id whose answer never came: sent again first
     while not stop.is_set():
         n += 1
         try:
             choice = rng.random()
-            if choice < 0.45 or not ledger.patients:
+            if unanswered is not None:
+                path, request = unanswered
+                status, body = call(base, token, path, request)
+                unanswered = None
+                if status in (200, 201):
+                    with ledger.lock:
+                        if body["id"].lower() != request["id"]:
+                            ledger.wrong_answers.append(f"{path}: sent again with id {request['id']}, answered with {body['id']}")
+                            continue
+                        ledger.found_again += status == 200
+                        if path.endswith("/patients"):
+                            ledger.patients.setdefault(body["id"], (request["familyName"], body["version"], "Load"))
+                        else:
+                            ledger.bookings.add(body["id"])
+            elif choice < 0.45 or not ledger.patients:
                 family = f"Crash{seed}x{n}"
-                status, body = call(base, token, "/api/v1/patients", {"givenName": "Load", "familyName": family, "dateOfBirth": "1980-02-02"})
+                request = {"id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "givenName": "Load", "familyName": family,
+                           "dateOfBirth": "1980-02-02"}
+                unanswered = ("/api/v1/patients", request)
+                status, body = call(base, token, "/api/v1/patients", request)
+                unanswered = None
                 if status == 201:
                     with ledger.lock:
                         ledger.patients[body["id"]] = (family, body["version"], "Load")
@@ -72,7 +95,11 @@ def load(base, token, ledger, stop, seed, location, days):
                 slots = (body or {}).get("slots") or []
                 if slots:
                     slot = rng.choice(slots)
-                    status, booked = call(base, token, "/api/v1/appointments", {"location": location, "service": "consultation", "start": slot["start"]})
+                    request = {"id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "location": location,
+                               "service": "consultation", "start": slot["start"]}
+                    unanswered = ("/api/v1/appointments", request)
+                    status, booked = call(base, token, "/api/v1/appointments", request)
+                    unanswered = None
                     if status == 201:
                         with ledger.lock:
                             ledger.bookings.add(booked["id"])
@@ -102,7 +129,7 @@ def stored(data, env, patient_ids, booking_ids):
         finally:
             db.close()
     found = {str(r[0]).lower(): (r[1], int(r[2]), r[3]) for r in patients}
-    return found, {str(r[0]).lower() for r in bookings}
+    return found, {str(r[0]).lower() for r in bookings}, [r[1] for r in patients]
 
 
 def check(base, token, ledger, data, env, audit=True):
@@ -111,7 +138,13 @@ def check(base, token, ledger, data, env, audit=True):
     with ledger.lock:
         patients = dict(ledger.patients)
         bookings = set(ledger.bookings)
-    found, booked = stored(data, env, patients, bookings)
+        problems += ledger.wrong_answers
+    found, booked, families = stored(data, env, patients, bookings)
+    seen = set()
+    for family in families:
+        if family.startswith("Crash") and family in seen:
+            problems.append(f"patient {family} stored twice: a create sent again with its id made a second record")
+        seen.add(family)
     for pid, (family, version, given) in patients.items():
         row = found.get(pid.lower())
         if row is None:
@@ -215,6 +248,7 @@ def run(data, cycles, seed=7, env=None, threads=4, log=print, crash_database=Non
         problems += [f"double booking: {a} and {b}" for a, b in overlapping(server.base, token, location, days)]
     finally:
         server.stop()
+    log(f"creates sent again with their client-made id after a kill: {ledger.found_again} had landed and were found, not made twice")
     if crash_database:
         log(f"PostgreSQL killed in {len(range(1, cycles, 3))} cycles; the server stopped itself for a fresh start in {len(restarts)}")
     return problems, len(ledger.patients) + len(ledger.bookings)

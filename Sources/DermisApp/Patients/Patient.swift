@@ -127,7 +127,31 @@ struct PatientRegistry {
         }
     }
 
-    func create(_ details: PatientDetails.Valid, by actor: UUID, at now: Date) async throws -> Patient {
+    /// A create with the client's own id. The same request again (its answer lost) finds the stored record: `replayed`.
+    /// The id naming a record with other details, or another clinic's, is a 409; nothing is written either way.
+    func create(_ details: PatientDetails.Valid, clientID: UUID, by actor: UUID, at now: Date) async throws -> (patient: Patient, replayed: Bool) {
+        if let stored = try await Patient.find(clientID, on: db) { return (try sameRecord(stored, details), true) }
+        do {
+            return (try await create(details, id: clientID, by: actor, at: now), false)
+        } catch where (error as? any DatabaseError)?.isConstraintFailure == true {
+            // The same request, sent twice at once: the other one stored it.
+            guard let stored = try await Patient.find(clientID, on: db) else { throw error }
+            return (try sameRecord(stored, details), true)
+        }
+    }
+
+    private func sameRecord(_ stored: Patient, _ details: PatientDetails.Valid) throws -> Patient {
+        let probe = Patient()
+        apply(details, to: probe)
+        guard stored.$clinic.id == clinicID, stored.givenName == probe.givenName, stored.familyName == probe.familyName,
+              stored.dateOfBirth == probe.dateOfBirth, stored.phoneE164 == probe.phoneE164, stored.email == probe.email,
+              stored.fitzpatrickType == probe.fitzpatrickType else {
+            throw DomainError.conflict("id: already names another patient record; make a new id for a new patient")
+        }
+        return stored
+    }
+
+    func create(_ details: PatientDetails.Valid, id clientID: UUID? = nil, by actor: UUID, at now: Date) async throws -> Patient {
         let patient = Patient()
         patient.$clinic.id = clinicID
         apply(details, to: patient)
@@ -139,12 +163,14 @@ struct PatientRegistry {
         patient.updatedBy = actor
         // A short, readable record number; the unique index settles the rare collision by trying again.
         for attempt in 1...5 {
-            patient.id = UUID()
+            patient.id = clientID ?? UUID()
             patient.mrn = "DRM-" + String(format: "%06d", Int.random(in: 0...999_999))
             do {
                 try await Writes.savepoint(db) { db in try await patient.create(on: db) }
                 return patient
-            } catch let error as any DatabaseError where error.isConstraintFailure && attempt < 5 {
+            } catch where (error as? any DatabaseError)?.isConstraintFailure == true && attempt < 5 {
+                // A client's id already stored is not a record-number collision: the caller sorts it out.
+                if let clientID, try await Patient.find(clientID, on: db) != nil { throw error }
                 continue
             }
         }

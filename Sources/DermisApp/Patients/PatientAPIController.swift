@@ -52,14 +52,17 @@ struct PatientAPIController: RouteCollection {
         }
     }
 
+    /// 201 with the new record; with a client-made `id` already stored by the same request, 200 with that record.
     func create(req: Request) async throws -> Response {
         let staff = try req.staff()
-        let patient = try await req.audited(.create, objectType: "Patient", subject: { (patient: Patient) in patient.id }) {
+        let (patient, replayed) = try await req.audited(.create, objectType: "Patient", subject: { (created: (Patient, Bool)) in created.0.id }) {
+            let clientID = try req.clientMadeID()
             let details = try req.decodeJSON(PatientDetails.self).validated(today: req.today(in: try await req.clinic()))
-            return try await PatientRegistry(db: req.db, clinicID: staff.clinicID)
-                .create(details, by: staff.userID, at: req.dermis.clock.now())
+            let registry = PatientRegistry(db: req.db, clinicID: staff.clinicID)
+            if let clientID { return try await registry.create(details, clientID: clientID, by: staff.userID, at: req.dermis.clock.now()) }
+            return (try await registry.create(details, by: staff.userID, at: req.dermis.clock.now()), false)
         }
-        let response = try await PatientJSON(patient).encodeResponse(status: .created, for: req)
+        let response = try await PatientJSON(patient).encodeResponse(status: replayed ? .ok : .created, for: req)
         response.headers.replaceOrAdd(name: .location, value: "/api/v1/patients/\(try patient.requireID())")
         response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(patient.version)\"")
         return response

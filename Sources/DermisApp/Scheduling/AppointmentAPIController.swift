@@ -188,16 +188,19 @@ struct AppointmentAPIController: RouteCollection {
             .encodeResponse(status: .conflict, for: req)
     }
 
+    /// 201 with the booking; with a client-made `id` already stored by the same request, 200 with that booking.
     func create(req: Request) async throws -> Response {
         let scheduling = try Self.service(req)
         let input = try req.decodeJSON(CreateInput.self)
-        let booking = try await Self.booking(input, req, scheduling)
+        var booking = try await Self.booking(input, req, scheduling)
+        booking.clientID = try req.clientMadeID()
         do {
-            let appointment = try await req.audited(.create, objectType: "Appointment", patientID: booking.patientID,
-                                                    subject: { (a: Appointment) in a.$patient.id }) {
-                try await scheduling.book(booking, by: try req.staff().userID)
+            let (appointment, replayed) = try await req.audited(.create, objectType: "Appointment", patientID: booking.patientID,
+                                                                subject: { (made: (Appointment, Bool)) in made.0.$patient.id }) {
+                if let stored = try await scheduling.replay(booking) { return (stored, true) }
+                return (try await scheduling.book(booking, by: try req.staff().userID), false)
             }
-            let response = try await AppointmentJSON(appointment).encodeResponse(status: .created, for: req)
+            let response = try await AppointmentJSON(appointment).encodeResponse(status: replayed ? .ok : .created, for: req)
             response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(appointment.version)\"")
             return response
         } catch let conflict as SchedulingService.Conflict {

@@ -194,6 +194,19 @@ struct SchedulingService {
         var status: AppointmentStatus
         var overrideReason: String?
         var seriesID: UUID?
+        /// The id the client made for this booking (see `replay`).
+        var clientID: UUID? = nil
+    }
+
+    /// The booking a client-made id already names, when it is this same booking (location, service, start, patient):
+    /// a retry whose answer was lost. The id naming anything else is a 409. Nil when the id is new.
+    func replay(_ booking: Booking) async throws -> Appointment? {
+        guard let id = booking.clientID, let stored = try await Appointment.find(id, on: db) else { return nil }
+        guard stored.$clinic.id == clinicID, stored.$location.id == booking.location.id, stored.$service.id == booking.service.id,
+              stored.startsAt == booking.start, stored.$patient.id == booking.patientID else {
+            throw DomainError.conflict("id: already names another booking; make a new id for a new booking")
+        }
+        return stored
     }
 
     /// A conflict, with the next free times to offer instead.
@@ -218,7 +231,7 @@ struct SchedulingService {
                 ?? "that time is not free")
         }
         let appointment = Appointment()
-        appointment.id = UUID()
+        appointment.id = booking.clientID ?? UUID()
         appointment.$clinic.id = clinicID
         appointment.$location.id = try booking.location.requireID()
         appointment.$patient.id = booking.patientID

@@ -34,6 +34,17 @@ extension Request {
         guard let buffer = body.data else { throw InvalidInput(path: "", problem: "the request has no JSON body") }
         return try decodeInput(type, from: Data(buffer: buffer))
     }
+
+    /// The id a client made for the record its POST creates (`"id"` in the JSON body), if it sent one. A client that
+    /// lost the answer sends the same request again: the record is then found, not made twice (docs/CONTRACT.md).
+    func clientMadeID() throws -> UUID? {
+        struct Body: Decodable { let id: String? }
+        guard let text = try decodeJSON(Body.self).id else { return nil }
+        guard let id = UUID(uuidString: text) else {
+            throw InvalidInput(path: "id", problem: "must be a UUID the client made (e.g. \(UUID().uuidString.lowercased())), or left out")
+        }
+        return id
+    }
 }
 
 extension InvalidInput: AbortError {
