@@ -9,6 +9,7 @@ public enum DermisServer {
         try await withApplication(settings, arguments: ["dermis", "serve"]) { app in
             // Scheduled backups (DERMIS_BACKUP_DIR): their settings are checked before anything starts.
             let backups = try BackupSchedule.configure(settings).map { BackupRunner(schedule: $0, app: app) }
+            let watchdog = try settings.databaseURL.map { try PoolWatchdog(app: app, databaseURL: $0) }
             if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app))) }
             if try await FirstRun.isOpen(on: app.db) {
                 let code = app.dermis.firstRunCode.issue()
@@ -28,10 +29,7 @@ public enum DermisServer {
             if let worker = app.mail.worker { background.append(Task { await worker.loop() }) }
             if let problem = app.mail.problem { app.logger.notice("Outbox: \(problem)") }
             if let backups { background.append(Task { await backups.loop() }) }
-            if let url = settings.databaseURL {
-                let watchdog = try PoolWatchdog(app: app, databaseURL: url)
-                background.append(Task { await watchdog.loop() })
-            }
+            if let watchdog { background.append(Task { await watchdog.loop() }) }
             func stopBackground() async {
                 for task in background { task.cancel() }
                 for task in background { await task.value }

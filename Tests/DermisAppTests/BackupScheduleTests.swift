@@ -53,6 +53,58 @@ extension AppTests {
             }
         }
 
+        @Test func aFolderDatedInTheFutureNeitherStopsBackupsNorPushesOutTheNewOne() async throws {
+            let directory = Self.folder()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await withDermis(change: { $0.backupDirectory = directory; $0.backupKeep = "1" }) { app, settings in
+                guard settings.databaseURL == nil else { return }
+                // A complete backup from a clock a year ahead (another machine's, or before the clock was corrected).
+                let future = try await Backup.rotate(dataDirectory: settings.dataDirectory, secretKeyPath: settings.secretKeyPath,
+                                                     into: directory, keep: 1, now: settings.clock.now().addingTimeInterval(365 * 86_400))
+                let runner = BackupRunner(schedule: try #require(try BackupSchedule.configure(settings)), app: app)
+                let now = try #require(await runner.runIfDue(), "the future folder does not count: a backup is due")
+                #expect(FileManager.default.fileExists(atPath: now), "keep 1 keeps the one just written, though another sorts after it")
+                #expect(!FileManager.default.fileExists(atPath: future.folder))
+                settings.manualClock.advance(by: 60)
+                #expect(await runner.runIfDue() == nil, "and not again a minute later")
+            }
+        }
+
+        @Test func aFailedScheduledBackupIsTriedAgainAfterFifteenMinutesNotBefore() async throws {
+            let directory = Self.folder()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await withDermis(change: { $0.backupDirectory = directory }) { app, settings in
+                guard settings.databaseURL == nil else { return }
+                let runner = BackupRunner(schedule: try #require(try BackupSchedule.configure(settings)), app: app)
+                let key = settings.secretKeyPath
+                try FileManager.default.moveItem(atPath: key, toPath: key + ".away")  // the backup fails without the key
+                #expect(await runner.runIfDue() == nil)
+                try FileManager.default.moveItem(atPath: key + ".away", toPath: key)
+                settings.manualClock.advance(by: BackupRunner.retryAfterFailure - 1)
+                #expect(await runner.runIfDue() == nil, "a second before the retry: nothing")
+                settings.manualClock.advance(by: 1)
+                #expect(await runner.runIfDue() != nil, "the retry")
+                #expect(Self.names(directory).count == 1, "no partial folder left from the failure")
+            }
+        }
+
+        @Test func aPartialBackupADayOldIsSweptANewerOneIsLeft() async throws {
+            let directory = Self.folder()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await withDermis { _, settings in
+                guard settings.databaseURL == nil else { return }
+                let now = settings.clock.now()
+                let old = BackupSchedule.partialPrefix + BackupSchedule.name(at: now.addingTimeInterval(-86_401))
+                let recent = BackupSchedule.partialPrefix + BackupSchedule.name(at: now.addingTimeInterval(-3600))
+                for name in [old, recent] {
+                    try FileManager.default.createDirectory(atPath: directory + "/" + name, withIntermediateDirectories: true)
+                }
+                let made = try await Backup.rotate(dataDirectory: settings.dataDirectory, secretKeyPath: settings.secretKeyPath,
+                                                   into: directory, keep: 7, now: now)
+                #expect(Self.names(directory).sorted() == [recent, URL(fileURLWithPath: made.folder).lastPathComponent].sorted())
+            }
+        }
+
         @Test func aBackupThatFailsLeavesNoFolderAndRemovesNothingOlder() async throws {
             let directory = Self.folder()
             defer { try? FileManager.default.removeItem(atPath: directory) }

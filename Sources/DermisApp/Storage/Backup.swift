@@ -11,6 +11,19 @@ public enum Backup {
     public static let manifestName = "manifest.json"
     static let format = "dermis-backup/1"
 
+    /// Backups read, copy and hash on a thread of their own: neither the event loops nor the thread pool that runs the
+    /// server's SQLite queries and password checks wait for them.
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }()
+
+    /// A connection to a SQLite file for the backup's own statements, on the backup's thread.
+    static func open(_ path: String) async throws -> SQLiteConnection {
+        try await SQLiteConnection.open(storage: .file(path: path), threadPool: pool, on: MultiThreadedEventLoopGroup.singleton.any())
+    }
+
     struct Manifest: Codable {
         var format: String
         var created: String
@@ -55,7 +68,7 @@ public enum Backup {
         if fm.fileExists(atPath: checkpoints.path) { try fm.copyItem(at: checkpoints, to: target.appendingPathComponent(AuditCheckpoints.fileName)) }
         // The database: a single read transaction, so the copy is one moment of it, taken while the server writes.
         let copy = target.appendingPathComponent(DatabaseSetup.sqliteFileName).path
-        let connection = try await SQLiteConnection.open(storage: .file(path: database.path))
+        let connection = try await open(database.path)
         do {
             _ = try await connection.query("VACUUM INTO '\(copy.replacingOccurrences(of: "'", with: "''"))'")
             try await connection.close()
@@ -64,9 +77,8 @@ public enum Backup {
             throw error
         }
         try await reindex(copy)
-        // The file copying and hashing run on a thread pool: inside the server, a scheduled backup must not hold up the
-        // event loops that answer requests.
-        let manifest = try await NIOThreadPool.singleton.runIfActive { () throws -> Manifest in
+        // The copying and hashing run on the backup's own thread (see `pool`).
+        let manifest = try await pool.runIfActive { () throws -> Manifest in
             let fm = FileManager.default
             // Then the photos the copy may name (written before their rows): the server's own names only, one by one, so a
             // photo being written or removed meanwhile is skipped rather than failing the backup.
@@ -93,7 +105,7 @@ public enum Backup {
 
     /// The copy's search index written afresh from its own rows: `VACUUM INTO` may have moved their row ids.
     private static func reindex(_ path: String) async throws {
-        let copied = try await SQLiteConnection.open(storage: .file(path: path))
+        let copied = try await open(path)
         do {
             if !(try await copied.query("SELECT name FROM sqlite_master WHERE name = 'patient_search'")).isEmpty {
                 _ = try await copied.query("BEGIN")
@@ -118,8 +130,8 @@ public enum Backup {
             return ["\(manifestName) is not a \(format) manifest"]
         }
         let listed = Set(manifest.files.map(\.path))
-        // Hashing every file runs on a thread pool (see `create`).
-        var problems = try await NIOThreadPool.singleton.runIfActive { () throws -> [String] in
+        // Hashing every file runs on the backup's own thread (see `pool`).
+        var problems = try await pool.runIfActive { () throws -> [String] in
             var problems: [String] = []
             for file in manifest.files {
                 // Only plain files inside the backup: no absolute path, no "..", no symbolic link.
@@ -140,7 +152,7 @@ public enum Backup {
             return problems
         }
         if listed.contains(DatabaseSetup.sqliteFileName) && problems.isEmpty {
-            let connection = try await SQLiteConnection.open(storage: .file(path: root.appendingPathComponent(DatabaseSetup.sqliteFileName).path))
+            let connection = try await open(root.appendingPathComponent(DatabaseSetup.sqliteFileName).path)
             let rows = (try? await connection.query("PRAGMA integrity_check")) ?? []
             try? await connection.close()
             let answer = rows.first?.column("integrity_check")?.string ?? "no answer"

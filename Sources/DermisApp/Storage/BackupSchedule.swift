@@ -73,11 +73,15 @@ struct BackupSchedule: Sendable {
     }
 
     /// Whether a backup is due at `now`: none yet, or the newest is `hours` old. (Read from the folder, so a restart
-    /// does not take another one early.)
+    /// does not take another one early.) A folder dated after `now` — the clock stepped back, or it came from another
+    /// machine — is not counted, so it neither stops backups nor makes one due every minute.
     func isDue(now: Date) -> Bool {
-        guard let newest = Self.complete(in: directory).last else { return true }
-        return now.timeIntervalSince(newest.at) >= Double(hours) * 3600 || newest.at > now
+        guard let newest = Self.complete(in: directory).last(where: { $0.at <= now }) else { return true }
+        return now.timeIntervalSince(newest.at) >= Double(hours) * 3600
     }
+
+    /// Where a backup is written until it is complete and verified (then renamed): never counted, never restored.
+    static let partialPrefix = ".partial-"
 }
 
 extension Backup {
@@ -86,21 +90,38 @@ extension Backup {
     public static func rotate(dataDirectory: String, secretKeyPath: String, into directory: String, keep: Int,
                               now: Date) async throws -> (folder: String, removed: [String]) {
         let fm = FileManager.default
+        let root = URL(fileURLWithPath: directory)
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let folder = URL(fileURLWithPath: directory).appendingPathComponent(BackupSchedule.name(at: now)).path
-        guard !fm.fileExists(atPath: folder) else { throw Failure("--into: \(folder) already exists") }
+        let name = BackupSchedule.name(at: now)
+        let folder = root.appendingPathComponent(name).path
+        let partial = root.appendingPathComponent(BackupSchedule.partialPrefix + name).path
+        guard !fm.fileExists(atPath: folder), !fm.fileExists(atPath: partial) else { throw Failure("--into: \(folder) already exists") }
+        // A partial backup a day old was cut off (the process killed mid-copy): it goes. A newer one may be another
+        // process's, still being written.
+        for stale in (try? fm.contentsOfDirectory(atPath: directory)) ?? [] where stale.hasPrefix(BackupSchedule.partialPrefix) {
+            if let at = BackupSchedule.instant(of: String(stale.dropFirst(BackupSchedule.partialPrefix.count))), now.timeIntervalSince(at) > 86_400 {
+                try await remove(root.appendingPathComponent(stale).path)
+            }
+        }
         do {
-            try await create(dataDirectory: dataDirectory, secretKeyPath: secretKeyPath, to: folder, now: now)
-            let problems = try await verify(folder)
+            try await create(dataDirectory: dataDirectory, secretKeyPath: secretKeyPath, to: partial, now: now)
+            let problems = try await verify(partial)
             guard problems.isEmpty else { throw Failure("the new backup does not verify: " + problems.joined(separator: "; ")) }
+            try fm.moveItem(atPath: partial, toPath: folder)
         } catch {
-            try? fm.removeItem(atPath: folder)
+            try? await remove(partial)
             throw error
         }
-        let complete = BackupSchedule.complete(in: directory)
-        let removed = complete.dropLast(keep).map(\.name)
-        for name in removed { try fm.removeItem(atPath: URL(fileURLWithPath: directory).appendingPathComponent(name).path) }
+        // The oldest beyond `keep` go, never the one just written (a folder dated later than it may sort after it).
+        let others = BackupSchedule.complete(in: directory).filter { $0.name != name }
+        let removed = others.dropLast(max(0, keep - 1)).map(\.name)
+        for old in removed { try await remove(root.appendingPathComponent(old).path) }
         return (folder, removed)
+    }
+
+    /// Removes a backup folder on the backup's thread (a folder of photos takes a while).
+    private static func remove(_ path: String) async throws {
+        try await pool.runIfActive { try FileManager.default.removeItem(atPath: path) }
     }
 }
 
@@ -109,20 +130,31 @@ extension Backup {
 struct BackupRunner: Sendable {
     let schedule: BackupSchedule
     let app: Application
+    /// When the last backup failed: the next try waits `retryAfterFailure` (a full disk is not copied to every minute).
+    private let failedAt = NIOLockedValueBox<Date?>(nil)
+    static let retryAfterFailure: TimeInterval = 15 * 60
+
+    init(schedule: BackupSchedule, app: Application) {
+        self.schedule = schedule
+        self.app = app
+    }
 
     /// One look: a backup if one is due at the clock's now. Returns the folder written, if any.
     @discardableResult
     func runIfDue() async -> String? {
         let now = app.dermis.clock.now()
+        if let failed = failedAt.withLockedValue({ $0 }), now.timeIntervalSince(failed) < Self.retryAfterFailure, now >= failed { return nil }
         guard schedule.isDue(now: now) else { return nil }
         let settings = app.dermis.settings
         do {
             let (folder, removed) = try await Backup.rotate(dataDirectory: settings.dataDirectory, secretKeyPath: settings.secretKeyPath,
                                                             into: schedule.directory, keep: schedule.keep, now: now)
+            failedAt.withLockedValue { $0 = nil }
             app.logger.notice("Backup written and verified", metadata: ["folder": "\(folder)", "removed": "\(removed.count)"])
             return folder
         } catch {
-            app.logger.error("Scheduled backup failed: \(error)")
+            failedAt.withLockedValue { $0 = now }
+            app.logger.error("Scheduled backup failed (next try in 15 minutes): \(error)")
             return nil
         }
     }

@@ -10,9 +10,9 @@ import Vapor
 /// under load, a server can be left with every pooled connection lent to such a query: each request then waits the pool's
 /// 10 s and fails, for good. Found by the crash harness (tests/crashharness.py), which kills PostgreSQL under load.
 ///
-/// The watchdog asks the pool for one trivial query every `interval`. Only when two asks in a row time out waiting for a
-/// connection *and* a fresh connection made outside the pool answers at once is the pool stuck (rather than the database
-/// down, or busy); then it logs why and exits.
+/// The watchdog asks each event loop's pool for one trivial query every `interval`. Only when one pool's asks time out
+/// twice in a row waiting for a connection *and* a fresh connection made outside the pool answers is that pool stuck
+/// (rather than the database down, or busy); then it logs why and exits.
 struct PoolWatchdog: Sendable {
     let app: Application
     let configuration: PostgresConnection.Configuration
@@ -29,15 +29,26 @@ struct PoolWatchdog: Sendable {
     /// One look: whether the pool answered, timed out, or failed otherwise (the database down: not the pool's fault).
     enum Look: Equatable { case answered, poolTimedOut, failed }
 
-    func look() async -> Look {
-        do {
-            guard let sql = app.db as? any SQLDatabase else { return .failed }
-            _ = try await sql.raw("SELECT 1").all()
-            return .answered
-        } catch is ConnectionPoolTimeoutError {
-            return .poolTimedOut
-        } catch {
-            return .failed
+    /// A look at each event loop's pool (each lends its own connections), all at once.
+    func look() async -> [Look] {
+        let loops = Array(app.eventLoopGroup.makeIterator())
+        return await withTaskGroup(of: (Int, Look).self) { group in
+            for (index, loop) in loops.enumerated() {
+                group.addTask {
+                    guard let sql = app.databases.database(logger: app.logger, on: loop) as? any SQLDatabase else { return (index, .failed) }
+                    do {
+                        _ = try await sql.raw("SELECT 1").all()
+                        return (index, .answered)
+                    } catch is ConnectionPoolTimeoutError {
+                        return (index, .poolTimedOut)
+                    } catch {
+                        return (index, .failed)
+                    }
+                }
+            }
+            var looks = Array(repeating: Look.failed, count: loops.count)
+            for await (index, look) in group { looks[index] = look }
+            return looks
         }
     }
 
@@ -55,13 +66,12 @@ struct PoolWatchdog: Sendable {
     }
 
     func loop() async {
-        var strikes = 0
+        var strikes: [Int] = []
         while !Task.isCancelled {
-            switch await look() {
-            case .answered, .failed: strikes = 0
-            case .poolTimedOut: strikes += 1
-            }
-            if strikes >= strikesToStop, await databaseAnswersDirectly() {
+            let looks = await look()
+            if strikes.count != looks.count { strikes = Array(repeating: 0, count: looks.count) }
+            for (index, look) in looks.enumerated() { strikes[index] = look == .poolTimedOut ? strikes[index] + 1 : 0 }
+            if strikes.contains(where: { $0 >= strikesToStop }), await databaseAnswersDirectly() {
                 app.logger.critical("""
                     The database answers, but this server's connection pool has lent every connection to a query that will \
                     never finish (a PostgresNIO fault after PostgreSQL restarted). Exiting with code 75 so the supervisor \
