@@ -66,6 +66,19 @@ extension AppTests {
                 let clash = try await client.send(.POST, "/api/v1/appointments", moved)
                 #expect(clash.status == .conflict && clash.text.contains("id:"), "\(clash.text)")
                 #expect(try await Appointment.query(on: app.db).count() == 1)
+                // The same request ten times at once, as a client retrying too eagerly: one booking, each answered with it.
+                let twice = UUID()
+                var eager = body
+                eager["id"] = twice.uuidString
+                eager["start"] = "2026-11-30T14:00:00Z"
+                let raw = jsonBody(eager)
+                let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
+                    for _ in 0..<10 { group.addTask { try await client.send(.POST, "/api/v1/appointments", rawBody: raw).status } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(statuses.filter { $0 == .created }.count == 1 && statuses.allSatisfy { $0 == .created || $0 == .ok }, "\(statuses)")
+                #expect(try await Appointment.query(on: app.db).filter(\.$id == twice).count() == 1)
+                #expect(try await Appointment.query(on: app.db).count() == 2)
                 // A patient's id is not a booking's.
                 let patient = try #require(try await Patient.query(on: app.db).first()).requireID()
                 moved["id"] = patient.uuidString

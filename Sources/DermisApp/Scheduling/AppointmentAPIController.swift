@@ -204,7 +204,19 @@ struct AppointmentAPIController: RouteCollection {
             response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(appointment.version)\"")
             return response
         } catch let conflict as SchedulingService.Conflict {
+            // The same request sent twice at once (its client-made id): the other one may have just booked it.
+            if booking.clientID != nil, let stored = try await scheduling.replay(booking) {
+                let response = try await AppointmentJSON(stored).encodeResponse(status: .ok, for: req)
+                response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(stored.version)\"")
+                return response
+            }
             return try await Self.conflictResponse(conflict, req)
+        } catch where booking.clientID != nil && (error as? any DatabaseError)?.isConstraintFailure == true {
+            // Sent twice at once, the other insert of this id won: answer with what it stored.
+            guard let stored = try await scheduling.replay(booking) else { throw error }
+            let response = try await AppointmentJSON(stored).encodeResponse(status: .ok, for: req)
+            response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(stored.version)\"")
+            return response
         }
     }
 

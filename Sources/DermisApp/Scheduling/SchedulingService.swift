@@ -203,7 +203,9 @@ struct SchedulingService {
     func replay(_ booking: Booking) async throws -> Appointment? {
         guard let id = booking.clientID, let stored = try await Appointment.find(id, on: db) else { return nil }
         guard stored.$clinic.id == clinicID, stored.$location.id == booking.location.id, stored.$service.id == booking.service.id,
-              stored.startsAt == booking.start, stored.$patient.id == booking.patientID else {
+              stored.startsAt == booking.start, stored.$patient.id == booking.patientID,
+              booking.practitionerID.map({ $0 == stored.practitionerID }) ?? true,
+              stored.zones == booking.zones.joined(separator: ",") else {
             throw DomainError.conflict("id: already names another booking; make a new id for a new booking")
         }
         return stored
