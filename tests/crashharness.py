@@ -43,7 +43,24 @@ class Ledger:
     bookings: set = field(default_factory=set)
     wrong_answers: list = field(default_factory=list)
     found_again: int = 0  # creates sent again with their id whose first sending had landed (answered 200)
+    pending: list = field(default_factory=list)  # creates cut off by a kill, to send again after the restart
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def send_again(base, token, ledger, path, request):
+    """A create whose answer never came, sent again with its client-made id: stored once, answered with that id."""
+    status, body = call(base, token, path, request)
+    if status not in (200, 201):
+        return
+    with ledger.lock:
+        if body["id"].lower() != request["id"]:
+            ledger.wrong_answers.append(f"{path}: sent again with id {request['id']}, answered with {body['id']}")
+            return
+        ledger.found_again += status == 200
+        if path.endswith("/patients"):
+            ledger.patients.setdefault(body["id"], (request["familyName"], body["version"], "Load"))
+        else:
+            ledger.bookings.add(body["id"])
 
 
 def load(base, token, ledger, stop, seed, location, days):
@@ -56,18 +73,8 @@ def load(base, token, ledger, stop, seed, location, days):
             choice = rng.random()
             if unanswered is not None:
                 path, request = unanswered
-                status, body = call(base, token, path, request)
+                send_again(base, token, ledger, path, request)
                 unanswered = None
-                if status in (200, 201):
-                    with ledger.lock:
-                        if body["id"].lower() != request["id"]:
-                            ledger.wrong_answers.append(f"{path}: sent again with id {request['id']}, answered with {body['id']}")
-                            continue
-                        ledger.found_again += status == 200
-                        if path.endswith("/patients"):
-                            ledger.patients.setdefault(body["id"], (request["familyName"], body["version"], "Load"))
-                        else:
-                            ledger.bookings.add(body["id"])
             elif choice < 0.45 or not ledger.patients:
                 family = f"Crash{seed}x{n}"
                 request = {"id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "givenName": "Load", "familyName": family,
@@ -105,8 +112,11 @@ def load(base, token, ledger, stop, seed, location, days):
                             ledger.bookings.add(booked["id"])
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             if stop.is_set():
-                return
+                break
             time.sleep(0.01)  # the server is down between kill and restart
+    if unanswered is not None:  # cut off by the kill: the next cycle sends it again once the server is back
+        with ledger.lock:
+            ledger.pending.append(unanswered)
 
 
 def stored(data, env, patient_ids, booking_ids):
@@ -174,6 +184,19 @@ def overlapping(base, token, location, days):
     return clashes
 
 
+def answers_every_connection(server, tries=20):
+    """Whether /healthz answers 200 on each of `tries` new connections (they land on all of the server's event loops,
+    each with its own database pool), every one within 5 s."""
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(server.base + "/healthz", timeout=5) as response:
+                if response.status != 200:
+                    return False
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+    return True
+
+
 def acknowledged(ledger):
     with ledger.lock:
         return len(ledger.patients) + len(ledger.bookings)
@@ -210,6 +233,10 @@ def run(data, cycles, seed=7, env=None, threads=4, log=print, crash_database=Non
                 # The audit chain is walked every tenth cycle and at the end (it grows; the rows are checked every time).
                 found = check(server.base, token, ledger, data, env, audit=cycle % 10 == 0)
                 problems += [f"cycle {cycle}: {p}" for p in found]
+                with ledger.lock:
+                    pending, ledger.pending = ledger.pending, []
+                for path, request in pending:
+                    send_again(server.base, token, ledger, path, request)
             stop = threading.Event()
             workers = [threading.Thread(target=load, args=(server.base, token, ledger, stop, seed * 100 + cycle * 10 + i, location, days))
                        for i in range(threads)]
@@ -221,7 +248,7 @@ def run(data, cycles, seed=7, env=None, threads=4, log=print, crash_database=Non
                 # The server must take writes again: by itself, or — when PostgresNIO has left its pool stuck — by exiting
                 # with 75 for its supervisor, played here by starting it again on the same port (see PoolWatchdog).
                 before, deadline = acknowledged(ledger), time.monotonic() + 120
-                while acknowledged(ledger) < before + threads:
+                while acknowledged(ledger) < before + threads or not answers_every_connection(server):
                     if server.process.poll() is not None:
                         if server.process.returncode != 75:
                             problems.append(f"cycle {cycle}: the server exited with {server.process.returncode} after PostgreSQL restarted")

@@ -7,6 +7,7 @@ import signal
 import socket
 import sqlite3
 import threading
+import time
 import urllib.request
 
 from conftest import RunningServer, free_port, post_form, run_dermis
@@ -163,11 +164,12 @@ def test_sigterm_finishes_the_request_in_flight_and_the_message_being_sent_then_
             request.sendall(b"POST /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: %s\r\n"
                             b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n"
                             % (server.port, server.base.encode(), len(body)) + body[:12])
+            deadline = time.monotonic() + 30
             while "uri: \"/login\"" not in server.output():
-                assert server.process.poll() is None  # polling the log until the server has read the head
+                assert server.process.poll() is None and time.monotonic() < deadline, "the server never read the request's head"
             server.process.send_signal(signal.SIGTERM)
             while listening(server.port):
-                assert server.process.poll() is None
+                assert server.process.poll() is None and time.monotonic() < deadline, "the server kept listening after SIGTERM"
             assert server.process.poll() is None, "the server exited with a request in flight"
             request.sendall(body[12:])
             answer = b""
@@ -203,7 +205,6 @@ def test_sigterm_finishes_the_request_in_flight_and_the_message_being_sent_then_
 
 
 def test_the_server_backs_itself_up_on_schedule_and_the_cli_rotates_the_same_folder(tmp_path):
-    import time
     data, backups = tmp_path / "data", tmp_path / "backups"
     code, _, err = run_dermis("serve", "--data-dir", str(data), env={"DERMIS_BACKUP_DIR": str(backups), "DERMIS_BACKUP_HOURS": "0"})
     assert code == 2 and "DERMIS_BACKUP_HOURS" in err and "from 1 to 168" in err, err

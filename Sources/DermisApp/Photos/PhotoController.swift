@@ -158,7 +158,7 @@ struct PhotoController: RouteCollection {
             guard let photo = try await Photo.query(on: req.db).filter(\.$id == id).filter(\.$patient.$id == patient.requireID()).first() else {
                 throw Abort(.notFound, reason: "No such photo.")
             }
-            return try PhotoService(req: req).response(for: photo)
+            return try await PhotoService(req: req).response(for: photo)
         }
     }
 

@@ -47,8 +47,13 @@ struct PhotoService {
         if !issues.isEmpty { throw InvalidInput(issues) }
         let data = upload.data
         let sanitizer = sanitizer
-        let clean = try await req.application.imageDecoding.run { try sanitizer.clean(data, field: field) }
-        return Prepared(upload: upload, clean: clean, storedName: try store.write(clean.data, fileExtension: clean.kind.fileExtension))
+        let store = store
+        // Decoding, re-encoding and writing the file all happen on the image threads, never on an event loop.
+        let (clean, storedName) = try await req.application.imageDecoding.run {
+            let clean = try sanitizer.clean(data, field: field)
+            return (clean, try store.write(clean.data, fileExtension: clean.kind.fileExtension))
+        }
+        return Prepared(upload: upload, clean: clean, storedName: storedName)
     }
 
     /// Records a prepared photo, in the open unit of work when there is one.
@@ -92,9 +97,12 @@ struct PhotoService {
     }
 
     /// The photo's bytes as a response, after its digest is checked; a mismatch is logged and refused, never served.
-    func response(for photo: Photo) throws -> Response {
+    /// (Read and hashed on the application's thread pool, off the event loops.)
+    func response(for photo: Photo) async throws -> Response {
         do {
-            let data = try store.read(photo.storedName, sha256: photo.sha256)
+            let store = store
+            let (name, digest) = (photo.storedName, photo.sha256)
+            let data = try await req.application.threadPool.runIfActive { try store.read(name, sha256: digest) }
             let response = Response(status: .ok, body: .init(data: data))
             response.headers.contentType = photo.contentType == "image/png" ? .png : .jpeg
             response.headers.replaceOrAdd(name: .cacheControl, value: "private, no-store")
