@@ -200,24 +200,23 @@ struct AppointmentAPIController: RouteCollection {
                 if let stored = try await scheduling.replay(booking) { return (stored, true) }
                 return (try await scheduling.book(booking, by: try req.staff().userID), false)
             }
-            let response = try await AppointmentJSON(appointment).encodeResponse(status: replayed ? .ok : .created, for: req)
-            response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(appointment.version)\"")
-            return response
+            return try await Self.answer(appointment, replayed ? .ok : .created, req)
         } catch let conflict as SchedulingService.Conflict {
             // The same request sent twice at once (its client-made id): the other one may have just booked it.
-            if booking.clientID != nil, let stored = try await scheduling.replay(booking) {
-                let response = try await AppointmentJSON(stored).encodeResponse(status: .ok, for: req)
-                response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(stored.version)\"")
-                return response
-            }
+            if booking.clientID != nil, let stored = try await scheduling.replay(booking) { return try await Self.answer(stored, .ok, req) }
             return try await Self.conflictResponse(conflict, req)
         } catch where booking.clientID != nil && (error as? any DatabaseError)?.isConstraintFailure == true {
             // Sent twice at once, the other insert of this id won: answer with what it stored.
             guard let stored = try await scheduling.replay(booking) else { throw error }
-            let response = try await AppointmentJSON(stored).encodeResponse(status: .ok, for: req)
-            response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(stored.version)\"")
-            return response
+            return try await Self.answer(stored, .ok, req)
         }
+    }
+
+    /// A booking as JSON with its version as the ETag.
+    static func answer(_ appointment: Appointment, _ status: HTTPStatus, _ req: Request) async throws -> Response {
+        let response = try await AppointmentJSON(appointment).encodeResponse(status: status, for: req)
+        response.headers.replaceOrAdd(name: .eTag, value: "W/\"\(appointment.version)\"")
+        return response
     }
 
     static func find(_ req: Request) async throws -> Appointment {
