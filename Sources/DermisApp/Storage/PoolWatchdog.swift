@@ -3,7 +3,7 @@ import Foundation
 import Vapor
 
 /// Notices a PostgreSQL connection pool that can no longer lend a connection, and stops the server so its supervisor
-/// starts a fresh one (exit code 75, EX_TEMPFAIL; see the README's "Running it").
+/// starts a fresh one (exit code 75, EX_TEMPFAIL; the README's "Run it under a supervisor").
 ///
 /// Why: PostgresNIO 1.33 (the mirrored version) loses a query written to a connection the database has just closed — the
 /// query's answer never comes, so the pool never gets that connection back. When PostgreSQL itself crashes or restarts
@@ -18,7 +18,7 @@ struct PoolWatchdog: Sendable {
     let configuration: PostgresConnection.Configuration
     var interval: Duration = .seconds(5)
     var strikesToStop = 2
-    /// Called when the pool is found stuck; the server's is `exit(75)`, a test's records it.
+    /// Called when the pool is found stuck.
     var stop: @Sendable () -> Void = { exit(75) }
 
     init(app: Application, databaseURL: String) throws {
