@@ -1,5 +1,6 @@
 import DermisCore
 import Fluent
+import SQLKit
 import Vapor
 
 /// Passwords over their life: changing your own, one-time set-password links (new staff, an admin's reset, "forgot
@@ -145,7 +146,12 @@ struct PasswordController: RouteCollection {
                 return
             }
             req.auditClinicID = user.$clinic.id
-            // At most three asked-for links a day per account: asking cannot flood someone's mailbox.
+            // At most three asked-for links a day per account: asking cannot flood someone's mailbox. On PostgreSQL the
+            // account's row is locked first, so asks at the same moment (on one server or several) count one by one;
+            // SQLite runs one write transaction at a time already.
+            if let sql = db as? any SQLDatabase, sql.dialect.name == "postgresql" {
+                try await sql.raw("SELECT id FROM \(ident: StaffUser.schema) WHERE id = \(bind: try user.requireID()) FOR UPDATE").run()
+            }
             let recent = try await PasswordLink.query(on: db).filter(\.$user.$id == user.requireID()).filter(\.$purpose == "forgot")
                 .filter(\.$createdAt > req.dermis.clock.now().addingTimeInterval(-PasswordLink.lifetime)).count()
             guard recent < PasswordLinks.forgotPerDay else {
