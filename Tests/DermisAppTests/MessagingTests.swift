@@ -96,6 +96,37 @@ extension AppTests {
             }
         }
 
+        /// The provider may deliver two STOPs (two replies, or its retry) at the same moment to a patient who never had a
+        /// preference row: both are answered 200, and the one row records the STOP.
+        @Test func stopsDeliveredAtTheSameMomentAreEachAnswered() async throws {
+            try await withDermis(change: { $0.publicURL = "https://clinic.example" }) { app, settings in
+                let sms = FakeSMS()
+                app.mail = MailSetup(worker: nil, problems: [], sms: sms)
+                let patient = try await zoe(app)
+                let id = try patient.requireID()
+                #expect(try await MessagePreference.find(id, on: app.db) == nil)
+                let (mobile, token) = (mobile, sms.token)
+                let statuses = try await withThrowingTaskGroup(of: HTTPStatus.self) { group in
+                    for n in 0..<8 {
+                        group.addTask {
+                            let fields = ["Body": "STOP", "From": mobile, "To": "+15550100", "MessageSid": "SMRACE\(n)"]
+                            let text = "https://clinic.example/webhooks/sms" + fields.keys.sorted().map { $0 + fields[$0]! }.joined()
+                            let signature = Data(HMAC<Insecure.SHA1>.authenticationCode(for: Data(text.utf8), using: SymmetricKey(data: Data(token.utf8))))
+                                .base64EncodedString()
+                            var status = HTTPStatus.ok
+                            try await app.testing().test(.POST, "/webhooks/sms",
+                                                         headers: ["Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature],
+                                                         body: form(fields.map { ($0.key, $0.value) })) { status = $0.status }
+                            return status
+                        }
+                    }
+                    return try await group.reduce(into: [HTTPStatus]()) { $0.append($1) }
+                }
+                #expect(statuses.allSatisfy { $0 == .ok }, "\(statuses)")
+                #expect(try await MessagePreference.find(id, on: app.db)?.smsStoppedAt == settings.clock.now())
+            }
+        }
+
         @Test func aPatientWhoChoseTextsGetsTextsAndSTOPEndsThemWhileEMailGoesOn() async throws {
             try await withDermis(change: { $0.publicURL = "https://clinic.example" }) { app, settings in
                 let sms = FakeSMS()

@@ -143,11 +143,26 @@ struct SMSWebhookController: RouteCollection {
                     let found = try await MessagePreference.find(id, on: req.db)
                     // START only undoes a STOP: it never records consent nobody gave (a stray "yes" included).
                     guard stop || found?.smsStoppedAt != nil else { return }
-                    let preference = found ?? MessagePreference(patient: patient, at: now)
-                    preference.smsStoppedAt = stop ? now : nil
-                    preference.updatedAt = now
-                    preference.updatedBy = nil
-                    try await preference.save(on: req.db)
+                    func set(_ preference: MessagePreference) {
+                        preference.smsStoppedAt = stop ? now : nil
+                        preference.updatedAt = now
+                        preference.updatedBy = nil
+                    }
+                    if let found {
+                        set(found)
+                        try await found.save(on: req.db)
+                        return
+                    }
+                    let made = MessagePreference(patient: patient, at: now)
+                    set(made)
+                    do {
+                        try await Writes.savepoint(req.db) { db in try await made.create(on: db) }
+                    } catch where (error as? any DatabaseError)?.isConstraintFailure == true {
+                        // Two STOPs delivered at the same moment: the other one made the row; this one sets it too.
+                        guard let other = try await MessagePreference.find(id, on: req.db) else { throw error }
+                        set(other)
+                        try await other.save(on: req.db)
+                    }
                 }
             }
             try await InboundSMS.record(sid, at: now, on: req.db)
