@@ -24,6 +24,8 @@ extension AppTests {
                 #expect(again.status == .ok, "the same request again: the stored record")
                 #expect(again.object["id"] as? String == first.object["id"] as? String && again.object["mrn"] as? String == first.object["mrn"] as? String)
                 #expect(try await Patient.query(on: app.db).filter(\.$familyName == "Okafor-Retry").count() == 1)
+                let events = try await AuditEvent.query(on: app.db).filter(\.$objectType == "Patient").filter(\.$objectID == id.uuidString).all()
+                #expect(events.map(\.action).sorted() == ["create", "read"], "the second sending is audited as a read, not a second creation")
 
                 var other = body
                 other["givenName"] = "Someone else"

@@ -55,8 +55,11 @@ struct PatientAPIController: RouteCollection {
     /// 201 with the new record; with a client-made `id` already stored by the same request, 200 with that record.
     func create(req: Request) async throws -> Response {
         let staff = try req.staff()
-        let (patient, replayed) = try await req.audited(.create, objectType: "Patient", subject: { (created: (Patient, Bool)) in created.0.id }) {
-            let clientID = try req.clientMadeID()
+        let clientID = try req.clientMadeID()
+        // A request sent again finds what the first one stored: the audit log records that as a read, not a second creation.
+        let again = if let clientID { try await Patient.find(clientID, on: req.db) != nil } else { false }
+        let (patient, replayed) = try await req.audited(again ? .read : .create, objectType: "Patient",
+                                                        subject: { (created: (Patient, Bool)) in created.0.id }) {
             let details = try req.decodeJSON(PatientDetails.self).validated(today: req.today(in: try await req.clinic()))
             let registry = PatientRegistry(db: req.db, clinicID: staff.clinicID)
             if let clientID { return try await registry.create(details, clientID: clientID, by: staff.userID, at: req.dermis.clock.now()) }

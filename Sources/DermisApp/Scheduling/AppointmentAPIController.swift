@@ -194,13 +194,17 @@ struct AppointmentAPIController: RouteCollection {
         let input = try req.decodeJSON(CreateInput.self)
         var booking = try await Self.booking(input, req, scheduling)
         booking.clientID = try req.clientMadeID()
+        // A request sent again finds what the first one booked: the audit log records that as a read, not a second booking.
+        if let stored = try await scheduling.replay(booking) {
+            let found = try await req.audited(.read, objectType: "Appointment", objectID: stored.id?.uuidString, patientID: stored.$patient.id) { stored }
+            return try await Self.answer(found, .ok, req)
+        }
         do {
-            let (appointment, replayed) = try await req.audited(.create, objectType: "Appointment", patientID: booking.patientID,
-                                                                subject: { (made: (Appointment, Bool)) in made.0.$patient.id }) {
-                if let stored = try await scheduling.replay(booking) { return (stored, true) }
-                return (try await scheduling.book(booking, by: try req.staff().userID), false)
+            let appointment = try await req.audited(.create, objectType: "Appointment", patientID: booking.patientID,
+                                                    subject: { (a: Appointment) in a.$patient.id }) {
+                try await scheduling.book(booking, by: try req.staff().userID)
             }
-            return try await Self.answer(appointment, replayed ? .ok : .created, req)
+            return try await Self.answer(appointment, .created, req)
         } catch let conflict as SchedulingService.Conflict {
             // The same request sent twice at once (its client-made id): the other one may have just booked it.
             if booking.clientID != nil, let stored = try await scheduling.replay(booking) { return try await Self.answer(stored, .ok, req) }
