@@ -131,41 +131,44 @@ struct SMSWebhookController: RouteCollection {
         }
         let word = (form["Body"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines).uppercased()
         let stop = Self.stopWords.contains(word)
-        // The id is recorded after the change, not before: a change that fails leaves the provider's retry to act.
-        // Acting twice on one message (two deliveries at once) is harmless: STOP and START set, they do not toggle.
-        if stop || Self.startWords.contains(word), try await !InboundSMS.seen(sid, on: req.db) {
+        // One unit of work: the message's id first, then every change it asks for, with their audit rows. A second
+        // delivery of the message, at the same moment or later, finds the id taken and changes nothing; a change that
+        // fails takes the id back with it, so the provider's retry acts. (A retried START can then never land after a
+        // later STOP and turn texts back on.)
+        if stop || Self.startWords.contains(word) {
             let now = req.dermis.clock.now()
-            for patient in try await Patient.query(on: req.db).filter(\.$phoneE164, .equal, Optional(from)).all() {
-                let id = try patient.requireID()
-                req.auditClinicID = patient.$clinic.id
-                // One unit of work with its audit row (`audited`).
-                try await req.audited(.update, objectType: "MessagePreference", objectID: id.uuidString, patientID: id) {
-                    let found = try await MessagePreference.find(id, on: req.db)
-                    // START only undoes a STOP: it never records consent nobody gave (a stray "yes" included).
-                    guard stop || found?.smsStoppedAt != nil else { return }
-                    func set(_ preference: MessagePreference) {
-                        preference.smsStoppedAt = stop ? now : nil
-                        preference.updatedAt = now
-                        preference.updatedBy = nil
-                    }
-                    if let found {
-                        set(found)
-                        try await found.save(on: req.db)
-                        return
-                    }
-                    let made = MessagePreference(patient: patient, at: now)
-                    set(made)
-                    do {
-                        try await Writes.savepoint(req.db) { db in try await made.create(on: db) }
-                    } catch where (error as? any DatabaseError)?.isConstraintFailure == true {
-                        // Two STOPs delivered at the same moment: the other one made the row; this one sets it too.
-                        guard let other = try await MessagePreference.find(id, on: req.db) else { throw error }
-                        set(other)
-                        try await other.save(on: req.db)
+            try await Writes.transaction(req.db) { _ in
+                guard try await InboundSMS.claim(sid, at: now, on: req.db) else { return }
+                for patient in try await Patient.query(on: req.db).filter(\.$phoneE164, .equal, Optional(from)).all() {
+                    let id = try patient.requireID()
+                    req.auditClinicID = patient.$clinic.id
+                    try await req.audited(.update, objectType: "MessagePreference", objectID: id.uuidString, patientID: id) {
+                        let found = try await MessagePreference.find(id, on: req.db)
+                        // START only undoes a STOP: it never records consent nobody gave (a stray "yes" included).
+                        guard stop || found?.smsStoppedAt != nil else { return }
+                        func set(_ preference: MessagePreference) {
+                            preference.smsStoppedAt = stop ? now : nil
+                            preference.updatedAt = now
+                            preference.updatedBy = nil
+                        }
+                        if let found {
+                            set(found)
+                            try await found.save(on: req.db)
+                            return
+                        }
+                        let made = MessagePreference(patient: patient, at: now)
+                        set(made)
+                        do {
+                            try await Writes.savepoint(req.db) { db in try await made.create(on: db) }
+                        } catch where (error as? any DatabaseError)?.isConstraintFailure == true {
+                            // Two STOPs delivered at the same moment: the other one made the row; this one sets it too.
+                            guard let other = try await MessagePreference.find(id, on: req.db) else { throw error }
+                            set(other)
+                            try await other.save(on: req.db)
+                        }
                     }
                 }
             }
-            try await InboundSMS.record(sid, at: now, on: req.db)
         }
         let response = Response(status: .ok, body: .init(string: "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>"))
         response.headers.contentType = .xml
@@ -183,20 +186,17 @@ final class InboundSMS: Model, @unchecked Sendable {
 
     init() {}
 
-    /// Whether the provider's message `sid` was already acted on (a replay, or the provider's retry).
-    static func seen(_ sid: String, on db: any Database) async throws -> Bool {
-        try await InboundSMS.query(on: db).filter(\.$messageSid == sid).first() != nil
-    }
-
-    /// Records `sid` as acted on; a second record of it (two deliveries at once) is already done.
-    static func record(_ sid: String, at now: Date, on db: any Database) async throws {
+    /// Takes the provider's message `sid` in the open unit of work: false when it is taken already (a replay, the
+    /// provider's retry, or a delivery at the same moment, whose commit this waits for on the unique index).
+    static func claim(_ sid: String, at now: Date, on db: any Database) async throws -> Bool {
         let seen = InboundSMS()
         seen.messageSid = sid
         seen.receivedAt = now
         do {
-            try await Writes.transaction(db) { tx in try await seen.create(on: tx) }
-        } catch let error as any DatabaseError where error.isConstraintFailure {
-            return
+            try await Writes.savepoint(db) { db in try await seen.create(on: db) }
+            return true
+        } catch where (error as? any DatabaseError)?.isConstraintFailure == true {
+            return false
         }
     }
 }
