@@ -5,7 +5,7 @@ import VaporTesting
 @testable import DermisApp
 
 /// Scheduled backups (`DERMIS_BACKUP_DIR`): due at exactly the interval, each verified, the newest `keep` kept, nothing
-/// else in the folder touched, and bad settings refused at start naming the variable. SQLite only.
+/// else in the folder touched, and bad settings refused at start naming the variable. SQLite only (PostgreSQL is refused).
 extension AppTests {
     @Suite struct BackupScheduleTests {
         static func folder() -> String {
@@ -16,11 +16,10 @@ extension AppTests {
             ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
         }
 
-        @Test func aBackupIsDueOnceTheNewestIsTheIntervalOldNotASecondBefore() async throws {
+        @Test(sqliteOnly) func aBackupIsDueOnceTheNewestIsTheIntervalOldNotASecondBefore() async throws {
             let directory = Self.folder()
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try await withDermis(change: { $0.backupDirectory = directory; $0.backupHours = "24" }) { app, settings in
-                guard settings.databaseURL == nil else { return }  // SQLite only; PostgreSQL is refused (below)
                 let runner = BackupRunner(schedule: try #require(try BackupSchedule.configure(settings)), app: app)
                 let first = try #require(await runner.runIfDue(), "no backup yet: one is due")
                 #expect(first.hasSuffix("/dermis-backup-20261127T100000Z"))
@@ -34,11 +33,10 @@ extension AppTests {
             }
         }
 
-        @Test func rotationKeepsTheNewestCompleteOnesAndNothingElseIsTouched() async throws {
+        @Test(sqliteOnly) func rotationKeepsTheNewestCompleteOnesAndNothingElseIsTouched() async throws {
             let directory = Self.folder()
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try await withDermis(change: { $0.backupDirectory = directory; $0.backupHours = "1"; $0.backupKeep = "2" }) { app, settings in
-                guard settings.databaseURL == nil else { return }
                 // Someone's own folder, and an incomplete backup (no manifest): neither counts, neither is removed.
                 let fm = FileManager.default
                 try fm.createDirectory(atPath: directory + "/notes", withIntermediateDirectories: true)
@@ -53,11 +51,10 @@ extension AppTests {
             }
         }
 
-        @Test func aFolderDatedInTheFutureNeitherStopsBackupsNorPushesOutTheNewOne() async throws {
+        @Test(sqliteOnly) func aFolderDatedInTheFutureNeitherStopsBackupsNorPushesOutTheNewOne() async throws {
             let directory = Self.folder()
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try await withDermis(change: { $0.backupDirectory = directory; $0.backupKeep = "1" }) { app, settings in
-                guard settings.databaseURL == nil else { return }
                 // A complete backup from a clock a year ahead (another machine's, or before the clock was corrected).
                 let future = try await Backup.rotate(dataDirectory: settings.dataDirectory, secretKeyPath: settings.secretKeyPath,
                                                      into: directory, keep: 1, now: settings.clock.now().addingTimeInterval(365 * 86_400))
@@ -70,11 +67,10 @@ extension AppTests {
             }
         }
 
-        @Test func aFailedScheduledBackupIsTriedAgainAfterFifteenMinutesNotBefore() async throws {
+        @Test(sqliteOnly) func aFailedScheduledBackupIsTriedAgainAfterFifteenMinutesNotBefore() async throws {
             let directory = Self.folder()
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try await withDermis(change: { $0.backupDirectory = directory }) { app, settings in
-                guard settings.databaseURL == nil else { return }
                 let runner = BackupRunner(schedule: try #require(try BackupSchedule.configure(settings)), app: app)
                 let key = settings.secretKeyPath
                 try FileManager.default.moveItem(atPath: key, toPath: key + ".away")  // the backup fails without the key
@@ -88,11 +84,10 @@ extension AppTests {
             }
         }
 
-        @Test func aPartialBackupADayOldIsSweptANewerOneIsLeft() async throws {
+        @Test(sqliteOnly) func aPartialBackupADayOldIsSweptANewerOneIsLeft() async throws {
             let directory = Self.folder()
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try await withDermis { _, settings in
-                guard settings.databaseURL == nil else { return }
                 let now = settings.clock.now()
                 let old = BackupSchedule.partialPrefix + BackupSchedule.name(at: now.addingTimeInterval(-86_401))
                 let recent = BackupSchedule.partialPrefix + BackupSchedule.name(at: now.addingTimeInterval(-3600))
@@ -105,11 +100,10 @@ extension AppTests {
             }
         }
 
-        @Test func aBackupThatFailsLeavesNoFolderAndRemovesNothingOlder() async throws {
+        @Test(sqliteOnly) func aBackupThatFailsLeavesNoFolderAndRemovesNothingOlder() async throws {
             let directory = Self.folder()
             defer { try? FileManager.default.removeItem(atPath: directory) }
             try await withDermis { app, settings in
-                guard settings.databaseURL == nil else { return }
                 let kept = try await Backup.rotate(dataDirectory: settings.dataDirectory, secretKeyPath: settings.secretKeyPath,
                                                    into: directory, keep: 1, now: settings.clock.now())
                 settings.manualClock.advance(by: 3600)

@@ -63,9 +63,8 @@ extension AppTests {
             }
         }
 
-        @Test func theSQLiteDatabaseRunsDurable() async throws {
+        @Test(sqliteOnly) func theSQLiteDatabaseRunsDurable() async throws {
             try await withDermis { app, settings in
-                guard settings.databaseURL == nil else { return }
                 let sql = try #require(app.db as? any SQLDatabase)
                 let mode = try await sql.raw("PRAGMA journal_mode").first()?.decode(column: "journal_mode", as: String.self)
                 let synchronous = try await sql.raw("PRAGMA synchronous").first()?.decode(column: "synchronous", as: Int.self)
@@ -75,9 +74,8 @@ extension AppTests {
             }
         }
 
-        @Test func thePostgreSQLDatabaseRunsDurable() async throws {
+        @Test(postgresOnly) func thePostgreSQLDatabaseRunsDurable() async throws {
             try await withDermis { app, settings in
-                guard settings.databaseURL != nil else { return }
                 let sql = try #require(app.db as? any SQLDatabase)
                 for name in Durability.postgresSettings {
                     let value = try await sql.raw("SHOW \(unsafeRaw: name)").first()?.decode(column: name, as: String.self)

@@ -41,6 +41,10 @@ extension DermisSettings {
     var manualClock: ManualClock { clock as! ManualClock }
 }
 
+/// Tests of one database's own behaviour: reported as skipped on the other database, never passed there without a check.
+let sqliteOnly: ConditionTrait = .enabled(if: DermisSettings.fromEnvironment().databaseURL == nil, "SQLite only")
+let postgresOnly: ConditionTrait = .enabled(if: DermisSettings.fromEnvironment().databaseURL != nil, "PostgreSQL only")
+
 /// A URL-encoded form body.
 func form(_ fields: [(String, String)]) -> ByteBuffer {
     var components = URLComponents()

@@ -69,9 +69,7 @@ final class DermisMetrics: Sendable {
         Gauge(label: "dermis_database_pool_max_connections", factory: factory).record(poolSize)
         let started = ContinuousClock.now
         if let sql = db as? any SQLDatabase { _ = try await sql.raw("SELECT 1").all() }
-        let roundTrip = ContinuousClock.now - started
-        Gauge(label: "dermis_database_round_trip_seconds", factory: factory)
-            .record(Double(roundTrip.components.seconds) + Double(roundTrip.components.attoseconds) / 1e18)
+        Gauge(label: "dermis_database_round_trip_seconds", factory: factory).record((ContinuousClock.now - started).seconds)
         for status in OutboxStatus.allCases {
             let count = try await OutboxMessage.query(on: db).filter(\.$status == status.rawValue).count()
             Gauge(label: "dermis_outbox_messages", dimensions: [("status", status.rawValue)], factory: factory).record(count)

@@ -11,7 +11,7 @@ struct RequestLogMiddleware: AsyncMiddleware {
         var status: HTTPStatus = .internalServerError
         defer {
             let elapsed = ContinuousClock.now - started
-            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            let ms = elapsed.seconds * 1000
             let route = Self.pattern(request)
             let level: Logger.Level = status.code >= 500 || ms >= Self.slowMilliseconds ? .warning : .debug
             request.logger.log(level: level, "\(request.method) \(route) \(status.code) \(String(format: "%.1f", ms)) ms")
@@ -38,4 +38,9 @@ struct RequestLogMiddleware: AsyncMiddleware {
     static func notePatterns(_ routes: Routes) {
         for route in routes.all { route.userInfo[patternKey] = pattern(of: route) }
     }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double` (for logs and gauges).
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

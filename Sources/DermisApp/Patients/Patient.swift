@@ -127,10 +127,9 @@ struct PatientRegistry {
         }
     }
 
-    /// A create with the client's own id. The same request again (its answer lost) finds the stored record: `replayed`.
-    /// The id naming a record with other details, or another clinic's, is a 409; nothing is written either way.
+    /// A create with the client's own id, which the caller found unused (a record it names is checked with
+    /// `sameRecord`). Sent twice at once, the second finds what the first stored: `replayed`.
     func create(_ details: PatientDetails.Valid, clientID: UUID, by actor: UUID, at now: Date) async throws -> (patient: Patient, replayed: Bool) {
-        if let stored = try await Patient.find(clientID, on: db) { return (try sameRecord(stored, details), true) }
         do {
             return (try await create(details, id: clientID, by: actor, at: now), false)
         } catch where (error as? any DatabaseError)?.isConstraintFailure == true {
@@ -140,7 +139,9 @@ struct PatientRegistry {
         }
     }
 
-    private func sameRecord(_ stored: Patient, _ details: PatientDetails.Valid) throws -> Patient {
+    /// `stored`, when a client-made id names it and the request carries its very details (the answer to the first
+    /// sending was lost); the id naming a record with other details, or another clinic's, is a 409.
+    func sameRecord(_ stored: Patient, _ details: PatientDetails.Valid) throws -> Patient {
         let probe = Patient()
         apply(details, to: probe)
         guard stored.$clinic.id == clinicID, stored.givenName == probe.givenName, stored.familyName == probe.familyName,

@@ -57,11 +57,12 @@ struct PatientAPIController: RouteCollection {
         let staff = try req.staff()
         let clientID = try req.clientMadeID()
         // A request sent again finds what the first one stored: the audit log records that as a read, not a second creation.
-        let again = if let clientID { try await Patient.find(clientID, on: req.db) != nil } else { false }
-        let (patient, replayed) = try await req.audited(again ? .read : .create, objectType: "Patient",
+        let stored = if let clientID { try await Patient.find(clientID, on: req.db) } else { nil as Patient? }
+        let (patient, replayed) = try await req.audited(stored == nil ? .create : .read, objectType: "Patient",
                                                         subject: { (created: (Patient, Bool)) in created.0.id }) {
             let details = try req.decodeJSON(PatientDetails.self).validated(today: req.today(in: try await req.clinic()))
             let registry = PatientRegistry(db: req.db, clinicID: staff.clinicID)
+            if let stored { return (try registry.sameRecord(stored, details), true) }
             if let clientID { return try await registry.create(details, clientID: clientID, by: staff.userID, at: req.dermis.clock.now()) }
             return (try await registry.create(details, by: staff.userID, at: req.dermis.clock.now()), false)
         }

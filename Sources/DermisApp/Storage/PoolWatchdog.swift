@@ -57,9 +57,9 @@ struct PoolWatchdog: Sendable {
         do {
             let connection = try await PostgresConnection.connect(on: app.eventLoopGroup.next(), configuration: configuration,
                                                                   id: 0, logger: app.logger).get()
-            defer { Task { try? await connection.close() } }
-            _ = try await connection.query("SELECT 1", logger: app.logger).get()
-            return true
+            let answered = (try? await connection.query("SELECT 1", logger: app.logger).get()) != nil
+            try? await connection.close()
+            return answered
         } catch {
             return false
         }
