@@ -257,6 +257,13 @@ extension AppTests.Server {
             try await app.testing().test(.POST, "/login", headers: formHeaders, body: form([("email", staff.user.email), ("password", "wrong password")])) { _ in }
             let clinic = try #require(try await Clinic.query(on: app.db).first()).requireID()
             try await OutboxMessage(clinicID: clinic, recipient: "a@example.test", subject: "s", body: "b", kind: "test", at: settings.clock.now()).create(on: app.db)
+            // Written a day ago but held for another hour (a retry's backoff): not yet due, so not counted as waiting.
+            let held = OutboxMessage(clinicID: clinic, recipient: "b@example.test", subject: "s", body: "b", kind: "test",
+                                     at: settings.clock.now().addingTimeInterval(-86_400))
+            held.status = OutboxStatus.retry.rawValue
+            held.notBefore = settings.clock.now().addingTimeInterval(3600)
+            try await held.create(on: app.db)
+            settings.manualClock.advance(by: 120)
             var text = ""
             try await app.testing().test(.GET, "/metrics", headers: ["Authorization": "Bearer scrape-me"]) { res in
                 #expect(res.status == .ok && res.headers.contentType?.subType == "plain")
@@ -267,6 +274,8 @@ extension AppTests.Server {
             #expect(text.contains(#"dermis_http_request_duration_seconds_bucket{"#))
             #expect(text.contains("dermis_sign_in_failures_total 1"))
             #expect(text.contains(#"dermis_outbox_messages{status="queued"} 1"#) && text.contains("dermis_outbox_oldest_due_age_seconds"))
+            let age = text.split(separator: "\n").first { $0.hasPrefix("dermis_outbox_oldest_due_age_seconds ") }
+            #expect(age.flatMap { Double($0.split(separator: " ")[1]) } == 120, "the queued one's two minutes; the held one is not due")
             #expect(text.contains("dermis_audit_append_duration_seconds_count"))
             let loops = app.eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
             #expect(text.contains("dermis_database_pool_max_connections \(loops)"))

@@ -32,6 +32,7 @@ final class DermisMetrics: Sendable {
     /// The request counter and timer of each method, route and status, made once: a registry look-up by name and labels
     /// on every request costs more than the request's own work on the lightest routes.
     private let requestHandles = NIOLockedValueBox<[RequestKey: (CoreMetrics.Counter, CoreMetrics.Timer)]>([:])
+    private let refusalHandles = NIOLockedValueBox<[String: CoreMetrics.Counter]>([:])
 
     func request(method: HTTPMethod, route: Route?, pattern: String, status: HTTPStatus, took: Duration) {
         let key = RequestKey(method: method.rawValue, route: route.map(ObjectIdentifier.init), status: status.code)
@@ -46,7 +47,13 @@ final class DermisMetrics: Sendable {
         counter.increment()
         timer.record(duration: took)
         if status == .tooManyRequests {
-            Counter(label: "dermis_rate_limit_refusals_total", dimensions: [("route", pattern)], factory: factory).increment()
+            // Made once per route too: refusals come in floods.
+            refusalHandles.withLockedValue { handles in
+                if let found = handles[pattern] { return found }
+                let made = Counter(label: "dermis_rate_limit_refusals_total", dimensions: [("route", pattern)], factory: factory)
+                handles[pattern] = made
+                return made
+            }.increment()
         }
     }
 
@@ -74,11 +81,15 @@ final class DermisMetrics: Sendable {
             let count = try await OutboxMessage.query(on: db).filter(\.$status == status.rawValue).count()
             Gauge(label: "dermis_outbox_messages", dimensions: [("status", status.rawValue)], factory: factory).record(count)
         }
-        // The longest a due message has waited: one held for quiet hours or a retry's backoff is not yet due.
-        let due = try await OutboxMessage.query(on: db).filter(\.$status ~~ [OutboxStatus.queued.rawValue, OutboxStatus.retry.rawValue])
-            .group(.or) { $0.filter(\.$notBefore == nil).filter(\.$notBefore <= now) }.all()
-        let waiting = due.map { now.timeIntervalSince($0.notBefore ?? $0.createdAt) }.max() ?? 0
-        Gauge(label: "dermis_outbox_oldest_due_age_seconds", factory: factory).record(max(0, waiting))
+        // The longest a due message has waited: one held for quiet hours or a retry's backoff is not yet due. Two
+        // one-row reads (due since it was written; due since its hold ended), never the whole backlog.
+        let waiting = OutboxMessage.query(on: db).filter(\.$status ~~ [OutboxStatus.queued.rawValue, OutboxStatus.retry.rawValue])
+        let since = [
+            try await waiting.copy().filter(\.$notBefore == nil).sort(\.$createdAt).first()?.createdAt,
+            try await waiting.copy().filter(\.$notBefore <= now).sort(\.$notBefore).first()?.notBefore,
+        ].compactMap { $0 }
+        let oldest = since.map { now.timeIntervalSince($0) }.max() ?? 0
+        Gauge(label: "dermis_outbox_oldest_due_age_seconds", factory: factory).record(max(0, oldest))
         return registry.emitToString()
     }
 }
