@@ -101,6 +101,18 @@ def test_a_tampered_or_incomplete_backup_is_refused_naming_the_file(tmp_path):
     (crafted / "secret.key").symlink_to(data / "secret.key")
     code, _, err = run_dermis("backup", "--verify", str(crafted))
     assert code == 1 and "../data/dermis.sqlite: not a path inside the backup" in err and "secret.key: not a plain file" in err
+    # A linked folder bringing in a file from elsewhere, listed with its true size and SHA-256, is refused too.
+    import hashlib
+    import shutil
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "taken.jpg").write_bytes(b"not from this backup")
+    shutil.rmtree(crafted / "photos", ignore_errors=True)
+    (crafted / "photos").symlink_to(outside, target_is_directory=True)
+    manifest["files"].append({"path": "photos/taken.jpg", "bytes": 20, "sha256": hashlib.sha256(b"not from this backup").hexdigest()})
+    (crafted / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run_dermis("backup", "--verify", str(crafted))
+    assert code == 1 and "photos/taken.jpg: not a path inside the backup" in err, err
 
 
 def test_json_logs_carry_the_request_id_and_sigterm_exits_cleanly(tmp_path):

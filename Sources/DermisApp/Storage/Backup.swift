@@ -82,8 +82,11 @@ public enum Backup {
             let fm = FileManager.default
             // Then the photos the copy may name (written before their rows): the server's own names only, one by one, so a
             // photo being written or removed meanwhile is skipped rather than failing the backup.
-            let photos = source.appendingPathComponent("photos")
-            for name in ((try? fm.contentsOfDirectory(atPath: photos.path)) ?? []).sorted() where PhotoStore.isServerName(name) {
+            // A data folder without photos has none to copy; one that cannot be read fails the backup (never a backup
+            // that verifies without its photos).
+            let photos = PhotoStore(dataDirectory: dataDirectory).directory
+            let names = fm.fileExists(atPath: photos.path) ? try fm.contentsOfDirectory(atPath: photos.path) : []
+            for name in names.sorted() where PhotoStore.isServerName(name) {
                 let to = target.appendingPathComponent("photos").appendingPathComponent(name)
                 try fm.createDirectory(at: to.deletingLastPathComponent(), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
                 do { try fm.copyItem(at: photos.appendingPathComponent(name), to: to) } catch where !fm.fileExists(atPath: photos.appendingPathComponent(name).path) {
@@ -143,6 +146,10 @@ public enum Backup {
                     problems.append("\(file.path): missing"); continue
                 }
                 guard type == .typeRegular else { problems.append("\(file.path): not a plain file"); continue }
+                // Inside the backup once links are followed too: a linked folder must not bring in a file from elsewhere.
+                guard url.resolvingSymlinksInPath().path.hasPrefix(root.resolvingSymlinksInPath().path + "/") else {
+                    problems.append("\(file.path): not a path inside the backup"); continue
+                }
                 let found = try describe(url, as: file.path)
                 if found.bytes != file.bytes || found.sha256 != file.sha256 { problems.append("\(file.path): changed since the backup (SHA-256 differs)") }
             }
