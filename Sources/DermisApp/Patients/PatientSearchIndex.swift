@@ -90,15 +90,18 @@ enum PatientSearchIndex {
     static let candidateCap = 2000
 
     /// The ids of patients whose folded name holds every word and, when given, whose phone holds `phone`, from the index
-    /// (SQLite). nil when the index cannot narrow the search: not SQLite, or more than `candidateCap` candidates. The
-    /// caller still checks each row, so a stale entry never shows a wrong patient. Asked apart from the patient query,
-    /// so SQLite's planner never prefers walking every patient of the clinic to this short list.
+    /// (SQLite). nil when the index cannot narrow the search: not SQLite, no word of three letters or more (a trigram
+    /// index cannot look up shorter ones: it would read every entry before the table is read anyway), or more than
+    /// `candidateCap` candidates. `words` and `phone` come already `escaped`. The caller still checks each row, so a
+    /// stale entry never shows a wrong patient. Asked apart from the patient query, so SQLite's planner never prefers
+    /// walking every patient of the clinic to this short list.
     static func candidates(words: [String], phone: String?, on database: any Database) async throws -> [UUID]? {
-        guard let sql = database as? any SQLDatabase, sql.dialect.name == "sqlite", !(words.isEmpty && phone == nil) else { return nil }
+        guard let sql = database as? any SQLDatabase, sql.dialect.name == "sqlite",
+              words.contains(where: { $0.count >= 3 }) || (phone?.count ?? 0) >= 3 else { return nil }
         var conditions: [any SQLExpression] = words.map { word in
-            SQLBinaryExpression(SQLColumn("search_name"), .like, SQLBind("%" + escaped(word) + "%"))
+            SQLBinaryExpression(SQLColumn("search_name"), .like, SQLBind("%" + word + "%"))
         }
-        if let phone { conditions.append(SQLBinaryExpression(SQLColumn("phone_e164"), .like, SQLBind("%" + escaped(phone) + "%"))) }
+        if let phone { conditions.append(SQLBinaryExpression(SQLColumn("phone_e164"), .like, SQLBind("%" + phone + "%"))) }
         let rows = try await sql.raw("""
             SELECT patient_id FROM patient_search WHERE \(SQLList(conditions, separator: SQLRaw(" AND "))) LIMIT \(literal: candidateCap + 1)
             """).all()
