@@ -38,7 +38,7 @@ def test_the_checker_reports_a_lost_write(tmp_path):
         ledger = Ledger()
         ledger.patients[body["id"]] = ("Kept", body["version"] + 1, "Edited")  # an edit the server never made
         ledger.patients[str(uuid.uuid4())] = ("Lost", 1, "Load")
-        problems = check(server.base, token, ledger, data, {})
+        problems = check(ledger, data, {})
     finally:
         server.stop()
     assert len(problems) == 2 and any("Lost" in p and "now 404" in p for p in problems) and any("Edited" in p for p in problems)
