@@ -60,7 +60,8 @@ enum AppointmentNotices {
     /// writes it first).
     @discardableResult
     static func queue(_ kind: Kind, for a: Appointment, on db: any Database, now: Date, id: UUID? = nil) async throws -> OutboxMessage? {
-        guard let (route, location, service, clinic, clinicID) = try await context(a, on: db) else { return nil }
+        guard let (route, location, service, clinic) = try await context(a, on: db) else { return nil }
+        let clinicID = a.$clinic.id
         let rendered = try await RenderedMessage.render(kind.template, values(a, location: location, service: service, clinic: clinic), clinic: clinicID, on: db)
         let attach = kind == .confirmed || kind == .moved || kind == .cancelled
         let notBefore = kind.keepsQuietHours ? try await MessagingRules.load(clinic: clinicID, on: db).quiet.end(after: now, in: location.zone) : nil
@@ -73,7 +74,8 @@ enum AppointmentNotices {
     /// instead of one confirmation per session. In the caller's unit of work.
     @discardableResult
     static func queueSeries(_ sessions: [Appointment], on db: any Database, now: Date) async throws -> OutboxMessage? {
-        guard let a = sessions.first, let (route, location, service, clinic, clinicID) = try await context(a, on: db) else { return nil }
+        guard let a = sessions.first, let (route, location, service, clinic) = try await context(a, on: db) else { return nil }
+        let clinicID = a.$clinic.id
         var values = values(a, location: location, service: service, clinic: clinic)
         values["count"] = "\(sessions.count)"
         values["dates"] = sessions.map { "– " + LocalTime.words($0.startsAt, in: location.zone) }.joined(separator: "\n")
@@ -84,11 +86,10 @@ enum AppointmentNotices {
 
     /// Who a booking's message goes to and what it names; nil when there is no one to write to.
     private static func context(_ a: Appointment, on db: any Database) async throws
-        -> (MessageRoute, Location, Service, Clinic, UUID)? {
+        -> (MessageRoute, Location, Service, Clinic)? {
         guard let route = try await MessageRoute.to(patient: a.$patient.id, email: a.contactEmail, phone: a.contactPhone, on: db) else { return nil }
-        let clinic = try await Clinic.require(a.$clinic.id, on: db)
         return (route, try await Location.require(a.$location.id, on: db), try await Service.require(a.$service.id, on: db),
-                clinic, try clinic.requireID())
+                try await Clinic.require(a.$clinic.id, on: db))
     }
 
     /// The reminder's id for a booking and lead: the same whichever server writes it, so it is written once.
