@@ -46,6 +46,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(MessageChannels())
     app.migrations.add(InboundSMSOnce())
     app.migrations.add(PatientSearchIndex.Migration())
+    app.migrations.add(ResourceHistory.Migration())
+    app.migrations.add(BulkExportJob.Migration())
     try await app.autoMigrate()
     if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
@@ -102,6 +104,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: MessagePreferencesController())
     try app.register(collection: MessagingAdminController())
     try app.register(collection: MetricsController())
+    try app.register(collection: FHIRController())
     RequestLogMiddleware.notePatterns(app.routes)
 }
 

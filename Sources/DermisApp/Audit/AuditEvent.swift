@@ -141,7 +141,7 @@ extension Request {
     }
 
     /// A row for this request's caller.
-    private func auditEntry(_ action: AuditAction, objectType: String, objectID: String?, patientID: UUID?,
+    func auditEntry(_ action: AuditAction, objectType: String, objectID: String?, patientID: UUID?,
                             outcome: AuditOutcome) -> AuditLog.Entry {
         let pathPatient = parameters.get("patientID") as String?
         return AuditLog.Entry(

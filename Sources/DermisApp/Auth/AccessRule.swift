@@ -81,7 +81,10 @@ extension Request {
         return principal
     }
 
-    var isAPI: Bool { url.path.hasPrefix("/api/") }
+    /// A machine client's call (the JSON API, FHIR): errors as JSON, never a redirect to the sign-in page.
+    var isAPI: Bool { url.path.hasPrefix("/api/") || isFHIR }
+
+    var isFHIR: Bool { url.path.hasPrefix("/fhir/") }
 
     /// The client's address (docs/SECURITY.md R19): the socket's, or — only from a configured trusted proxy — the
     /// right-most `X-Forwarded-For` hop that is not one. Vapor's `peerAddress` would believe anyone's header.

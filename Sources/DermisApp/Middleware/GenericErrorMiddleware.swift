@@ -16,6 +16,7 @@ struct GenericErrorMiddleware: AsyncMiddleware {
             } else {
                 message = (error as? any AbortError)?.reason ?? status.reasonPhrase
             }
+            if request.isFHIR { return FHIRError.response(for: error, status: status, message: message) }
             let response = Response(status: status, headers: (error as? any AbortError)?.headers ?? [:])
             if request.isAPI {
                 let field = (error as? InvalidInput)?.issues.first?.path
