@@ -168,6 +168,18 @@ extension AppTests {
             GET /api/v1/appointments/:appointmentID                     all
             PATCH /api/v1/appointments/:appointmentID                   all
             POST /api/v1/patients/:patientID/series                     all
+            GET /fhir/R4/metadata                                       open
+            GET /fhir/R4/:type                                          all
+            POST /fhir/R4/:type                                         all
+            POST /fhir/R4/:type/_search                                 all
+            GET /fhir/R4/:type/:id                                      all
+            PUT /fhir/R4/:type/:id                                      all
+            GET /fhir/R4/:type/:id/_history                             all
+            GET /fhir/R4/:type/:id/_history/:version                    all
+            GET /fhir/R4/:type/:id/:operation                           all
+            GET /fhir/bulk/:jobID                                       clinical
+            DELETE /fhir/bulk/:jobID                                    clinical
+            GET /fhir/bulk/:jobID/:file                                 clinical
             """
 
         static func declared() -> [String: String] {

@@ -397,7 +397,9 @@ enum FHIRMapping {
         let index: [String: [SearchValue]] = ["date": [.date(.instant(s.anaestheticAppliedAt ?? s.createdAt)), .date(.instant(when))],
                                               "status": [.token(system: nil, code: "completed")],
                                               "performer": [.reference("Practitioner/\(s.practitionerID.fhirID)")],
-                                              "code": [.token(system: FHIRNames.procedure, code: "microneedling")]]
+                                              "code": [.token(system: FHIRNames.procedure, code: "microneedling")],
+                                              // Not a search parameter: what $everything follows to the pen and lot.
+                                              "used": [s.$device.id, s.$lot.id].compactMap { $0 }.map { .reference("Device/\($0.fhirID)") }]
         let parent = FHIRResource("Procedure", id: chart.fhirID, version: s.version, lastUpdated: when, patient: s.$patient.id, body: [
             "basedOn": [ref("CarePlan", s.$plan.id)!],
             "status": "completed",
