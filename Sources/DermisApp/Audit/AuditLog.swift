@@ -160,7 +160,7 @@ enum AuditLog {
 /// at a time; what arrives meanwhile waits for the next.
 final class AuditWriter: Sendable {
     private struct Pending {
-        let entry: AuditLog.Entry
+        let entries: [AuditLog.Entry]
         let done: CheckedContinuation<Void, any Error>
     }
 
@@ -187,40 +187,53 @@ final class AuditWriter: Sendable {
         self.observe = observe
     }
 
-    /// The most rows one transaction takes (one INSERT binds 14 values a row; the databases allow 32,766 and 65,535).
+    /// The most rows one INSERT takes (it binds 14 values a row; the databases allow 32,766 and 65,535). A transaction
+    /// takes the requests waiting up to this many rows, and one request's many rows in as many INSERTs as they need.
     static let maximumBatch = 256
 
-    /// Returns once `entries` are durable; throws if their commit failed.
+    /// Returns once `entries` are durable, all in one commit (a search page's or an export batch's patients: one row
+    /// each, one wait); throws if their commit failed.
     func append(_ entries: [AuditLog.Entry]) async throws {
+        guard !entries.isEmpty else { return }
         let started = ContinuousClock.now
         defer { observe(ContinuousClock.now - started) }
-        for entry in entries {
-            try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
-                let start = state.withLockedValue { state in
-                    state.pending.append(Pending(entry: entry, done: done))
-                    defer { state.flushing = true }
-                    return !state.flushing
-                }
-                // Detached: the flush belongs to no request and must not join any request's unit of work.
-                if start { Task.detached { await self.flush() } }
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
+            let start = state.withLockedValue { state in
+                state.pending.append(Pending(entries: entries, done: done))
+                defer { state.flushing = true }
+                return !state.flushing
             }
+            // Detached: the flush belongs to no request and must not join any request's unit of work.
+            if start { Task.detached { await self.flush() } }
         }
     }
 
     private func flush() async {
         while true {
             let batch = state.withLockedValue { state in
-                let batch = Array(state.pending.prefix(Self.maximumBatch))
-                state.pending.removeFirst(batch.count)
+                var rows = 0
+                var taken = 0
+                for pending in state.pending {
+                    if taken > 0 && rows + pending.entries.count > Self.maximumBatch { break }
+                    rows += pending.entries.count
+                    taken += 1
+                }
+                let batch = Array(state.pending.prefix(taken))
+                state.pending.removeFirst(taken)
                 if batch.isEmpty { state.flushing = false }
                 return batch
             }
             if batch.isEmpty { return }
             do {
                 let checkpoints = self.checkpoints
+                let entries = batch.flatMap(\.entries)
                 try await Writes.transaction(database()) { db in
-                    let heads = try await AuditLog.append(batch.map(\.entry), in: db)
-                    Writes.current?.afterCommit { checkpoints.advance(heads) }
+                    var heads: [AuditLog.Head] = []
+                    for start in stride(from: 0, to: entries.count, by: Self.maximumBatch) {
+                        heads += try await AuditLog.append(Array(entries[start..<min(start + Self.maximumBatch, entries.count)]), in: db)
+                    }
+                    let written = heads
+                    Writes.current?.afterCommit { checkpoints.advance(written) }
                 }
                 committed.withLockedValue { $0 += 1 }
                 for pending in batch { pending.done.resume() }

@@ -111,3 +111,22 @@ enum ResourceHistory {
             .orderBy("version").all().map { try $0.decode(model: M.self) }
     }
 }
+
+/// Indexes on the patient of every patient-linked table that had none: one patient's records (the patient page,
+/// `$everything`, a bulk export's batches) were found by reading the whole table. `scripts/bench-export` showed it: a
+/// 100,000-patient export scanned every appointment once per batch of 200 patients.
+struct PatientRecordIndexes: AsyncMigration {
+    static let tables = ["appointment", "screening", "consent", "treatment_session", "check_in", "outcome_score", "adverse_event"]
+
+    func prepare(on database: any Database) async throws {
+        guard let sql = database as? any SQLDatabase else { return }
+        for table in Self.tables {
+            try await sql.raw("CREATE INDEX IF NOT EXISTS \(unsafeRaw: table)_patient ON \(unsafeRaw: table) (patient_id)").run()
+        }
+    }
+
+    func revert(on database: any Database) async throws {
+        guard let sql = database as? any SQLDatabase else { return }
+        for table in Self.tables { try await sql.raw("DROP INDEX IF EXISTS \(unsafeRaw: table)_patient").run() }
+    }
+}
