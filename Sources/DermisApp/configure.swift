@@ -106,6 +106,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: MessagingAdminController())
     try app.register(collection: MetricsController())
     try app.register(collection: FHIRController())
+    try app.register(collection: PatientCSVController())
     RequestLogMiddleware.notePatterns(app.routes)
 }
 

@@ -168,6 +168,9 @@ extension AppTests {
             GET /api/v1/appointments/:appointmentID                     all
             PATCH /api/v1/appointments/:appointmentID                   all
             POST /api/v1/patients/:patientID/series                     all
+            POST /api/v1/patients/import                                all
+            GET /api/v1/patients.csv                                    all
+            GET /api/v1/appointments.csv                                all
             GET /fhir/R4/metadata                                       open
             GET /fhir/R4/:type                                          all
             POST /fhir/R4/:type                                         all

@@ -64,8 +64,16 @@ enum AuditLog {
             }
         }
         var insert = sql.insert(into: AuditEvent.schema).columns(c.all)
+        var rows = 0
         var heads: [UUID?: Head] = [:]
         for entry in entries {
+            // One INSERT binds 14 values a row; the databases allow 32,766 and 65,535: 256 rows at a time.
+            if rows == AuditWriter.maximumBatch {
+                try await insert.run()
+                insert = sql.insert(into: AuditEvent.schema).columns(c.all)
+                rows = 0
+            }
+            rows += 1
             let seq: Int
             if postgres {
                 seq = try await sql.raw("SELECT nextval('audit_event_seq') AS seq").first()?.decode(column: "seq", as: Int.self) ?? 0
@@ -188,7 +196,7 @@ final class AuditWriter: Sendable {
     }
 
     /// The most rows one INSERT takes (it binds 14 values a row; the databases allow 32,766 and 65,535). A transaction
-    /// takes the requests waiting up to this many rows, and one request's many rows in as many INSERTs as they need.
+    /// takes the requests waiting up to this many rows, or one request's many rows (`AuditLog.append` splits them).
     static let maximumBatch = 256
 
     /// Returns once `entries` are durable, all in one commit (a search page's or an export batch's patients: one row
@@ -226,14 +234,9 @@ final class AuditWriter: Sendable {
             if batch.isEmpty { return }
             do {
                 let checkpoints = self.checkpoints
-                let entries = batch.flatMap(\.entries)
                 try await Writes.transaction(database()) { db in
-                    var heads: [AuditLog.Head] = []
-                    for start in stride(from: 0, to: entries.count, by: Self.maximumBatch) {
-                        heads += try await AuditLog.append(Array(entries[start..<min(start + Self.maximumBatch, entries.count)]), in: db)
-                    }
-                    let written = heads
-                    Writes.current?.afterCommit { checkpoints.advance(written) }
+                    let heads = try await AuditLog.append(batch.flatMap(\.entries), in: db)
+                    Writes.current?.afterCommit { checkpoints.advance(heads) }
                 }
                 committed.withLockedValue { $0 += 1 }
                 for pending in batch { pending.done.resume() }

@@ -75,21 +75,13 @@ struct AdverseEventController: RouteCollection {
         var lines = [header.joined(separator: ",")]
         for e in events {
             lines.append([e.id.uuidString, e.mrn, e.patientName, e.chartID?.uuidString ?? "", e.type, e.severity, e.onset, e.description,
-                          e.actions, e.outcome, e.resolvedOn ?? "", e.openedBy, AuditLog.isoMilliseconds(e.openedAt)].map(Self.csvField).joined(separator: ","))
+                          e.actions, e.outcome, e.resolvedOn ?? "", e.openedBy, AuditLog.isoMilliseconds(e.openedAt)].map(CSV.field).joined(separator: ","))
         }
         let response = Response(status: .ok, body: .init(string: lines.joined(separator: "\r\n") + "\r\n"))
         response.headers.replaceOrAdd(name: .contentType, value: "text/csv; charset=utf-8")
         response.headers.replaceOrAdd(name: .contentDisposition, value: "attachment; filename=\"adverse-events.csv\"")
         response.headers.replaceOrAdd(name: .cacheControl, value: "private, no-store")
         return response
-    }
-
-    /// Quotes a CSV field when it needs it; a leading =, +, - or @ is prefixed with ' so a spreadsheet never runs it as a formula.
-    static func csvField(_ value: String) -> String {
-        var text = value
-        if let first = text.first, "=+-@\t\r".contains(first) { text = "'" + text }
-        guard text.contains(where: { ",\"\r\n".contains($0) }) else { return text }
-        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
     struct DetailPage: Encodable {
