@@ -107,6 +107,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: MetricsController())
     try app.register(collection: FHIRController())
     try app.register(collection: PatientCSVController())
+    try app.register(collection: try OpenAPIController())
     RequestLogMiddleware.notePatterns(app.routes)
 }
 

@@ -168,6 +168,7 @@ extension AppTests {
             GET /api/v1/appointments/:appointmentID                     all
             PATCH /api/v1/appointments/:appointmentID                   all
             POST /api/v1/patients/:patientID/series                     all
+            GET /api/v1/openapi.json                                    open
             POST /api/v1/patients/import                                all
             GET /api/v1/patients.csv                                    all
             GET /api/v1/appointments.csv                                all
