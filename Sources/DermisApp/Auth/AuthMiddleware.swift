@@ -9,6 +9,9 @@ struct CrossSiteRequestMiddleware: AsyncMiddleware {
         guard ![.GET, .HEAD, .OPTIONS].contains(request.method), request.headers.bearerAuthorization == nil else {
             return try await next.respond(to: request)
         }
+        // A machine call with no cookie carries no credential another site could borrow: it is simply unauthenticated
+        // (401 from the access rule), as an API client expects. Pages keep the check (login forms, public booking).
+        if request.isAPI, request.headers.first(name: .cookie) == nil { return try await next.respond(to: request) }
         if request.route?.allowsCrossSite == true { return try await next.respond(to: request) }
         if let site = request.headers.first(name: "Sec-Fetch-Site") {
             guard site == "same-origin" || site == "none" else { throw Abort(.forbidden, reason: "Cross-site request refused.") }

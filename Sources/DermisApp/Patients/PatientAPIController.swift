@@ -45,7 +45,7 @@ struct PatientAPIController: RouteCollection {
     func search(req: Request) async throws -> SearchResult {
         let staff = try req.staff()
         let q = (try? req.query.get(String.self, at: "q")) ?? ""
-        let archived = (try? req.query.get(Bool.self, at: "archived")) ?? false
+        let archived = try req.optionalQuery(Bool.self, "archived") ?? false
         return try await req.audited(.search, objectType: "Patient") {
             let found = try await PatientRegistry(db: req.db, clinicID: staff.clinicID).search(q, includeArchived: archived)
             return try SearchResult(patients: found.map(PatientJSON.init))

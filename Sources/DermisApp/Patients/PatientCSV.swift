@@ -149,7 +149,10 @@ struct PatientCSVController: RouteCollection {
         let folded = header.map(Self.folded)
         for field in Field.allCases {
             if let named = try? req.query.get(String.self, at: "column.\(field.rawValue)") {
-                guard let index = header.firstIndex(of: named) ?? folded.firstIndex(of: Self.folded(named)) else {
+                guard !named.trimmingCharacters(in: .whitespaces).isEmpty else {
+                    throw InvalidInput(path: "column.\(field.rawValue)", problem: "must name one of the file's columns: \(header.joined(separator: ", "))")
+                }
+                guard let index = header.firstIndex(of: named) ?? (Self.folded(named).isEmpty ? nil : folded.firstIndex(of: Self.folded(named))) else {
                     throw InvalidInput(path: "column.\(field.rawValue)", problem: "the file has no column '\(named)'; its columns are \(header.joined(separator: ", "))")
                 }
                 columns[field] = index

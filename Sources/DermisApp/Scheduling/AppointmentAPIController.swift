@@ -78,7 +78,7 @@ struct AppointmentAPIController: RouteCollection {
                 try await PatientRegistry(db: req.db, clinicID: clinicID).find(id).requireID()
             }
         }
-        let grid = (try? req.query.get(Int.self, at: "grid")) ?? 15
+        let grid = try req.optionalQuery(Int.self, "grid") ?? 15
         guard [5, 10, 15, 20, 30, 60].contains(grid) else { throw InvalidInput(path: "grid", problem: "must be 5, 10, 15, 20, 30 or 60 minutes") }
         let found = try await scheduling.availability(.init(
             location: location, service: service, zones: Self.zones(try? req.query.get(String.self, at: "zones")), from: from, to: to,

@@ -10,6 +10,17 @@ extension Request {
         return id
     }
 
+    /// An optional query value; present but not a `T` (`archived=maybe`, `grid=ten`) is a 422 naming it, not ignored.
+    func optionalQuery<T: Decodable & LosslessStringConvertible>(_ type: T.Type, _ name: String) throws -> T? {
+        guard let values = url.query.flatMap({ URLComponents(string: "?" + $0)?.queryItems })?.filter({ $0.name == name }), !values.isEmpty else {
+            return nil
+        }
+        guard values.count == 1, let text = values[0].value, let value = T(text) else {
+            throw InvalidInput(path: name, problem: T.self == Bool.self ? "must be true or false, once" : "must be a whole number, once")
+        }
+        return value
+    }
+
     /// The `:patientID` path parameter.
     func patientID() throws -> UUID { try uuidParameter("patientID", notFound: "No such patient.") }
 
