@@ -34,7 +34,9 @@ extension Request {
         guard let header = headers.first(name: .ifMatch) else {
             throw Abort(.preconditionRequired, reason: "Send If-Match with the version you read (its ETag).")
         }
-        guard let version = Int(header.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
+        // Generated clients may percent-encode the header as a URI value (W%2F%223%22).
+        let text = header.contains("%") ? (header.removingPercentEncoding ?? header) : header
+        guard let version = Int(text.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
             throw Abort(.badRequest, reason: "If-Match must be a version such as W/\"3\".")
         }
         return version
