@@ -109,10 +109,17 @@ extension AppTests {
                 let first = try await fhir.send(.GET, "/Patient/\(id)/_history/1")
                 #expect(first.status == .ok && (first.object["name"] as? [[String: Any]])?.first?["family"] as? String == "Okafor")
                 #expect(try await fhir.send(.GET, "/Patient/\(id)/_history/9").status == .notFound)
+                // What FHIR does not carry is kept: the Fitzpatrick type the intake recorded survives a FHIR update.
+                let stored = try await Patient.find(UUID(uuidString: id), on: app.db)!
+                stored.fitzpatrickType = 4
+                try await stored.save(on: app.db)
+                let kept = try await fhir.send(.PUT, "/Patient/\(id)", fhir.json(Self.patientJSON(family: "Bell", id: id)), headers: ["If-Match": "3"])
+                let afterUpdate = try await Patient.find(UUID(uuidString: id), on: app.db)
+                #expect(kept.status == .ok && afterUpdate?.fitzpatrickType == 4, "\(kept.text)")
                 // The form's archive is a version too.
                 let staff = try await StaffUser.query(on: app.db).first()!
                 _ = try await PatientRegistry(db: app.db, clinicID: staff.$clinic.id).setArchived(UUID(uuidString: id)!, true, by: staff.id!, at: testNow)
-                let archived = try await fhir.send(.GET, "/Patient/\(id)/_history/4")
+                let archived = try await fhir.send(.GET, "/Patient/\(id)/_history/5")
                 #expect(archived.status == .ok && archived.object["active"] as? Bool == false)
             }
         }
@@ -169,6 +176,8 @@ extension AppTests {
                 _ = try await fhir.send(.POST, "/Patient", fhir.json(Self.patientJSON(family: "Twin", birth: "1990-02-03")))
                 let ambiguous = try await fhir.send(.POST, "/Patient", body, headers: ["If-None-Exist": "birthdate=1990-02-03"])
                 #expect(ambiguous.status == .preconditionFailed)
+                // A condition that is no search is refused, not ignored (that would create a duplicate).
+                #expect(try await fhir.send(.POST, "/Patient", body, headers: ["If-None-Exist": ""]).status == .badRequest)
             }
         }
 
@@ -215,6 +224,9 @@ extension AppTests {
                 #expect(try await fhir.send(.GET, "/Patient?colour=blue", headers: ["Prefer": "handling=lenient"]).status == .ok)
                 #expect(try await fhir.send(.GET, "/Patient?birthdate=yesterday").status == .badRequest)
                 #expect(try await fhir.send(.GET, "/Patient?_count=-1").status == .badRequest)
+                #expect(try await fhir.send(.GET, "/Patient?_offset=9223372036854775807").status == .badRequest)
+                #expect(try await fhir.send(.POST, "/Patient/_search", "_offset=9223372036854775807",
+                                            headers: ["Content-Type": "application/x-www-form-urlencoded"]).status == .badRequest)
                 #expect(try await fhir.send(.GET, "/Patient?name:sounds-like=x").status == .badRequest)
                 #expect(try await fhir.send(.GET, "/Patient?_include=Patient:nothing").status == .badRequest)
             }
@@ -292,7 +304,13 @@ extension AppTests {
                     #expect(refused.status == .forbidden && refused.object["resourceType"] as? String == "OperationOutcome", "\(path)")
                 }
                 #expect(try await desk.send(.GET, "/Patient/\(patient)").status == .ok)
-                #expect(try await desk.send(.GET, "/Appointment?_include=Appointment:patient").status == .ok)
+                #expect(try await desk.send(.GET, "/Appointment?date=ge2026-11-01&date=lt2026-12-31&_include=Appointment:patient").status == .ok)
+                // A search that would read a whole clinical table is refused; one patient's, or by _id, is answered.
+                let wide = try await fhir.send(.GET, "/Observation")
+                #expect(wide.status == .badRequest && wide.issue["code"] as? String == "too-costly")
+                #expect(try await fhir.send(.GET, "/Procedure?_id=\(signed.chartID.lowercased())").object["total"] as? Int == 1)
+                #expect(try await fhir.send(.GET, "/Appointment").status == .badRequest)
+                #expect(try await fhir.send(.GET, "/Appointment?date=ge2026-01-01&date=lt2027-01-01").status == .badRequest)  // > 92 days
             }
         }
 

@@ -80,6 +80,13 @@ extension AppTests {
                 let matchedBy = (again.object["results"] as? [[String: Any]] ?? []).compactMap { $0["matchedBy"] as? String }
                 #expect(matchedBy == ["source-id", "source-id", "source-id", "source-id"])
                 #expect(try await Patient.query(on: app.db).count() == before + 2)
+                // An id the other system gave someone else is refused, not taken as a match; so is one id for two people.
+                let reused = "Patient ID,First Name,Surname,DOB\nA-1,Someone,Else,01/01/1960\nB-1,Kim,Park,02/02/1962\nB-1,Lee,Park,03/03/1963\n"
+                let refused = try await Self.post(app, desk, reused, query + "&dryRun=false")
+                #expect(refused.status == .ok && refused.object["created"] as? Int == 1 && refused.object["refused"] as? Int == 2, "\(refused.text)")
+                #expect(try await Patient.query(on: app.db).filter(\.$familyName == "Else").count() == 0)
+                // Matches are patient data seen: audited.
+                #expect(try await AuditEvent.query(on: app.db).filter(\.$action == "read").filter(\.$objectType == "Patient").count() >= 4)
             }
         }
 
@@ -106,6 +113,10 @@ extension AppTests {
                 let latin1 = try await TestClient(app: app, headers: desk).send(.POST, "/api/v1/patients/import", rawBody: ByteBuffer(bytes: [0x67, 0x2C, 0xE9, 0x0A]),
                                                                                  extraHeaders: ["Content-Type": "text/csv"])
                 #expect(latin1.status == .unprocessableEntity && latin1.text.contains("UTF-8"))
+                let wide = try await Self.post(app, desk, String(repeating: ",", count: 5_000) + "\n")
+                #expect(wide.status == .unprocessableEntity && field(wide) == "line 1" && wide.text.count < 1_000)
+                let long = try await Self.post(app, desk, "given,family,dob\n" + String(repeating: "x", count: 20_000) + ",O,1990-01-01\n")
+                #expect(long.status == .unprocessableEntity && field(long) == "line 2")
                 let ragged = try await Self.post(app, desk, "given,family,dob\nAda,Okafor,1990-01-01,extra\n", "dryRun=false")
                 #expect(((ragged.object["results"] as? [[String: Any]])?.first?["outcome"] as? String) == "refused")
                 #expect(try await Patient.query(on: app.db).count() == before)

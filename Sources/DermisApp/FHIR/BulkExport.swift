@@ -190,9 +190,10 @@ struct BulkExportController: RouteCollection {
                         resource.json.write(into: &text)
                         text += "\n"
                     }
-                    try await writer.write(.buffer(ByteBuffer(string: text)))
+                    // Audited before it leaves: a batch whose rows cannot be written is not sent (R9).
                     let patients = Array(Set(kept.compactMap(\.patientID)))
                     if !patients.isEmpty { try await req.auditMany(.export, objectType: type, objectID: jobID, patientIDs: patients) }
+                    try await writer.write(.buffer(ByteBuffer(string: text)))
                 }
                 let perPatient = type == "Patient" || FHIRSearch.definitions(type)["subject"] != nil
                 if !perPatient {

@@ -99,14 +99,13 @@ struct FHIRController: RouteCollection {
             store = FHIRStore(db: req.db, clinicID: staff.clinicID, p: req.dermis.clinicalProtocol, origin: origin)
         }
 
-        /// The configured public address when the client used it, else the host the client named (links must lead
-        /// back to where the client is, FHIR.md).
+        /// The configured public address (DERMIS_PUBLIC_URL) when there is one — never a Host header a cache could be
+        /// poisoned with — else the host the client named (links must lead back to where the client is, FHIR.md).
         static func origin(_ req: Request) -> String {
-            let host = req.headers.first(name: .host) ?? "localhost"
-            if let configured = req.dermis.settings.publicURL, let url = URLComponents(string: configured),
-               CrossSiteRequestMiddleware.hostAndPort(url) == host {
-                return "\(url.scheme ?? "https")://\(host)"
+            if let configured = req.dermis.settings.publicURL, let url = URLComponents(string: configured), let host = url.host {
+                return "\(url.scheme ?? "https")://\(host)\(url.port.map { ":\($0)" } ?? "")"
             }
+            let host = req.headers.first(name: .host) ?? "localhost"
             return "\(req.dermis.settings.servesHTTPS ? "https" : "http")://\(host)"
         }
 
@@ -210,8 +209,11 @@ struct FHIRController: RouteCollection {
         let ctx = try Context(req)
         let type = try ctx.type(req.parameters.get("type"))
         var items = Self.queryItems(req)
-        if let body = req.body.string {
-            items += URLComponents(string: "?" + body)?.queryItems?.map { ($0.name, $0.value ?? "") } ?? []
+        if let body = req.body.string, !body.isEmpty {
+            guard let form = URLComponents(string: "?" + body.replacingOccurrences(of: "+", with: "%20"))?.queryItems else {
+                throw FHIRError(.badRequest, code: "invalid", "The body of _search must be form-encoded search parameters")
+            }
+            items += form.map { ($0.name, $0.value ?? "") }
         }
         return try await search(ctx, type: type, items: items)
     }
@@ -237,13 +239,44 @@ struct FHIRController: RouteCollection {
             page = query.summaryCount || query.count == 0 ? [] : try await ctx.store.patients(
                 sql.sort(\.$familyName).sort(\.$givenName).sort(\.$id).range(query.offset..<(query.offset + query.count)).all())
         } else {
-            let all = try await ctx.store.all(type, patient: query.patient).filter { FHIRSearch.matches($0, query.criteria) }
+            let all = try await Self.candidates(ctx, type: type, query: query).filter { FHIRSearch.matches($0, query.criteria) }
             total = all.count
             page = query.summaryCount ? [] : Array(all.dropFirst(query.offset).prefix(query.count))
         }
         let included = try await Self.included(ctx, page, query.includes)
         try await ctx.audit(.search, type, id: nil, patients: (page + included).map(\.patientID))
         return Self.respond(Bundles.searchset(ctx, type: type, query: query, total: total, page: page, included: included))
+    }
+
+    /// What a search of a type other than Patient filters in memory: one patient's records, or (Appointment) a date
+    /// range of at most 92 days read by SQL, or a type that is small by nature (staff, locations, devices…). A search
+    /// that would read a whole clinical table is refused: `$export` is the way to everything.
+    static func candidates(_ ctx: Context, type: String, query: FHIRSearch.Query) async throws -> [FHIRResource] {
+        if let patient = query.patient { return try await ctx.store.all(type, patient: patient) }
+        if type == "Appointment" {
+            guard let (lo, hi) = FHIRSearch.dateBounds(query.criteria), hi.timeIntervalSince(lo) <= FHIRSearch.maxAppointmentDays * 86_400 else {
+                throw FHIRError(.badRequest, code: "too-costly",
+                                "Search Appointment by one patient, or by a date range of at most \(Int(FHIRSearch.maxAppointmentDays)) days (date=ge…&date=lt…)",
+                                expression: "date")
+            }
+            return try await ctx.store.appointments(Appointment.query(on: ctx.req.db).filter(\.$clinic.$id == ctx.staff.clinicID)
+                .filter(\.$startsAt < hi).filter(\.$endsAt > lo).sort(\.$startsAt).all())
+        }
+        if type == "Provenance", let target = query.criteria.first(where: { $0.name == "target" && $0.values.count == 1 }),
+           let chart = UUID(uuidString: String(target.values[0].split(separator: "/").last ?? "")) {
+            return try await ctx.store.all(type, patient: nil, id: chart)  // one signed chart's versions
+        }
+        if FHIRStore.clinicalTypes.contains(type) {
+            // `_id` alone names one record; read it so.
+            if let ids = query.criteria.first(where: { $0.name == "_id" })?.values, ids.count <= 100 {
+                var found: [FHIRResource] = []
+                for id in ids { if let r = try await ctx.store.read(type, id) { found.append(r) } }
+                return found
+            }
+            throw FHIRError(.badRequest, code: "too-costly", "Search \(type) by one patient (patient=…) or by _id; $export gives the whole clinic",
+                            expression: "patient")
+        }
+        return try await ctx.store.all(type, patient: nil)
     }
 
     /// The resources `_include` asks for that the page's matches reference (each once, none of them a match already).
@@ -399,16 +432,20 @@ struct FHIRController: RouteCollection {
         }
         let value = try Self.body(req, type: type)
         // Conditional create: If-None-Exist, or (as fhirpy sends it) the search in the query string.
-        let condition = req.headers.first(name: "If-None-Exist").map { c in
-            URLComponents(string: "?" + c.replacingOccurrences(of: "+", with: "%2B"))?.queryItems?.map { ($0.name, $0.value ?? "") } ?? []
-        } ?? Self.queryItems(req).filter { !$0.0.hasPrefix("_") }
+        var condition = Self.queryItems(req).filter { !$0.0.hasPrefix("_") }
+        if let header = req.headers.first(name: "If-None-Exist") {
+            guard let items = URLComponents(string: "?" + header.replacingOccurrences(of: "+", with: "%2B"))?.queryItems, !items.isEmpty else {
+                throw FHIRError(.badRequest, code: "invalid", "If-None-Exist must be a search such as identifier=system|value")
+            }
+            condition = items.map { ($0.name, $0.value ?? "") }
+        }
         if !condition.isEmpty {
             let query = try FHIRSearch.parse(type, condition, lenient: false)
             let found: [FHIRResource]
             if type == "Patient" {
                 found = try await ctx.store.patients(FHIRPatientSearch(db: req.db, clinicID: ctx.staff.clinicID).query(query.criteria).limit(2).all())
             } else {
-                found = Array(try await ctx.store.all(type, patient: query.patient).filter { FHIRSearch.matches($0, query.criteria) }.prefix(2))
+                found = Array(try await Self.candidates(ctx, type: type, query: query).filter { FHIRSearch.matches($0, query.criteria) }.prefix(2))
             }
             if found.count > 1 {
                 throw FHIRError(.preconditionFailed, code: "multiple-matches", "The condition matches more than one \(type); nothing was created")

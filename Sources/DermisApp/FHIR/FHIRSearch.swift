@@ -164,6 +164,8 @@ enum FHIRSearch {
     }
 
     static let maxCount = 1000
+    /// Deeper than this, page with a narrower search (or export).
+    static let maxOffset = 1_000_000
 
     /// Parses a search's parameters; an unknown parameter or a malformed value is a 400 naming it (`lenient` ignores
     /// unknown parameters instead, as `Prefer: handling=lenient` asks).
@@ -181,7 +183,9 @@ enum FHIRSearch {
                 query.canonical.append(("_count", String(query.count)))
                 continue
             case "_offset":
-                guard let n = Int(value), n >= 0 else { throw FHIRError(.badRequest, code: "invalid", "_offset must be a whole number 0 or more", expression: "_offset") }
+                guard let n = Int(value), n >= 0, n <= maxOffset else {
+                    throw FHIRError(.badRequest, code: "invalid", "_offset must be a whole number from 0 to \(maxOffset)", expression: "_offset")
+                }
                 query.offset = n
                 continue
             case "_summary":
@@ -228,6 +232,25 @@ enum FHIRSearch {
         }
         return query
     }
+
+    /// The date range a search asks for, when its `date` criteria bound it on both sides (one value each).
+    static func dateBounds(_ criteria: [Criterion]) -> (lo: Date, hi: Date)? {
+        var lo: Date?, hi: Date?
+        for c in criteria where c.name == "date" && c.values.count == 1 && c.modifier == nil {
+            guard let (prefix, range) = dateComparison(c.values[0]) else { continue }
+            switch prefix {
+            case "eq": lo = max(lo ?? range.lo, range.lo); hi = min(hi ?? range.hi, range.hi)
+            case "ge", "gt", "sa": lo = max(lo ?? range.lo, prefix == "ge" ? range.lo : range.hi)
+            case "le", "lt", "eb": hi = min(hi ?? range.hi, prefix == "le" ? range.hi : range.lo)
+            default: break
+            }
+        }
+        guard let lo, let hi else { return nil }
+        return (lo, hi)
+    }
+
+    /// The longest stretch an Appointment search without a patient may cover.
+    static let maxAppointmentDays = 92.0
 
     // MARK: Matching in memory
 

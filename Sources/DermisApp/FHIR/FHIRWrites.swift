@@ -39,7 +39,8 @@ struct FHIRWrites {
                                "dateOfBirth": "Patient.birthDate", "phone": "Patient.telecom.where(system='phone')",
                                "email": "Patient.telecom.where(system='email')", "fitzpatrickType": "Patient.extension"]
 
-    func patientInput(_ value: FHIRValue) async throws -> PatientInput {
+    /// `keeping` is the stored record an update starts from: what FHIR does not carry (the Fitzpatrick type) stays.
+    func patientInput(_ value: FHIRValue, keeping stored: Patient? = nil) async throws -> PatientInput {
         var issues: [FieldIssue] = []
         func string(_ v: FHIRValue?, _ path: String) -> String? {
             guard let v, v != .null else { return nil }
@@ -80,7 +81,8 @@ struct FHIRWrites {
         }
         if !issues.isEmpty { throw InvalidInput(issues) }
         do {
-            let details = try PatientDetails(givenName: given, familyName: family, dateOfBirth: birth, phone: phone, email: email, fitzpatrickType: nil)
+            let details = try PatientDetails(givenName: given, familyName: family, dateOfBirth: birth, phone: phone, email: email,
+                                         fitzpatrickType: stored?.fitzpatrickType)
                 .validated(today: req.today(in: try await req.clinic()))
             return PatientInput(details: details, identifiers: identifiers, active: active)
         } catch let invalid as InvalidInput {
@@ -111,7 +113,7 @@ struct FHIRWrites {
             guard current.version == expectedVersion else {
                 throw FHIRError(.preconditionFailed, code: "conflict", "Patient/\(id.fhirID) is at version \(current.version), not \(expectedVersion): read it again")
             }
-            let input = try await patientInput(value)
+            let input = try await patientInput(value, keeping: current)
             let now = req.dermis.clock.now()
             var patient = try await registry.update(id, with: input.details, expectedVersion: expectedVersion, by: staff.userID, at: now)
             try await saveIdentifiers(input.identifiers, for: id, at: now)

@@ -116,8 +116,7 @@ struct PatientCSVController: RouteCollection {
         if columns[.sourceID] != nil && source == nil {
             throw InvalidInput(path: "source", problem: "the file has an id column: name the system those ids come from (source=urn:…), so a re-run matches by it")
         }
-        let rows = Array(records.dropFirst())
-        guard rows.count <= 100_000 else { throw InvalidInput(path: "", problem: "at most 100,000 rows per file; split it") }
+        let rows = records.dropFirst()
 
         let today = req.today(in: try await req.clinic())
         let clinicID = staff.clinicID
@@ -132,6 +131,11 @@ struct PatientCSVController: RouteCollection {
                       created: results.filter { $0.outcome == "created" || $0.outcome == "create" }.count,
                       matched: results.filter { $0.outcome == "matched" }.count,
                       refused: results.filter { $0.outcome == "refused" }.count, results: results)
+    }
+
+    /// The header's names for an error message, the first 30 of them, each cut at 60 characters.
+    static func listed(_ header: [String]) -> String {
+        header.prefix(30).map { String($0.prefix(60)) }.joined(separator: ", ") + (header.count > 30 ? ", …" : "")
     }
 
     static func flag(_ req: Request, _ name: String, default value: Bool) throws -> Bool {
@@ -150,10 +154,10 @@ struct PatientCSVController: RouteCollection {
         for field in Field.allCases {
             if let named = try? req.query.get(String.self, at: "column.\(field.rawValue)") {
                 guard !named.trimmingCharacters(in: .whitespaces).isEmpty else {
-                    throw InvalidInput(path: "column.\(field.rawValue)", problem: "must name one of the file's columns: \(header.joined(separator: ", "))")
+                    throw InvalidInput(path: "column.\(field.rawValue)", problem: "must name one of the file's columns: \(Self.listed(header))")
                 }
                 guard let index = header.firstIndex(of: named) ?? (Self.folded(named).isEmpty ? nil : folded.firstIndex(of: Self.folded(named))) else {
-                    throw InvalidInput(path: "column.\(field.rawValue)", problem: "the file has no column '\(named)'; its columns are \(header.joined(separator: ", "))")
+                    throw InvalidInput(path: "column.\(field.rawValue)", problem: "the file has no column '\(named.prefix(100))'; its columns are \(Self.listed(header))")
                 }
                 columns[field] = index
             } else if let index = folded.firstIndex(where: field.aliases.contains) {
@@ -170,7 +174,7 @@ struct PatientCSVController: RouteCollection {
 
     /// Checks every row, then (unless a dry run) stores what it can. Matching is against the registry as it was and the
     /// rows above: a file listing a patient twice creates them once.
-    static func run(_ rows: [CSV.Record], columns: [Field: Int], width: Int, format: DateFormat, source: String?, dryRun: Bool,
+    static func run(_ rows: ArraySlice<CSV.Record>, columns: [Field: Int], width: Int, format: DateFormat, source: String?, dryRun: Bool,
                     today: CalendarDate, clinicID: UUID, req: Request) async throws -> [RowResult] {
         let db = req.db
         let staff = try req.staff()
@@ -228,6 +232,8 @@ struct PatientCSVController: RouteCollection {
         var results: [RowResult] = []
         var seenSource: [String: Int] = [:]
         var seenPerson: [String: Int] = [:]
+        /// The person key of each row that will create or was matched (to check a source id stays one person's).
+        var personOf: [Int: String] = [:]
         /// Rows to create (their index in `results`), and source ids to link to patients already known.
         var toCreate: [(index: Int, details: PatientDetails.Valid, sourceID: String?)] = []
         var links: [(patient: UUID, sourceID: String)] = []
@@ -239,22 +245,42 @@ struct PatientCSVController: RouteCollection {
                 continue
             }
             let person = Self.personKey(details.givenName, details.familyName, details.dateOfBirth.description)
+            func refuse(_ problem: String) {
+                results.append(RowResult(line: row.line, outcome: "refused", matchedBy: nil, patientID: nil, mrn: nil,
+                                         reasons: [Reason(field: "sourceID", problem: problem)]))
+            }
+            // The other system's id names one person: the same name and date of birth, or the row is refused.
             if let id = row.sourceID, let stored = bySource[id] {
+                guard Self.personKey(stored.givenName, stored.familyName, stored.dateOfBirth) == person else {
+                    refuse("'\(id)' is already the id of \(stored.mrn), who has another name or date of birth")
+                    continue
+                }
                 results.append(RowResult(line: row.line, outcome: "matched", matchedBy: "source-id", patientID: stored.id, mrn: stored.mrn, reasons: []))
+                continue
+            }
+            if let id = row.sourceID, let earlier = seenSource[id] {
+                guard personOf[earlier] == person else {
+                    refuse("line \(results[earlier].line) already has the id '\(id)' for another person")
+                    continue
+                }
+                earlierRow[results.count] = earlier
+                results.append(RowResult(line: row.line, outcome: "matched", matchedBy: "earlier-row", patientID: results[earlier].patientID,
+                                         mrn: results[earlier].mrn, reasons: [Reason(field: "", problem: "the same patient as line \(results[earlier].line)")]))
                 continue
             }
             if let stored = byPerson[person] {
                 if source != nil, let id = row.sourceID {
                     links.append((try stored.requireID(), id))
-                    bySource[id] = stored
+                    seenSource[id] = results.count
+                    personOf[results.count] = person
                 }
                 results.append(RowResult(line: row.line, outcome: "matched", matchedBy: "name-and-birth-date", patientID: stored.id, mrn: stored.mrn, reasons: []))
                 continue
             }
-            if let earlier = row.sourceID.flatMap({ seenSource[$0] }) ?? seenPerson[person] {
+            if let earlier = seenPerson[person] {
                 let first = results[earlier]
                 // The other system's second record of the same person: its id leads to the same patient next time.
-                if let id = row.sourceID, seenSource[id] == nil, let details = checked[earlier].details {
+                if let id = row.sourceID, let details = checked[earlier].details {
                     toCreate.append((earlier, details, id))
                     seenSource[id] = earlier
                 }
@@ -265,8 +291,18 @@ struct PatientCSVController: RouteCollection {
             }
             if let id = row.sourceID { seenSource[id] = results.count }
             seenPerson[person] = results.count
+            personOf[results.count] = person
             toCreate.append((results.count, details, row.sourceID))
             results.append(RowResult(line: row.line, outcome: "create", matchedBy: nil, patientID: nil, mrn: nil, reasons: []))
+        }
+        // Who the file was matched to is patient data seen: audited, one row per patient (R9).
+        let matched = Array(Set(results.filter { $0.outcome == "matched" }.compactMap(\.patientID)))
+        if !matched.isEmpty {
+            if Writes.current == nil {
+                try await req.auditMany(.read, objectType: "Patient", objectID: nil, patientIDs: matched)
+            } else {
+                for id in matched { try await req.audit(.read, objectType: "Patient", objectID: id.uuidString, patientID: id, outcome: .success) }
+            }
         }
         if dryRun { return results }
 

@@ -37,9 +37,17 @@ enum CSV {
         return String(value.dropFirst())
     }
 
+    /// What one file may hold; past a limit, reading stops at once (a 20 MB body of empty lines or commas must not
+    /// become millions of records in memory).
+    struct Limits {
+        var records = 100_001
+        var fieldsPerRecord = 200
+        var fieldLength = 10_000
+    }
+
     /// Every record of `text` (CRLF or LF line ends, a UTF-8 byte-order mark ignored, blank lines skipped). A quote
-    /// left open, or text after a closing quote, is an error naming the line.
-    static func parse(_ text: String) throws -> [Record] {
+    /// left open, text after a closing quote, or a limit passed is an error naming the line.
+    static func parse(_ text: String, limits: Limits = Limits()) throws -> [Record] {
         var records: [Record] = []
         var fields: [String] = []
         var field = String.UnicodeScalarView()
@@ -48,17 +56,29 @@ enum CSV {
         var scalars = text.unicodeScalars[...]
         if scalars.first == "\u{FEFF}" { scalars = scalars.dropFirst() }
 
-        func endField() {
+        func endField() throws {
+            guard fields.count < limits.fieldsPerRecord else {
+                throw Malformed(line: recordLine, problem: "more than \(limits.fieldsPerRecord) columns")
+            }
             fields.append(String(field))
             field = String.UnicodeScalarView()
             quoted = false
             afterQuote = false
             fieldStarted = false
         }
-        func endRecord() {
-            endField()
-            if !(fields.count == 1 && fields[0].isEmpty) { records.append(Record(line: recordLine, fields: fields)) }
+        func endRecord() throws {
+            try endField()
+            if !(fields.count == 1 && fields[0].isEmpty) {
+                guard records.count < limits.records else { throw Malformed(line: recordLine, problem: "more than \(limits.records - 1) rows; split the file") }
+                records.append(Record(line: recordLine, fields: fields))
+            }
             fields = []
+        }
+        func append(_ c: Unicode.Scalar) throws {
+            guard field.count < limits.fieldLength else {
+                throw Malformed(line: line, problem: "a field longer than \(limits.fieldLength) characters")
+            }
+            field.append(c)
         }
 
         var iterator = scalars.makeIterator()
@@ -68,22 +88,22 @@ enum CSV {
             if quoted {
                 if c == "\"" {
                     let next = iterator.next()
-                    if next == "\"" { field.append("\"") } else { quoted = false; afterQuote = true; pending = next }
+                    if next == "\"" { try append("\"") } else { quoted = false; afterQuote = true; pending = next }
                 } else {
                     if c == "\n" { line += 1 }
-                    field.append(c)
+                    try append(c)
                 }
                 continue
             }
             switch c {
             case ",":
-                endField()
+                try endField()
             case "\r", "\n":
                 if c == "\r" {
                     let next = iterator.next()
                     if next != "\n" { pending = next }
                 }
-                endRecord()
+                try endRecord()
                 line += 1
                 recordLine = line
             case "\"":
@@ -96,12 +116,12 @@ enum CSV {
                 quoteLine = line
             default:
                 if afterQuote { throw Malformed(line: line, problem: "text after a closing quote; a quote inside a field is written twice (\"\")") }
-                field.append(c)
+                try append(c)
                 fieldStarted = true
             }
         }
         if quoted { throw Malformed(line: quoteLine, problem: "a quote opened here is never closed") }
-        if fieldStarted || !fields.isEmpty { endRecord() }
+        if fieldStarted || !fields.isEmpty { try endRecord() }
         return records
     }
 }
