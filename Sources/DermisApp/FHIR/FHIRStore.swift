@@ -33,8 +33,12 @@ struct FHIRStore {
     private func scoped<M: Model>(_ query: QueryBuilder<M>, patients: [UUID]?) -> QueryBuilder<M> {
         let clinic: SQLQueryString = "\(ident: "patient_id") IN (SELECT \(ident: "id") FROM \(ident: "patient") WHERE \(ident: "clinic_id") = \(bind: clinicID))"
         guard let patients else { return query.filter(.sql(embed: clinic)) }
+        // Each row's own patient checked by its key: not the clinic's whole id list per batch (quadratic in an export).
         let list = SQLList(patients.map { SQLBind($0) })
-        return query.filter(.sql(embed: "\(ident: "patient_id") IN (\(list)) AND \(clinic)"))
+        return query.filter(.sql(embed: """
+            \(ident: M.schema).\(ident: "patient_id") IN (\(list)) AND EXISTS (SELECT 1 FROM \(ident: "patient") AS \(ident: "owner")
+            WHERE \(ident: "owner").\(ident: "id") = \(ident: M.schema).\(ident: "patient_id") AND \(ident: "owner").\(ident: "clinic_id") = \(bind: clinicID))
+            """))
     }
 
     /// One patient's, or all (nil).

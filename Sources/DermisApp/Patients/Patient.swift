@@ -152,7 +152,8 @@ struct PatientRegistry {
         return stored
     }
 
-    func create(_ details: PatientDetails.Valid, id clientID: UUID? = nil, by actor: UUID, at now: Date) async throws -> Patient {
+    /// A new record of this clinic at version 1, not yet stored (no id or record number yet).
+    private func newPatient(_ details: PatientDetails.Valid, by actor: UUID, at now: Date) -> Patient {
         let patient = Patient()
         patient.$clinic.id = clinicID
         apply(details, to: patient)
@@ -162,6 +163,11 @@ struct PatientRegistry {
         patient.updatedAt = now
         patient.createdBy = actor
         patient.updatedBy = actor
+        return patient
+    }
+
+    func create(_ details: PatientDetails.Valid, id clientID: UUID? = nil, by actor: UUID, at now: Date) async throws -> Patient {
+        let patient = newPatient(details, by: actor, at: now)
         // A short, readable record number; the unique index settles the rare collision by trying again.
         for attempt in 1...5 {
             patient.id = clientID ?? UUID()
@@ -203,17 +209,9 @@ struct PatientRegistry {
                     candidates = candidates.map { taken.contains($0) ? fresh() : $0 }
                 }
                 let patients = zip(chunk, candidates).map { details, mrn -> Patient in
-                    let patient = Patient()
+                    let patient = newPatient(details, by: actor, at: now)
                     patient.id = UUID()
-                    patient.$clinic.id = clinicID
-                    apply(details, to: patient)
                     patient.mrn = mrn
-                    patient.archived = false
-                    patient.version = 1
-                    patient.createdAt = now
-                    patient.updatedAt = now
-                    patient.createdBy = actor
-                    patient.updatedBy = actor
                     patient._$idExists = true
                     return patient
                 }
