@@ -49,6 +49,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(ResourceHistory.Migration())
     app.migrations.add(BulkExportJob.Migration())
     app.migrations.add(PatientRecordIndexes())
+    app.migrations.add(PatientKeysetIndex())
     try await app.autoMigrate()
     if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)

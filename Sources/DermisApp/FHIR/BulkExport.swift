@@ -205,7 +205,7 @@ struct BulkExportController: RouteCollection {
                         if scope.hasPrefix("group:"), let location = UUID(uuidString: String(scope.dropFirst(6))) {
                             batch = try await store.groupMembers(location, after: after, limit: Self.batch)
                         } else {
-                            var query = Patient.query(on: req.db).filter(\.$clinic.$id == job.clinicID).sort(\.$id).limit(Self.batch)
+                            var query = Patient.query(on: req.db).filter(\.$clinic.$id == job.clinicID).sort(\.$id).limit(Self.batch).field(\.$id)
                             if let after { query = query.filter(\.$id > after) }
                             batch = try await query.all(\.$id)
                         }
