@@ -138,6 +138,8 @@ extension AppTests {
                 #expect(wrongType.status == .badRequest && wrongType.issue["expression"] as? [String] == ["resourceType"])
                 let xml = try await fhir.send(.POST, "/Patient", "<Patient/>", headers: ["Content-Type": "application/fhir+xml"])
                 #expect(xml.status == .unsupportedMediaType && xml.object["resourceType"] as? String == "OperationOutcome")
+                let telecom = try await fhir.send(.POST, "/Patient", fhir.json(Self.patientJSON().merging(["telecom": ["system": "phone"]]) { $1 }))
+                #expect(telecom.status == .unprocessableEntity && telecom.text.contains("Patient.telecom"))
                 let array = try await fhir.send(.POST, "/Patient", "[1,2]")
                 #expect(array.status == .badRequest)
                 let readOnly = try await fhir.send(.POST, "/Observation", "{\"resourceType\": \"Observation\"}")

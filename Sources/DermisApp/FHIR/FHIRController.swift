@@ -183,12 +183,9 @@ struct FHIRController: RouteCollection {
     /// Whether the client already holds this version (If-None-Match: W/"3", "3" or a bare 3): then 304.
     static func notModified(_ req: Request, _ resource: FHIRResource) -> Bool {
         guard let header = req.headers.first(name: .ifNoneMatch) else { return false }
-        return header.split(separator: ",").contains { Self.version(String($0)) == resource.versionID }
+        return header.split(separator: ",").contains { Request.version(inTag: String($0)) == resource.versionID }
     }
 
-    static func version(_ text: String) -> Int? {
-        Int(text.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" ")))
-    }
 
     // MARK: Capability
 
@@ -472,7 +469,7 @@ struct FHIRController: RouteCollection {
         }
         // The version the client edited: If-Match, else the body's meta.versionId.
         let expected = try req.headers.first(name: .ifMatch).map { header in
-            guard let v = Self.version(header) else { throw FHIRError(.badRequest, code: "invalid", "If-Match must be a version such as W/\"3\"") }
+            guard let v = Request.version(inTag: header) else { throw FHIRError(.badRequest, code: "invalid", "If-Match must be a version such as W/\"3\"") }
             return v
         } ?? value["meta"]?["versionId"]?.stringValue.flatMap { Int($0) }
         guard let expected else {

@@ -477,10 +477,13 @@ enum FHIRMapping {
     }
 
     static func checkInObservation(_ c: CheckIn, p: ClinicalProtocol) throws -> FHIRResource {
-        let pain = p.outcomeScale(p.followUp.painScale)?.coding
+        // The scales' ranges come from the protocol, as the check-in form reads them.
+        let rednessScale = p.outcomeScale(p.followUp.rednessScale), painScale = p.outcomeScale(p.followUp.painScale)
+        func named(_ label: String, _ scale: ClinicalProtocol.OutcomeScale?) -> String { scale.map { "\(label) (\($0.min)–\($0.max))" } ?? label }
         var components: [FHIRValue] = [
-            ["code": concept(FHIRNames.checkIn, "redness", "Redness (0–3)"), "valueInteger": .int(c.redness)],
-            ["code": pain.map { ["coding": [coding($0.system, $0.code, $0.display)], "text": "Pain"] } ?? concept(FHIRNames.checkIn, "pain", "Pain (0–10)"),
+            ["code": concept(FHIRNames.checkIn, "redness", named("Redness", rednessScale)), "valueInteger": .int(c.redness)],
+            ["code": painScale?.coding.map { ["coding": [coding($0.system, $0.code, $0.display)], "text": .string(named("Pain", painScale))] }
+                ?? concept(FHIRNames.checkIn, "pain", named("Pain", painScale)),
              "valueInteger": .int(c.pain)],
             ["code": concept(FHIRNames.checkIn, "swelling", "Swelling"), "valueBoolean": .bool(c.swelling)],
             ["code": concept(FHIRNames.checkIn, "itching", "Itching"), "valueBoolean": .bool(c.itching)],

@@ -47,8 +47,11 @@ struct FHIRWrites {
             guard let s = v.stringValue else { issues.append(FieldIssue(path: path, problem: "must be a string")); return nil }
             return s
         }
+        for (element, kind) in [("name", "HumanName"), ("telecom", "ContactPoint"), ("identifier", "Identifier")]
+            where value[element] != nil && value[element] != .null && value[element]?.arrayValue == nil {
+            issues.append(FieldIssue(path: "Patient.\(element)", problem: "must be an array of \(kind)"))
+        }
         let names = value["name"]?.arrayValue ?? []
-        if value["name"] != nil, value["name"]?.arrayValue == nil { issues.append(FieldIssue(path: "Patient.name", problem: "must be an array of HumanName")) }
         let name = names.first { $0["use"]?.stringValue == "official" } ?? names.first
         let family = string(name?["family"], "Patient.name[0].family") ?? ""
         let given = (name?["given"]?.arrayValue?.first).flatMap { string($0, "Patient.name[0].given[0]") } ?? ""

@@ -77,11 +77,7 @@ struct AdverseEventController: RouteCollection {
             lines.append([e.id.uuidString, e.mrn, e.patientName, e.chartID?.uuidString ?? "", e.type, e.severity, e.onset, e.description,
                           e.actions, e.outcome, e.resolvedOn ?? "", e.openedBy, AuditLog.isoMilliseconds(e.openedAt)].map(CSV.field).joined(separator: ","))
         }
-        let response = Response(status: .ok, body: .init(string: lines.joined(separator: "\r\n") + "\r\n"))
-        response.headers.replaceOrAdd(name: .contentType, value: "text/csv; charset=utf-8")
-        response.headers.replaceOrAdd(name: .contentDisposition, value: "attachment; filename=\"adverse-events.csv\"")
-        response.headers.replaceOrAdd(name: .cacheControl, value: "private, no-store")
-        return response
+        return PatientCSVController.csvResponse("adverse-events.csv", .init(string: lines.joined(separator: "\r\n") + "\r\n"))
     }
 
     struct DetailPage: Encodable {

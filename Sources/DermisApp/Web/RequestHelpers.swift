@@ -34,12 +34,17 @@ extension Request {
         guard let header = headers.first(name: .ifMatch) else {
             throw Abort(.preconditionRequired, reason: "Send If-Match with the version you read (its ETag).")
         }
-        // Generated clients may percent-encode the header as a URI value (W%2F%223%22).
-        let text = header.contains("%") ? (header.removingPercentEncoding ?? header) : header
-        guard let version = Int(text.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" "))) else {
+        guard let version = Self.version(inTag: header) else {
             throw Abort(.badRequest, reason: "If-Match must be a version such as W/\"3\".")
         }
         return version
+    }
+
+    /// The version an entity tag names: `W/"3"`, `"3"` or a bare `3` (the JSON API's If-Match, FHIR's If-Match and
+    /// If-None-Match). Generated clients may percent-encode it as a URI value (`W%2F%223%22`).
+    static func version(inTag header: String) -> Int? {
+        let text = header.contains("%") ? (header.removingPercentEncoding ?? header) : header
+        return Int(text.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\" ")))
     }
 
     /// Decodes a JSON body with errors that name the field (JSON path).
