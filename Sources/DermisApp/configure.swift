@@ -50,6 +50,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(BulkExportJob.Migration())
     app.migrations.add(PatientRecordIndexes())
     app.migrations.add(PatientKeysetIndex())
+    app.migrations.add(ReportFacts.Migration())
     try await app.autoMigrate()
     if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
@@ -82,6 +83,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: PasswordController())
     try app.register(collection: AccountController())
     try app.register(collection: PatientPagesController())
+    try app.register(collection: ReportsController())
+    try app.register(collection: TodayController())
     try app.register(collection: PatientAPIController())
     try app.register(collection: StaffAdminController())
     try app.register(collection: AuditPageController())

@@ -282,6 +282,8 @@ public struct ClinicalProtocol: Codable, Sendable {
         public var raters: [String]
         /// The indications it suits; absent means every indication.
         public var indications: [String]?
+        /// A rating of the change since before treatment (GAIS): its last value is the series' result, not a difference.
+        public var comparesWithBaseline: Bool?
         public var coding: Coding?
         public var levels: [Level]
         public var conservativeDefault: Bool?

@@ -24,7 +24,7 @@ struct SignInController: RouteCollection {
     }
 
     func form(req: Request) async throws -> View {
-        let next = Self.safeNext((try? req.query.get(String.self, at: "next")) ?? "/")
+        let next = Self.safeNext((try? req.query.get(String.self, at: "next")) ?? "/today")
         let firstRun = try await FirstRun.isOpen(on: req.db)
         return try await req.view.render("login", LoginPage(page: try await PageHeader(req, title: "Sign in"), email: "", next: next,
                                                             error: nil, firstRun: firstRun))
@@ -39,7 +39,7 @@ struct SignInController: RouteCollection {
     func signIn(req: Request) async throws -> Response {
         let credentials = try req.content.decode(Credentials.self)
         let email = (credentials.email ?? "").trimmingCharacters(in: .whitespaces).lowercased()
-        let next = Self.safeNext(credentials.next ?? "/")
+        let next = Self.safeNext(credentials.next ?? "/today")
         let limiter = SignInLimiter(req: req)
         try await limiter.refuseIfLimited(email: email)
 
@@ -89,7 +89,7 @@ struct SignInController: RouteCollection {
     }
 
     func totpForm(req: Request) async throws -> View {
-        let next = Self.safeNext((try? req.query.get(String.self, at: "next")) ?? "/")
+        let next = Self.safeNext((try? req.query.get(String.self, at: "next")) ?? "/today")
         return try await req.view.render("login-totp", CodePage(page: try await PageHeader(req, title: "Second factor"), next: next, error: nil))
     }
 
@@ -102,7 +102,7 @@ struct SignInController: RouteCollection {
         guard let principal = req.principal, principal.stage == .totp, let sessionID = principal.sessionID,
               let user = try await StaffUser.find(principal.userID, on: req.db) else { return req.redirect(to: "/login") }
         let form = try req.content.decode(CodeForm.self)
-        let next = Self.safeNext(form.next ?? "/")
+        let next = Self.safeNext(form.next ?? "/today")
         let limiter = SignInLimiter(req: req)
         try await limiter.refuseIfLimited(email: user.email)
         func refuse(_ status: HTTPStatus, _ error: String) async throws -> Response {

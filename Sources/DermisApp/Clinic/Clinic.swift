@@ -10,6 +10,9 @@ final class Clinic: Model, @unchecked Sendable {
     @Field(key: "name") var name: String
     @Field(key: "time_zone") var timeZone: String
     @Field(key: "is_demo") var isDemo: Bool
+    /// Hours before an appointment under which a cancellation is late (reports; the patient's own pages). Unset: the
+    /// default, a common med-spa policy and not a clinical figure.
+    @OptionalField(key: "cancellation_notice_hours") var cancellationNoticeHours: Int?
     @Timestamp(key: "created_at", on: .create) var createdAt: Date?
 
     init() {}
@@ -19,6 +22,8 @@ final class Clinic: Model, @unchecked Sendable {
         self.timeZone = timeZone
         self.isDemo = isDemo
     }
+
+    static let defaultNoticeHours = 24
 
     /// The clinic's zone; UTC if the stored identifier is not one this system knows.
     var zone: TimeZone { TimeZone(identifier: timeZone) ?? TimeZone(identifier: "UTC")! }

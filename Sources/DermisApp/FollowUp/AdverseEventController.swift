@@ -168,6 +168,8 @@ struct AdverseEventController: RouteCollection {
             .set(\.$resolvedOn, to: edited.resolvedOn)
             .set(\.$updatedAt, to: req.dermis.clock.now()).set(\.$updatedBy, to: staffID)
             .run(orThrow: Abort(.conflict, reason: "Someone changed this adverse event since you opened it; reload and try again."))
+        try await AdverseEvent.query(on: req.db).filter(\.$id == event.requireID()).filter(\.$firstActionAt == nil)
+            .set(\.$firstActionAt, to: req.dermis.clock.now()).update()
     }
 
     func update(req: Request) async throws -> Response {

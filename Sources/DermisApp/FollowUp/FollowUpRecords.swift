@@ -92,6 +92,8 @@ final class AdverseEvent: Model, @unchecked Sendable {
     @Field(key: "version") var version: Int
     @Field(key: "updated_at") var updatedAt: Date
     @OptionalField(key: "updated_by") var updatedBy: UUID?
+    /// When a practitioner first edited it (acted on it): the safety report's time from a check-in flag to an action.
+    @OptionalField(key: "first_action_at") var firstActionAt: Date?
 
     init() {}
 

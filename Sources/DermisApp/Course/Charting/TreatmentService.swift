@@ -412,6 +412,7 @@ struct TreatmentService {
                 .set(\.$updatedAt, to: self.now)
                 .run(orThrow: Self.savedSince)
             let signed = try await latestVersion(of: chartID)
+            try await ReportFacts.record(signed, on: db)
             let followUp = FollowUpService(req: req)
             try await followUp.issueAftercare(for: signed, by: staff.userID)
             // A patient who can be reached gets their aftercare link at once (by e-mail or text), in the same unit of work.
@@ -458,6 +459,7 @@ struct TreatmentService {
                 throw DomainError.conflict("Someone amended this chart since you opened it.")
             }
             try await FollowUpService(req: req).issueAftercare(for: next, by: staff.userID)
+            try await ReportFacts.record(next, on: db)
             return next
         }
     }

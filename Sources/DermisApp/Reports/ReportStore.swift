@@ -1,0 +1,296 @@
+import DermisCore
+import Fluent
+import Foundation
+import SQLKit
+
+/// What a report covers: a clinic, days in the clinic's zone (both ends included), and optionally one location or one
+/// practitioner.
+struct ReportFilter: Sendable {
+    var clinicID: UUID
+    var from: CalendarDate
+    var to: CalendarDate
+    var locationID: UUID?
+    var practitionerID: UUID?
+    /// The clinic's zone: days and weeks are counted in it.
+    var zone: TimeZone
+    /// The report's "now": the end of attendance figures, "booked ahead", days open.
+    var now: Date
+
+    /// The report's instants: from the start of `from` to the start of the day after `to`.
+    var start: Date { Availability.instant(from, ClockTime(minutes: 0)!, in: zone) }
+    var end: Date { Availability.instant(to.adding(days: 1), ClockTime(minutes: 0)!, in: zone) }
+}
+
+/// The reports' counting, in SQL on both databases: the queries return small grouped counts (a histogram of score
+/// changes, events and sessions per group, minutes per week), never a row per session.
+struct ReportStore {
+    let sql: any SQLDatabase
+    let p: ClinicalProtocol
+
+    init(db: any Database, protocol p: ClinicalProtocol) throws {
+        guard let sql = db as? any SQLDatabase else { throw DomainError.conflict("Reports need an SQL database.") }
+        self.sql = sql
+        self.p = p
+    }
+
+    private var isSQLite: Bool { sql.dialect.name == "sqlite" }
+
+    /// The protocol's depth band of a depth expression, as `CASE`: the downtime bands, from the protocol's data.
+    func band(_ depth: String) -> SQLQueryString {
+        var expression: SQLQueryString = "CASE"
+        for (i, band) in p.downtime.enumerated().dropLast() {
+            expression += " WHEN \(unsafeRaw: depth) <= \(literal: band.maxDepthMm) THEN \(literal: i)"
+        }
+        expression += " ELSE \(literal: max(p.downtime.count - 1, 0)) END"
+        return expression
+    }
+
+    /// The seconds from `earlier` to `later` (two timestamp columns) on either database.
+    func seconds(from earlier: String, to later: String) -> SQLQueryString {
+        isSQLite ? "(\(unsafeRaw: later) - \(unsafeRaw: earlier))" : "EXTRACT(EPOCH FROM (\(unsafeRaw: later) - \(unsafeRaw: earlier)))"
+    }
+
+    /// The session facts a filter covers (alias `f`).
+    func sessionsCovered(_ filter: ReportFilter) -> SQLQueryString {
+        var clause: SQLQueryString = "f.clinic_id = \(bind: filter.clinicID) AND f.day >= \(bind: filter.from.description) AND f.day <= \(bind: filter.to.description)"
+        if let location = filter.locationID { clause += " AND f.location_id = \(bind: location)" }
+        if let practitioner = filter.practitionerID { clause += " AND f.practitioner_id = \(bind: practitioner)" }
+        return clause
+    }
+
+    // MARK: Outcomes
+
+    /// One group of completed series' scores: how many series had this change (last minus first) and final value.
+    struct OutcomeCount: Sendable {
+        var indication: String
+        var band: Int
+        var scale: String
+        var rater: String
+        /// Scored at two sessions or more: the change is a change.
+        var paired: Bool
+        var change: Int
+        var last: Int
+        var series: Int
+    }
+
+    /// Completed series (a patient's signed sessions reached the sessions their last chart's plan asks for) whose last
+    /// session falls in the filter, by indication treated, the depth band of the deepest depth charted for it, scale and
+    /// rater: the change from the first to the last scored session, and the last score.
+    func outcomeCounts(_ filter: ReportFilter) async throws -> [OutcomeCount] {
+        let query: SQLQueryString = """
+            WITH series AS (
+                SELECT patient_id, COUNT(*) AS done, MAX(series_number) AS last_number
+                FROM session_fact WHERE clinic_id = \(bind: filter.clinicID) GROUP BY patient_id
+            ), completed AS (
+                SELECT f.patient_id FROM session_fact f JOIN series s ON s.patient_id = f.patient_id AND f.series_number = s.last_number
+                WHERE \(sessionsCovered(filter)) AND s.done >= f.planned_sessions
+            ), ranked AS (
+                SELECT f.patient_id, o.scale, o.rater, o.value,
+                    ROW_NUMBER() OVER (PARTITION BY f.patient_id, o.scale, o.rater ORDER BY f.series_number) AS first_rank,
+                    ROW_NUMBER() OVER (PARTITION BY f.patient_id, o.scale, o.rater ORDER BY f.series_number DESC) AS last_rank
+                FROM outcome_score o JOIN session_fact f ON f.chart_id = o.chart_id JOIN completed c ON c.patient_id = f.patient_id
+            ), pairs AS (
+                SELECT patient_id, scale, rater, COUNT(*) AS scored,
+                    MAX(CASE WHEN first_rank = 1 THEN value END) AS first_value, MAX(CASE WHEN last_rank = 1 THEN value END) AS last_value
+                FROM ranked GROUP BY patient_id, scale, rater
+            ), courses AS (
+                SELECT z.patient_id, z.indication, MAX(z.depth_mm) AS depth
+                FROM session_zone_fact z JOIN completed c ON c.patient_id = z.patient_id
+                WHERE z.clinic_id = \(bind: filter.clinicID) GROUP BY z.patient_id, z.indication
+            )
+            SELECT c.indication AS indication, \(band("c.depth")) AS band, p.scale AS scale, p.rater AS rater,
+                CASE WHEN p.scored >= 2 THEN 1 ELSE 0 END AS paired, p.last_value - p.first_value AS change, p.last_value AS last_value,
+                COUNT(*) AS series
+            FROM pairs p JOIN courses c ON c.patient_id = p.patient_id
+            GROUP BY c.indication, \(band("c.depth")), p.scale, p.rater, CASE WHEN p.scored >= 2 THEN 1 ELSE 0 END,
+                p.last_value - p.first_value, p.last_value
+            """
+        return try await sql.raw(query).all().map { row in
+            OutcomeCount(indication: try row.decode(column: "indication", as: String.self), band: try row.decode(column: "band", as: Int.self),
+                         scale: try row.decode(column: "scale", as: String.self), rater: try row.decode(column: "rater", as: String.self),
+                         paired: try row.decode(column: "paired", as: Int.self) == 1, change: try row.decode(column: "change", as: Int.self),
+                         last: try row.decode(column: "last_value", as: Int.self), series: try row.decode(column: "series", as: Int.self))
+        }
+    }
+
+    // MARK: Safety
+
+    /// Sessions, adverse events and open events for one group.
+    struct SafetyCount: Sendable {
+        var key: String
+        var sessions: Int
+        var events: Int
+        var open: Int
+    }
+
+    enum SafetyDimension: String, CaseIterable, Sendable {
+        case band, zone, pen, lot
+    }
+
+    /// Sessions in the filter and the adverse events recorded against them, grouped by the deepest depth's band, by
+    /// zone treated (an event counts for every zone of its session), by pen or by cartridge lot.
+    func safetyCounts(_ filter: ReportFilter, by dimension: SafetyDimension) async throws -> [SafetyCount] {
+        let key: SQLQueryString = switch dimension {
+        case .band: band("f.deepest_mm")
+        case .zone: "z.zone"
+        case .pen: "f.device_id"
+        case .lot: "f.lot_id"
+        }
+        let zones: SQLQueryString = dimension == .zone ? " JOIN session_zone_fact z ON z.chart_id = f.chart_id" : ""
+        let query: SQLQueryString = """
+            SELECT \(key) AS grp, COUNT(*) AS sessions, COALESCE(SUM(e.events), 0) AS events, COALESCE(SUM(e.open_events), 0) AS open_events
+            FROM session_fact f\(zones)
+            LEFT JOIN (
+                SELECT chart_id, COUNT(*) AS events, SUM(CASE WHEN resolved_on IS NULL THEN 1 ELSE 0 END) AS open_events
+                FROM adverse_event WHERE clinic_id = \(bind: filter.clinicID) AND chart_id IS NOT NULL GROUP BY chart_id
+            ) e ON e.chart_id = f.chart_id
+            WHERE \(sessionsCovered(filter))
+            GROUP BY \(key)
+            """
+        return try await sql.raw(query).all().map { row in
+            let group: String = switch dimension {
+            case .band: String(try row.decode(column: "grp", as: Int.self))
+            case .zone: try row.decode(column: "grp", as: String.self)
+            case .pen, .lot: try row.decode(column: "grp", as: UUID?.self)?.uuidString ?? ""
+            }
+            return SafetyCount(key: group, sessions: try row.decode(column: "sessions", as: Int.self),
+                               events: try row.decode(column: "events", as: Int.self), open: try row.decode(column: "open_events", as: Int.self))
+        }
+    }
+
+    /// Adverse events a check-in's rule opened for sessions in the filter: hours from the flag to a practitioner's first
+    /// action (rounded down), or nil while none has acted.
+    func flagToAction(_ filter: ReportFilter) async throws -> [Int?] {
+        let query: SQLQueryString = """
+            SELECT \(seconds(from: "a.opened_at", to: "a.first_action_at")) AS waited
+            FROM adverse_event a JOIN session_fact f ON f.chart_id = a.chart_id
+            WHERE a.opened_by_kind = 'check-in-rule' AND \(sessionsCovered(filter))
+            """
+        return try await sql.raw(query).all().map { row in
+            try row.decode(column: "waited", as: Double?.self).map { Int(($0 / 3600).rounded(.down)) }
+        }
+    }
+
+    // MARK: Operations
+
+    /// Booked minutes per practitioner, room and pen in each week of the filter (weeks from Monday, in the clinic's
+    /// zone): appointments that held their time (booked, checked in, completed, no-show).
+    struct BookedMinutes: Sendable {
+        var practitionerID: UUID
+        var roomID: UUID
+        var penID: UUID?
+        var week: Int
+        var minutes: Int
+    }
+
+    func bookedMinutes(_ filter: ReportFilter, weeks: [CalendarDate]) async throws -> [BookedMinutes] {
+        guard !weeks.isEmpty else { return [] }
+        var week: SQLQueryString = "CASE"
+        for (i, monday) in weeks.enumerated().dropFirst() {
+            week += " WHEN a.starts_at < \(bind: Availability.instant(monday, ClockTime(minutes: 0)!, in: filter.zone)) THEN \(literal: i - 1)"
+        }
+        week += " ELSE \(literal: weeks.count - 1) END"
+        let query: SQLQueryString = """
+            SELECT a.practitioner_id AS practitioner, a.room_id AS room, a.pen_id AS pen, \(week) AS week,
+                SUM(\(seconds(from: "a.starts_at", to: "a.ends_at"))) AS seconds
+            FROM appointment a
+            WHERE \(appointmentsCovered(filter)) AND a.status IN ('booked', 'checked-in', 'completed', 'no-show')
+            GROUP BY a.practitioner_id, a.room_id, a.pen_id, \(week)
+            """
+        return try await sql.raw(query).all().map { row in
+            BookedMinutes(practitionerID: try row.decode(column: "practitioner", as: UUID.self), roomID: try row.decode(column: "room", as: UUID.self),
+                          penID: try row.decode(column: "pen", as: UUID?.self), week: try row.decode(column: "week", as: Int.self),
+                          minutes: Int(((try row.decode(column: "seconds", as: Double.self)) / 60).rounded()))
+        }
+    }
+
+    /// Appointments starting in the filter (alias `a`).
+    func appointmentsCovered(_ filter: ReportFilter, until: Date? = nil) -> SQLQueryString {
+        var clause: SQLQueryString = "a.clinic_id = \(bind: filter.clinicID) AND a.starts_at >= \(bind: filter.start) AND a.starts_at < \(bind: until.map { min($0, filter.end) } ?? filter.end)"
+        if let location = filter.locationID { clause += " AND a.location_id = \(bind: location)" }
+        if let practitioner = filter.practitionerID { clause += " AND a.practitioner_id = \(bind: practitioner)" }
+        return clause
+    }
+
+    struct Attendance: Sendable, Codable {
+        /// Appointments due in the period up to now: attended, no-show or cancelled.
+        var due: Int
+        var attended: Int
+        var noShows: Int
+        var cancelled: Int
+        /// Cancelled less than the clinic's notice before the start.
+        var lateCancellations: Int
+    }
+
+    /// Appointments that started in the filter before now, by how they ended. A cancelled appointment is never changed
+    /// again, so its last update is when it was cancelled.
+    func attendance(_ filter: ReportFilter, noticeHours: Int) async throws -> Attendance {
+        let query: SQLQueryString = """
+            SELECT a.status AS status, COUNT(*) AS n,
+                SUM(CASE WHEN a.status = 'cancelled' AND \(seconds(from: "a.updated_at", to: "a.starts_at")) < \(literal: noticeHours * 3600) THEN 1 ELSE 0 END) AS late
+            FROM appointment a
+            WHERE \(appointmentsCovered(filter, until: filter.now)) AND a.status IN ('booked', 'checked-in', 'completed', 'no-show', 'cancelled')
+            GROUP BY a.status
+            """
+        var result = Attendance(due: 0, attended: 0, noShows: 0, cancelled: 0, lateCancellations: 0)
+        for row in try await sql.raw(query).all() {
+            let n = try row.decode(column: "n", as: Int.self)
+            result.due += n
+            switch try row.decode(column: "status", as: String.self) {
+            case "no-show": result.noShows += n
+            case "cancelled":
+                result.cancelled += n
+                result.lateCancellations += try row.decode(column: "late", as: Int.self)
+            case "checked-in", "completed": result.attended += n
+            default: break
+            }
+        }
+        return result
+    }
+
+    /// Series that started in the filter: how many reached how many sessions of how many planned, and whether a
+    /// treatment is booked ahead.
+    struct SeriesCount: Sendable {
+        var done: Int
+        var planned: Int
+        var bookedAhead: Bool
+        var patients: Int
+    }
+
+    func seriesCounts(_ filter: ReportFilter) async throws -> [SeriesCount] {
+        // A series belongs to the period, location and practitioner of its first session.
+        let started: SQLQueryString = "f.series_number = 1 AND \(sessionsCovered(filter))"
+        let query: SQLQueryString = """
+            WITH series AS (
+                SELECT patient_id, COUNT(*) AS done, MAX(series_number) AS last_number
+                FROM session_fact WHERE clinic_id = \(bind: filter.clinicID) GROUP BY patient_id
+            ), started AS (
+                SELECT f.patient_id FROM session_fact f WHERE \(started)
+            ), ahead AS (
+                SELECT DISTINCT a.patient_id FROM appointment a JOIN service s ON s.id = a.service_id
+                WHERE a.clinic_id = \(bind: filter.clinicID) AND s.kind = 'treatment' AND a.starts_at >= \(bind: filter.now)
+                    AND a.status IN ('pending', 'booked') AND a.patient_id IS NOT NULL
+            )
+            SELECT s.done AS done, l.planned_sessions AS planned, CASE WHEN h.patient_id IS NULL THEN 0 ELSE 1 END AS ahead, COUNT(*) AS patients
+            FROM started t JOIN series s ON s.patient_id = t.patient_id
+            JOIN session_fact l ON l.patient_id = s.patient_id AND l.series_number = s.last_number
+            LEFT JOIN ahead h ON h.patient_id = s.patient_id
+            GROUP BY s.done, l.planned_sessions, CASE WHEN h.patient_id IS NULL THEN 0 ELSE 1 END
+            """
+        return try await sql.raw(query).all().map { row in
+            SeriesCount(done: try row.decode(column: "done", as: Int.self), planned: try row.decode(column: "planned", as: Int.self),
+                        bookedAhead: try row.decode(column: "ahead", as: Int.self) == 1, patients: try row.decode(column: "patients", as: Int.self))
+        }
+    }
+
+    /// Cartridges charted per lot since `since` (a day, in the clinic's zone).
+    func cartridgesUsed(clinicID: UUID, since: CalendarDate) async throws -> [UUID: Int] {
+        let query: SQLQueryString = """
+            SELECT f.lot_id AS lot, COUNT(*) AS used FROM session_fact f
+            WHERE f.clinic_id = \(bind: clinicID) AND f.day >= \(bind: since.description) AND f.lot_id IS NOT NULL GROUP BY f.lot_id
+            """
+        var used: [UUID: Int] = [:]
+        for row in try await sql.raw(query).all() { used[try row.decode(column: "lot", as: UUID.self)] = try row.decode(column: "used", as: Int.self) }
+        return used
+    }
+}
