@@ -17,8 +17,18 @@ def dermis_binary() -> Path:
     return Path(os.environ.get("DERMIS_BIN", ROOT / ".build" / "debug" / "dermis"))
 
 
+def without_history(args):
+    """Tests start the demo clinic without its three months of history (an empty course, free calendar) unless they
+    ask for it with `--history`."""
+    args = tuple(args)
+    if ("demo" in args[:1] or "--demo" in args) and "--history" not in args and "--no-history" not in args:
+        return args + ("--no-history",)
+    return args
+
+
 def run_dermis(*args, env=None, stdin=None):
     """Runs the CLI and returns (exit code, stdout, stderr)."""
+    args = without_history(args)
     merged = {**os.environ, "DATABASE_URL": "", **(env or {})}
     done = subprocess.run([str(dermis_binary()), *args], capture_output=True, text=True, env=merged,
                           input=stdin, timeout=60, cwd=ROOT)
@@ -41,7 +51,7 @@ class RunningServer:
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         merged = {**os.environ, "DATABASE_URL": "", **(env or {})}
         self.process = subprocess.Popen(
-            [str(dermis_binary()), "serve", "--port", str(self.port), "--data-dir", str(data_dir), *extra],
+            [str(dermis_binary()), "serve", "--port", str(self.port), "--data-dir", str(data_dir), *without_history(extra)],
             stdout=self.log, stderr=subprocess.STDOUT, env=merged, cwd=ROOT)
 
     def wait_ready(self, seconds=60):

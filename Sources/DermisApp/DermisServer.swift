@@ -10,7 +10,7 @@ public enum DermisServer {
             // Scheduled backups (DERMIS_BACKUP_DIR): their settings are checked before anything starts.
             let backups = try BackupSchedule.configure(settings).map { BackupRunner(schedule: $0, app: app) }
             let watchdog = try settings.databaseURL.map { try PoolWatchdog(app: app, databaseURL: $0) }
-            if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app))) }
+            if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app, history: settings.demoHistory, seed: settings.demoSeed))) }
             if try await FirstRun.isOpen(on: app.db) {
                 let code = app.dermis.firstRunCode.issue()
                 let shown = hostname == "0.0.0.0" || hostname == "::" ? "127.0.0.1" : hostname
@@ -53,7 +53,7 @@ public enum DermisServer {
     /// Opens the database, checks it is durable, migrates it (and seeds the demo when asked), then closes it.
     public static func prepare(_ settings: DermisSettings) async throws {
         try await withApplication(settings, arguments: ["dermis"]) { app in
-            if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app))) }
+            if settings.seedDemo { announce(DemoClinic.announcement(try await DemoClinic.seedIfEmpty(app: app, history: settings.demoHistory, seed: settings.demoSeed))) }
         }
     }
 

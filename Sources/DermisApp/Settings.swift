@@ -11,6 +11,10 @@ public struct DermisSettings: Sendable {
     public var protocolFile: String?
     /// Fills an empty database with the fictional demo clinic.
     public var seedDemo: Bool
+    /// The demo clinic comes with three months of fictional history (off for tests that need an empty clinic).
+    public var demoHistory = true
+    /// The seed the demo's history is drawn from: the same seed and day give the same clinic.
+    public var demoSeed: UInt64 = DemoHistory.defaultSeed
     public var clock: any Clock
     /// Cookies get `Secure` and the `__Host-` prefix even without TLS here or an https public address: Dermis is reached
     /// over HTTPS some other way (`DERMIS_SECURE_COOKIES=1`). See `usesSecureCookies`.

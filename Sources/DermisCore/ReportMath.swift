@@ -157,9 +157,9 @@ public struct IntervalChart: Sendable, Hashable {
         public var marked: Bool
     }
 
-    public static let width = 560.0
+    public static let width = 680.0
     public static let labelWidth = 230.0
-    public static let valueWidth = 130.0
+    public static let valueWidth = 230.0
     public static let rowHeight = 26.0
 
     public var rows: [Row]

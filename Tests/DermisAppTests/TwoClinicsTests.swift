@@ -24,7 +24,7 @@ extension AppTests {
             let practitioner = try await makeStaff(app, role: .practitioner, clinicID: id)
             let pen = try await Inventory(db: app.db, clinicID: id)
                 .register(model: "Pen", serial: "HUDSON-PEN-1", profile: "skinpen", protocol: app.dermis.clinicalProtocol, at: settings.clock.now())
-            try await DemoClinic.seedSchedule(clinicID: id, practitioners: [practitioner.id], pen: pen, on: app.db)
+            _ = try await DemoClinic.seedSchedule(clinicID: id, practitioners: [practitioner.id], pen: pen, on: app.db)
             let details = try PatientDetails(givenName: "Bea", familyName: "Hudson", dateOfBirth: "1990-05-05")
                 .validated(today: CalendarDate(iso: "2026-11-27")!)
             let patient = try await PatientRegistry(db: app.db, clinicID: id).create(details, by: admin.id, at: settings.clock.now())

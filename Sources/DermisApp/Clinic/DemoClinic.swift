@@ -13,7 +13,7 @@ public enum DemoClinic {
     }
 
     /// Creates the demo clinic, staff and patients when the database has no clinic yet; returns the staff sign-ins.
-    static func seedIfEmpty(app: Application) async throws -> [Login] {
+    static func seedIfEmpty(app: Application, history: Bool = true, seed: UInt64 = DemoHistory.defaultSeed) async throws -> [Login] {
         let db = app.db
         guard try await Clinic.query(on: db).count() == 0 else { return [] }
         let clinic = Clinic(name: name, timeZone: "Europe/London", isDemo: true)
@@ -28,24 +28,29 @@ public enum DemoClinic {
         var logins: [Login] = []
         var creator: UUID?
         var practitioners: [UUID] = []
+        var users: [StaffUser] = []
         for (email, personName, role, credential, depth) in staff {
             let password = app.dermis.settings.randomPassword()
             let user = try await StaffAccounts.create(
                 .init(email: email, name: personName, password: password, role: role, credential: credential, maxDepthMm: depth),
                 clinicID: clinicID, createdBy: creator, on: app, db: db)
             creator = creator ?? user.id
+            users.append(user)
             if role == .practitioner, let id = user.id { practitioners.append(id) }
             logins.append(Login(role: role.displayName, email: email, password: password))
         }
-        _ = try await ConsentTexts.publish(title: ConsentTexts.demoTitle, body: ConsentTexts.demoBody, clinicID: clinicID, by: creator!,
+        let template = try await ConsentTexts.publish(title: ConsentTexts.demoTitle, body: ConsentTexts.demoBody, clinicID: clinicID, by: creator!,
                                            at: app.dermis.clock.now(), on: db)
         let stock = Inventory(db: db, clinicID: clinicID)
         let today = CalendarDate(app.dermis.clock.now(), in: clinic.zone)
         let pen = try await stock.register(model: "SkinPen-type pen (demo)", serial: "DEMO-PEN-001", profile: "skinpen",
                                            protocol: app.dermis.clinicalProtocol, at: app.dermis.clock.now())
-        _ = try await stock.receive(lotNumber: "DEMO-LOT-A", expiry: today.adding(months: 12).description, needleCount: "14", quantity: "50",
+        let lot = try await stock.receive(lotNumber: "DEMO-LOT-A", expiry: today.adding(months: 12).description, needleCount: "14", quantity: "50",
                                     today: today, at: app.dermis.clock.now())
-        try await seedSchedule(clinicID: clinicID, practitioners: practitioners, pen: pen, on: db)
+        // A second lot, nearly used up and expiring within the month: what the today board and the stock report flag.
+        _ = try await stock.receive(lotNumber: "DEMO-LOT-B", expiry: today.adding(days: 20).description, needleCount: "14", quantity: "6",
+                                    today: today, at: app.dermis.clock.now())
+        let (location, rooms, services) = try await seedSchedule(clinicID: clinicID, practitioners: practitioners, pen: pen, on: db)
         let registry = PatientRegistry(db: db, clinicID: clinicID)
         let now = app.dermis.clock.now()
         for (given, family, birth, phone, type) in [
@@ -56,15 +61,23 @@ public enum DemoClinic {
                 .validated(today: CalendarDate(now, in: clinic.zone))
             _ = try await registry.create(details, by: creator!, at: now)
         }
+        if history {
+            try await Writes.transaction(db) { db in
+                try await DemoHistory.seed(.init(clinic: clinic, physician: users[1], nurse: users[2], admin: creator!, location: location, rooms: rooms,
+                                                 pen: pen, lot: lot, template: template, consultation: services[0], treatment: services[1], review: services[2]),
+                                           app: app, db: db, seed: seed)
+            }
+        }
         return logins
     }
 
     /// One location on London time with three rooms and the pen; the physician works Monday–Friday 09:00–17:30, the
     /// nurse Tuesday–Saturday 10:00–18:00, each with a half-hour lunch; consultations, treatments and reviews.
-    static func seedSchedule(clinicID: UUID, practitioners: [UUID], pen: Device, on db: any Database) async throws {
+    static func seedSchedule(clinicID: UUID, practitioners: [UUID], pen: Device, on db: any Database) async throws -> (Location, [Room], [Service]) {
         let location = try await ScheduleSetup.createLocation(name: "Harbourside", timeZone: "Europe/London", address: "1 Quay Street (fictional)",
                                                               phone: "+44 20 7946 0000", clinicID: clinicID, on: db)
-        for name in ["Room 1", "Room 2", "Room 3"] { _ = try await ScheduleSetup.createRoom(name: name, at: location, on: db) }
+        var rooms: [Room] = []
+        for name in ["Room 1", "Room 2", "Room 3"] { rooms.append(try await ScheduleSetup.createRoom(name: name, at: location, on: db)) }
         pen.$location.id = try location.requireID()
         try await pen.save(on: db)
         func week(_ days: ClosedRange<Int>, _ open: String, _ close: String, lunch: String, _ back: String) -> [ScheduleSetup.WeeklyRow] {
@@ -77,12 +90,13 @@ public enum DemoClinic {
         for (staffID, rows) in zip(practitioners, hours) {
             try await ScheduleSetup.replaceHours(rows, staffID: staffID, locationID: try location.requireID(), on: db)
         }
-        _ = try await ScheduleSetup.createService(code: "consultation", name: "Consultation", kind: "consultation", minutes: 30, bufferMinutes: 0,
+        let consultation = try await ScheduleSetup.createService(code: "consultation", name: "Consultation", kind: "consultation", minutes: 30, bufferMinutes: 0,
                                                   needsPen: false, isPublic: true, practitioners: practitioners, clinicID: clinicID, on: db)
-        _ = try await ScheduleSetup.createService(code: "treatment", name: "Microneedling treatment", kind: "treatment", minutes: nil, bufferMinutes: 15,
+        let treatment = try await ScheduleSetup.createService(code: "treatment", name: "Microneedling treatment", kind: "treatment", minutes: nil, bufferMinutes: 15,
                                                   needsPen: true, isPublic: true, practitioners: practitioners, clinicID: clinicID, on: db)
-        _ = try await ScheduleSetup.createService(code: "review", name: "Follow-up review", kind: "review", minutes: 20, bufferMinutes: 0,
+        let review = try await ScheduleSetup.createService(code: "review", name: "Follow-up review", kind: "review", minutes: 20, bufferMinutes: 0,
                                                   needsPen: false, isPublic: false, practitioners: practitioners, clinicID: clinicID, on: db)
+        return (location, rooms, [consultation, treatment, review])
     }
 
     /// The sign-ins as printed once on the terminal.

@@ -170,6 +170,7 @@ struct ReportsController: RouteCollection {
         let width: Int
         let height: String
         let axisY: String
+        let figureX: String
         let zeroX: String?
         let ticks: [Option]
         let rows: [SVGInterval]
@@ -216,7 +217,7 @@ struct ReportsController: RouteCollection {
             }, axis: axis)
             let title = first.measure == "final" ? "\(first.scaleName): last rating (\(first.better))" : "\(first.scaleName): change first → last session (\(first.better))"
             return SVGIntervals(id: "chart-\(first.scale)", title: title, width: Int(IntervalChart.width), height: f(chart.height),
-                                axisY: f(chart.height - 18), zeroX: chart.zeroX.map(f),
+                                axisY: f(chart.height - 18), figureX: f(IntervalChart.width - IntervalChart.valueWidth + 12), zeroX: chart.zeroX.map(f),
                                 ticks: chart.ticks.map { Option(id: f($0.x), name: $0.label, selected: false) },
                                 rows: chart.rows.map { SVGInterval(label: $0.label, text: $0.text, y: f($0.y), low: f($0.low), mid: f($0.mid), high: f($0.high), marked: $0.marked) })
         }

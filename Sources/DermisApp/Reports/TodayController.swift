@@ -193,7 +193,7 @@ struct TodayController: RouteCollection {
         if let rule = try await scheduling.seriesRule(patientID: id, zones: appointment.zoneList, ignoring: appointment.id), let earliest = rule.earliest {
             let day = CalendarDate(appointment.startsAt, in: try await req.clinic()?.zone ?? .current)
             if day < earliest {
-                checks.append(Check(text: "Too soon: \(rule.reason) allows \(earliest) at the earliest", ok: false,
+                checks.append(Check(text: "Too soon: \(rule.reason), so \(earliest) at the earliest", ok: false,
                                     fix: "/appointments/\(appointment.id!)", fixText: "Move the booking"))
             } else {
                 checks.append(Check(text: "Interval respected (earliest \(earliest))", ok: true, fix: nil, fixText: nil))
