@@ -22,7 +22,8 @@ struct ReportFilter: Sendable {
 }
 
 /// The reports' counting, in SQL on both databases: the queries return small grouped counts (a histogram of score
-/// changes, events and sessions per group, minutes per week), never a row per session.
+/// changes, events and sessions per group, minutes per week), never a row per session. Groups are named by position
+/// (`GROUP BY 1, 2`): an expression that is a constant (one depth band, one week) would otherwise be read as a position.
 struct ReportStore {
     let sql: any SQLDatabase
     let p: ClinicalProtocol
@@ -37,6 +38,7 @@ struct ReportStore {
 
     /// The protocol's depth band of a depth expression, as `CASE`: the downtime bands, from the protocol's data.
     func band(_ depth: String) -> SQLQueryString {
+        guard p.downtime.count > 1 else { return "\(literal: 0)" }
         var expression: SQLQueryString = "CASE"
         for (i, band) in p.downtime.enumerated().dropLast() {
             expression += " WHEN \(unsafeRaw: depth) <= \(literal: band.maxDepthMm) THEN \(literal: i)"
@@ -102,8 +104,7 @@ struct ReportStore {
                 CASE WHEN p.scored >= 2 THEN 1 ELSE 0 END AS paired, p.last_value - p.first_value AS change, p.last_value AS last_value,
                 COUNT(*) AS series
             FROM pairs p JOIN courses c ON c.patient_id = p.patient_id
-            GROUP BY c.indication, \(band("c.depth")), p.scale, p.rater, CASE WHEN p.scored >= 2 THEN 1 ELSE 0 END,
-                p.last_value - p.first_value, p.last_value
+            GROUP BY 1, 2, 3, 4, 5, 6, 7
             """
         return try await sql.raw(query).all().map { row in
             OutcomeCount(indication: try row.decode(column: "indication", as: String.self), band: try row.decode(column: "band", as: Int.self),
@@ -145,7 +146,7 @@ struct ReportStore {
                 FROM adverse_event WHERE clinic_id = \(bind: filter.clinicID) AND chart_id IS NOT NULL GROUP BY chart_id
             ) e ON e.chart_id = f.chart_id
             WHERE \(sessionsCovered(filter))
-            GROUP BY \(key)
+            GROUP BY 1
             """
         return try await sql.raw(query).all().map { row in
             let group: String = switch dimension {
@@ -185,17 +186,21 @@ struct ReportStore {
 
     func bookedMinutes(_ filter: ReportFilter, weeks: [CalendarDate]) async throws -> [BookedMinutes] {
         guard !weeks.isEmpty else { return [] }
-        var week: SQLQueryString = "CASE"
-        for (i, monday) in weeks.enumerated().dropFirst() {
-            week += " WHEN a.starts_at < \(bind: Availability.instant(monday, ClockTime(minutes: 0)!, in: filter.zone)) THEN \(literal: i - 1)"
+        // The week an appointment falls in, by the Mondays' instants in the clinic's zone (exact across clock changes).
+        var week: SQLQueryString = "\(literal: 0)"
+        if weeks.count > 1 {
+            week = "CASE"
+            for (i, monday) in weeks.enumerated().dropFirst() {
+                week += " WHEN a.starts_at < \(bind: Availability.instant(monday, ClockTime(minutes: 0)!, in: filter.zone)) THEN \(literal: i - 1)"
+            }
+            week += " ELSE \(literal: weeks.count - 1) END"
         }
-        week += " ELSE \(literal: weeks.count - 1) END"
         let query: SQLQueryString = """
             SELECT a.practitioner_id AS practitioner, a.room_id AS room, a.pen_id AS pen, \(week) AS week,
                 SUM(\(seconds(from: "a.starts_at", to: "a.ends_at"))) AS seconds
             FROM appointment a
             WHERE \(appointmentsCovered(filter)) AND a.status IN ('booked', 'checked-in', 'completed', 'no-show')
-            GROUP BY a.practitioner_id, a.room_id, a.pen_id, \(week)
+            GROUP BY 1, 2, 3, 4
             """
         return try await sql.raw(query).all().map { row in
             BookedMinutes(practitionerID: try row.decode(column: "practitioner", as: UUID.self), roomID: try row.decode(column: "room", as: UUID.self),
