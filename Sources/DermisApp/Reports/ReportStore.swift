@@ -47,9 +47,10 @@ struct ReportStore {
         return expression
     }
 
-    /// The seconds from `earlier` to `later` (two timestamp columns) on either database.
+    /// The seconds from `earlier` to `later` (two timestamp columns) on either database, as a double.
     func seconds(from earlier: String, to later: String) -> SQLQueryString {
-        isSQLite ? "(\(unsafeRaw: later) - \(unsafeRaw: earlier))" : "EXTRACT(EPOCH FROM (\(unsafeRaw: later) - \(unsafeRaw: earlier)))"
+        isSQLite ? "(\(unsafeRaw: later) - \(unsafeRaw: earlier))"
+            : "CAST(EXTRACT(EPOCH FROM (\(unsafeRaw: later) - \(unsafeRaw: earlier))) AS DOUBLE PRECISION)"
     }
 
     /// The session facts a filter covers (alias `f`).
@@ -139,7 +140,8 @@ struct ReportStore {
         }
         let zones: SQLQueryString = dimension == .zone ? " JOIN session_zone_fact z ON z.chart_id = f.chart_id" : ""
         let query: SQLQueryString = """
-            SELECT \(key) AS grp, COUNT(*) AS sessions, COALESCE(SUM(e.events), 0) AS events, COALESCE(SUM(e.open_events), 0) AS open_events
+            SELECT \(key) AS grp, COUNT(*) AS sessions, CAST(COALESCE(SUM(e.events), 0) AS BIGINT) AS events,
+                CAST(COALESCE(SUM(e.open_events), 0) AS BIGINT) AS open_events
             FROM session_fact f\(zones)
             LEFT JOIN (
                 SELECT chart_id, COUNT(*) AS events, SUM(CASE WHEN resolved_on IS NULL THEN 1 ELSE 0 END) AS open_events
@@ -197,7 +199,7 @@ struct ReportStore {
         }
         let query: SQLQueryString = """
             SELECT a.practitioner_id AS practitioner, a.room_id AS room, a.pen_id AS pen, \(week) AS week,
-                SUM(\(seconds(from: "a.starts_at", to: "a.ends_at"))) AS seconds
+                CAST(SUM(\(seconds(from: "a.starts_at", to: "a.ends_at"))) AS DOUBLE PRECISION) AS seconds
             FROM appointment a
             WHERE \(appointmentsCovered(filter)) AND a.status IN ('booked', 'checked-in', 'completed', 'no-show')
             GROUP BY 1, 2, 3, 4
