@@ -141,6 +141,17 @@ extension AppTests {
             POST /api/v1/patients/:patientID/sessions/:chartID/link     clinical
             GET /api/v1/patients/:patientID/sessions/:chartID/check-ins clinical
             PUT /api/v1/patients/:patientID/sessions/:chartID/outcomes  clinical
+            GET /today                                                  all
+            GET /reports                                                clinical
+            GET /api/v1/reports/outcomes                                clinical
+            GET /api/v1/reports/safety                                  clinical
+            GET /api/v1/reports/operations                              clinical
+            GET /api/v1/reports/outcomes.csv                            clinical
+            GET /api/v1/reports/safety.csv                              clinical
+            GET /api/v1/reports/utilisation.csv                         clinical
+            GET /api/v1/reports/attendance.csv                          clinical
+            GET /api/v1/reports/series.csv                              clinical
+            GET /api/v1/reports/cartridges.csv                          clinical
             GET /adverse-events                                         clinical
             GET /adverse-events.csv                                     clinical
             GET /adverse-events/:eventID                                clinical

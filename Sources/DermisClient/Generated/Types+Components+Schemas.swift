@@ -3502,5 +3502,893 @@ extension Components {
                 case results
             }
         }
+        /// - Remark: Generated from `#/components/schemas/ReportPeriod`.
+        public struct ReportPeriod: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/ReportPeriod/from`.
+            public var from: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ReportPeriod/to`.
+            public var to: Swift.String
+            /// - Remark: Generated from `#/components/schemas/ReportPeriod/locationID`.
+            public var locationID: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/ReportPeriod/practitionerID`.
+            public var practitionerID: Swift.String?
+            /// Creates a new `ReportPeriod`.
+            ///
+            /// - Parameters:
+            ///   - from:
+            ///   - to:
+            ///   - locationID:
+            ///   - practitionerID:
+            public init(
+                from: Swift.String,
+                to: Swift.String,
+                locationID: Swift.String? = nil,
+                practitionerID: Swift.String? = nil
+            ) {
+                self.from = from
+                self.to = to
+                self.locationID = locationID
+                self.practitionerID = practitionerID
+            }
+            public enum CodingKeys: String, CodingKey {
+                case from
+                case to
+                case locationID
+                case practitionerID
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/OutcomesReport`.
+        public struct OutcomesReport: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/OutcomesReport/period`.
+            public var period: Components.Schemas.ReportPeriod
+            /// - Remark: Generated from `#/components/schemas/OutcomesReport/BandsPayload`.
+            public struct BandsPayloadPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/BandsPayload/index`.
+                public var index: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/BandsPayload/label`.
+                public var label: Swift.String
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/BandsPayload/source`.
+                public var source: Swift.String
+                /// Creates a new `BandsPayloadPayload`.
+                ///
+                /// - Parameters:
+                ///   - index:
+                ///   - label:
+                ///   - source:
+                public init(
+                    index: Swift.Int,
+                    label: Swift.String,
+                    source: Swift.String
+                ) {
+                    self.index = index
+                    self.label = label
+                    self.source = source
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case index
+                    case label
+                    case source
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/OutcomesReport/bands`.
+            public typealias BandsPayload = [Components.Schemas.OutcomesReport.BandsPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/OutcomesReport/bands`.
+            public var bands: Components.Schemas.OutcomesReport.BandsPayload
+            /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload`.
+            public struct GroupsPayloadPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/indication`.
+                public var indication: Swift.String
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/indicationName`.
+                public var indicationName: Swift.String?
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/band`.
+                public var band: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/bandLabel`.
+                public var bandLabel: Swift.String?
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/scale`.
+                public var scale: Swift.String
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/scaleName`.
+                public var scaleName: Swift.String?
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/rater`.
+                @frozen public enum RaterPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                    case practitioner = "practitioner"
+                    case patient = "patient"
+                }
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/rater`.
+                public var rater: Components.Schemas.OutcomesReport.GroupsPayloadPayload.RaterPayload
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/measure`.
+                @frozen public enum MeasurePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                    case change = "change"
+                    case final = "final"
+                }
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/measure`.
+                public var measure: Components.Schemas.OutcomesReport.GroupsPayloadPayload.MeasurePayload
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/better`.
+                public var better: Swift.String?
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/n`.
+                public var n: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/median`.
+                public var median: Swift.Double
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/q1`.
+                public var q1: Swift.Double
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/q3`.
+                public var q3: Swift.Double
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/min`.
+                public var min: Swift.Double
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/max`.
+                public var max: Swift.Double
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/smallGroup`.
+                public var smallGroup: Swift.Bool
+                /// - Remark: Generated from `#/components/schemas/OutcomesReport/GroupsPayload/source`.
+                public var source: Swift.String?
+                /// Creates a new `GroupsPayloadPayload`.
+                ///
+                /// - Parameters:
+                ///   - indication:
+                ///   - indicationName:
+                ///   - band:
+                ///   - bandLabel:
+                ///   - scale:
+                ///   - scaleName:
+                ///   - rater:
+                ///   - measure:
+                ///   - better:
+                ///   - n:
+                ///   - median:
+                ///   - q1:
+                ///   - q3:
+                ///   - min:
+                ///   - max:
+                ///   - smallGroup:
+                ///   - source:
+                public init(
+                    indication: Swift.String,
+                    indicationName: Swift.String? = nil,
+                    band: Swift.Int,
+                    bandLabel: Swift.String? = nil,
+                    scale: Swift.String,
+                    scaleName: Swift.String? = nil,
+                    rater: Components.Schemas.OutcomesReport.GroupsPayloadPayload.RaterPayload,
+                    measure: Components.Schemas.OutcomesReport.GroupsPayloadPayload.MeasurePayload,
+                    better: Swift.String? = nil,
+                    n: Swift.Int,
+                    median: Swift.Double,
+                    q1: Swift.Double,
+                    q3: Swift.Double,
+                    min: Swift.Double,
+                    max: Swift.Double,
+                    smallGroup: Swift.Bool,
+                    source: Swift.String? = nil
+                ) {
+                    self.indication = indication
+                    self.indicationName = indicationName
+                    self.band = band
+                    self.bandLabel = bandLabel
+                    self.scale = scale
+                    self.scaleName = scaleName
+                    self.rater = rater
+                    self.measure = measure
+                    self.better = better
+                    self.n = n
+                    self.median = median
+                    self.q1 = q1
+                    self.q3 = q3
+                    self.min = min
+                    self.max = max
+                    self.smallGroup = smallGroup
+                    self.source = source
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case indication
+                    case indicationName
+                    case band
+                    case bandLabel
+                    case scale
+                    case scaleName
+                    case rater
+                    case measure
+                    case better
+                    case n
+                    case median
+                    case q1
+                    case q3
+                    case min
+                    case max
+                    case smallGroup
+                    case source
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/OutcomesReport/groups`.
+            public typealias GroupsPayload = [Components.Schemas.OutcomesReport.GroupsPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/OutcomesReport/groups`.
+            public var groups: Components.Schemas.OutcomesReport.GroupsPayload
+            /// - Remark: Generated from `#/components/schemas/OutcomesReport/definitions`.
+            public var definitions: [Swift.String]
+            /// Creates a new `OutcomesReport`.
+            ///
+            /// - Parameters:
+            ///   - period:
+            ///   - bands:
+            ///   - groups:
+            ///   - definitions:
+            public init(
+                period: Components.Schemas.ReportPeriod,
+                bands: Components.Schemas.OutcomesReport.BandsPayload,
+                groups: Components.Schemas.OutcomesReport.GroupsPayload,
+                definitions: [Swift.String]
+            ) {
+                self.period = period
+                self.bands = bands
+                self.groups = groups
+                self.definitions = definitions
+            }
+            public enum CodingKeys: String, CodingKey {
+                case period
+                case bands
+                case groups
+                case definitions
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SafetyReport`.
+        public struct SafetyReport: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/period`.
+            public var period: Components.Schemas.ReportPeriod
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/sessions`.
+            public var sessions: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/events`.
+            public var events: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/open`.
+            public var open: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/per100Sessions`.
+            public var per100Sessions: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/OpenEventsPayload`.
+            public struct OpenEventsPayloadPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/OpenEventsPayload/id`.
+                public var id: Swift.String
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/OpenEventsPayload/type`.
+                public var _type: Swift.String
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/OpenEventsPayload/severity`.
+                public var severity: Swift.String
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/OpenEventsPayload/onset`.
+                public var onset: Swift.String
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/OpenEventsPayload/daysOpen`.
+                public var daysOpen: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/OpenEventsPayload/openedBy`.
+                public var openedBy: Swift.String
+                /// Creates a new `OpenEventsPayloadPayload`.
+                ///
+                /// - Parameters:
+                ///   - id:
+                ///   - _type:
+                ///   - severity:
+                ///   - onset:
+                ///   - daysOpen:
+                ///   - openedBy:
+                public init(
+                    id: Swift.String,
+                    _type: Swift.String,
+                    severity: Swift.String,
+                    onset: Swift.String,
+                    daysOpen: Swift.Int,
+                    openedBy: Swift.String
+                ) {
+                    self.id = id
+                    self._type = _type
+                    self.severity = severity
+                    self.onset = onset
+                    self.daysOpen = daysOpen
+                    self.openedBy = openedBy
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case id
+                    case _type = "type"
+                    case severity
+                    case onset
+                    case daysOpen
+                    case openedBy
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/openEvents`.
+            public typealias OpenEventsPayload = [Components.Schemas.SafetyReport.OpenEventsPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/openEvents`.
+            public var openEvents: Components.Schemas.SafetyReport.OpenEventsPayload
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload`.
+            public struct TablesPayloadPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/dimension`.
+                @frozen public enum DimensionPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                    case band = "band"
+                    case zone = "zone"
+                    case pen = "pen"
+                    case lot = "lot"
+                }
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/dimension`.
+                public var dimension: Components.Schemas.SafetyReport.TablesPayloadPayload.DimensionPayload
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/title`.
+                public var title: Swift.String
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/RowsPayload`.
+                public struct RowsPayloadPayload: Codable, Hashable, Sendable {
+                    /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/RowsPayload/key`.
+                    public var key: Swift.String
+                    /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/RowsPayload/label`.
+                    public var label: Swift.String
+                    /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/RowsPayload/sessions`.
+                    public var sessions: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/RowsPayload/events`.
+                    public var events: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/RowsPayload/open`.
+                    public var open: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/RowsPayload/per100Sessions`.
+                    public var per100Sessions: Swift.Double?
+                    /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/RowsPayload/smallGroup`.
+                    public var smallGroup: Swift.Bool
+                    /// Creates a new `RowsPayloadPayload`.
+                    ///
+                    /// - Parameters:
+                    ///   - key:
+                    ///   - label:
+                    ///   - sessions:
+                    ///   - events:
+                    ///   - open:
+                    ///   - per100Sessions:
+                    ///   - smallGroup:
+                    public init(
+                        key: Swift.String,
+                        label: Swift.String,
+                        sessions: Swift.Int,
+                        events: Swift.Int,
+                        open: Swift.Int,
+                        per100Sessions: Swift.Double? = nil,
+                        smallGroup: Swift.Bool
+                    ) {
+                        self.key = key
+                        self.label = label
+                        self.sessions = sessions
+                        self.events = events
+                        self.open = open
+                        self.per100Sessions = per100Sessions
+                        self.smallGroup = smallGroup
+                    }
+                    public enum CodingKeys: String, CodingKey {
+                        case key
+                        case label
+                        case sessions
+                        case events
+                        case open
+                        case per100Sessions
+                        case smallGroup
+                    }
+                }
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/rows`.
+                public typealias RowsPayload = [Components.Schemas.SafetyReport.TablesPayloadPayload.RowsPayloadPayload]
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/TablesPayload/rows`.
+                public var rows: Components.Schemas.SafetyReport.TablesPayloadPayload.RowsPayload
+                /// Creates a new `TablesPayloadPayload`.
+                ///
+                /// - Parameters:
+                ///   - dimension:
+                ///   - title:
+                ///   - rows:
+                public init(
+                    dimension: Components.Schemas.SafetyReport.TablesPayloadPayload.DimensionPayload,
+                    title: Swift.String,
+                    rows: Components.Schemas.SafetyReport.TablesPayloadPayload.RowsPayload
+                ) {
+                    self.dimension = dimension
+                    self.title = title
+                    self.rows = rows
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case dimension
+                    case title
+                    case rows
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/tables`.
+            public typealias TablesPayload = [Components.Schemas.SafetyReport.TablesPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/tables`.
+            public var tables: Components.Schemas.SafetyReport.TablesPayload
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/flagToAction`.
+            public struct FlagToActionPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/flagToAction/flagged`.
+                public var flagged: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/flagToAction/awaitingAction`.
+                public var awaitingAction: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/flagToAction/medianHours`.
+                public var medianHours: Swift.Double?
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/flagToAction/q1Hours`.
+                public var q1Hours: Swift.Double?
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/flagToAction/q3Hours`.
+                public var q3Hours: Swift.Double?
+                /// - Remark: Generated from `#/components/schemas/SafetyReport/flagToAction/maxHours`.
+                public var maxHours: Swift.Double?
+                /// Creates a new `FlagToActionPayload`.
+                ///
+                /// - Parameters:
+                ///   - flagged:
+                ///   - awaitingAction:
+                ///   - medianHours:
+                ///   - q1Hours:
+                ///   - q3Hours:
+                ///   - maxHours:
+                public init(
+                    flagged: Swift.Int,
+                    awaitingAction: Swift.Int,
+                    medianHours: Swift.Double? = nil,
+                    q1Hours: Swift.Double? = nil,
+                    q3Hours: Swift.Double? = nil,
+                    maxHours: Swift.Double? = nil
+                ) {
+                    self.flagged = flagged
+                    self.awaitingAction = awaitingAction
+                    self.medianHours = medianHours
+                    self.q1Hours = q1Hours
+                    self.q3Hours = q3Hours
+                    self.maxHours = maxHours
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case flagged
+                    case awaitingAction
+                    case medianHours
+                    case q1Hours
+                    case q3Hours
+                    case maxHours
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/flagToAction`.
+            public var flagToAction: Components.Schemas.SafetyReport.FlagToActionPayload
+            /// - Remark: Generated from `#/components/schemas/SafetyReport/definitions`.
+            public var definitions: [Swift.String]
+            /// Creates a new `SafetyReport`.
+            ///
+            /// - Parameters:
+            ///   - period:
+            ///   - sessions:
+            ///   - events:
+            ///   - open:
+            ///   - per100Sessions:
+            ///   - openEvents:
+            ///   - tables:
+            ///   - flagToAction:
+            ///   - definitions:
+            public init(
+                period: Components.Schemas.ReportPeriod,
+                sessions: Swift.Int,
+                events: Swift.Int,
+                open: Swift.Int,
+                per100Sessions: Swift.Double? = nil,
+                openEvents: Components.Schemas.SafetyReport.OpenEventsPayload,
+                tables: Components.Schemas.SafetyReport.TablesPayload,
+                flagToAction: Components.Schemas.SafetyReport.FlagToActionPayload,
+                definitions: [Swift.String]
+            ) {
+                self.period = period
+                self.sessions = sessions
+                self.events = events
+                self.open = open
+                self.per100Sessions = per100Sessions
+                self.openEvents = openEvents
+                self.tables = tables
+                self.flagToAction = flagToAction
+                self.definitions = definitions
+            }
+            public enum CodingKeys: String, CodingKey {
+                case period
+                case sessions
+                case events
+                case open
+                case per100Sessions
+                case openEvents
+                case tables
+                case flagToAction
+                case definitions
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/OperationsReport`.
+        public struct OperationsReport: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/period`.
+            public var period: Components.Schemas.ReportPeriod
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/weeks`.
+            public var weeks: [Swift.String]
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload`.
+            public struct UtilisationPayloadPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/kind`.
+                @frozen public enum KindPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                    case practitioner = "practitioner"
+                    case room = "room"
+                    case pen = "pen"
+                }
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/kind`.
+                public var kind: Components.Schemas.OperationsReport.UtilisationPayloadPayload.KindPayload
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/id`.
+                public var id: Swift.String
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/label`.
+                public var label: Swift.String
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/WeeksPayload`.
+                public struct WeeksPayloadPayload: Codable, Hashable, Sendable {
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/WeeksPayload/week`.
+                    public var week: Swift.String
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/WeeksPayload/bookedMinutes`.
+                    public var bookedMinutes: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/WeeksPayload/availableMinutes`.
+                    public var availableMinutes: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/WeeksPayload/percent`.
+                    public var percent: Swift.Double?
+                    /// Creates a new `WeeksPayloadPayload`.
+                    ///
+                    /// - Parameters:
+                    ///   - week:
+                    ///   - bookedMinutes:
+                    ///   - availableMinutes:
+                    ///   - percent:
+                    public init(
+                        week: Swift.String,
+                        bookedMinutes: Swift.Int,
+                        availableMinutes: Swift.Int,
+                        percent: Swift.Double? = nil
+                    ) {
+                        self.week = week
+                        self.bookedMinutes = bookedMinutes
+                        self.availableMinutes = availableMinutes
+                        self.percent = percent
+                    }
+                    public enum CodingKeys: String, CodingKey {
+                        case week
+                        case bookedMinutes
+                        case availableMinutes
+                        case percent
+                    }
+                }
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/weeks`.
+                public typealias WeeksPayload = [Components.Schemas.OperationsReport.UtilisationPayloadPayload.WeeksPayloadPayload]
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/weeks`.
+                public var weeks: Components.Schemas.OperationsReport.UtilisationPayloadPayload.WeeksPayload
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/bookedMinutes`.
+                public var bookedMinutes: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/availableMinutes`.
+                public var availableMinutes: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/UtilisationPayload/percent`.
+                public var percent: Swift.Double?
+                /// Creates a new `UtilisationPayloadPayload`.
+                ///
+                /// - Parameters:
+                ///   - kind:
+                ///   - id:
+                ///   - label:
+                ///   - weeks:
+                ///   - bookedMinutes:
+                ///   - availableMinutes:
+                ///   - percent:
+                public init(
+                    kind: Components.Schemas.OperationsReport.UtilisationPayloadPayload.KindPayload,
+                    id: Swift.String,
+                    label: Swift.String,
+                    weeks: Components.Schemas.OperationsReport.UtilisationPayloadPayload.WeeksPayload,
+                    bookedMinutes: Swift.Int,
+                    availableMinutes: Swift.Int,
+                    percent: Swift.Double? = nil
+                ) {
+                    self.kind = kind
+                    self.id = id
+                    self.label = label
+                    self.weeks = weeks
+                    self.bookedMinutes = bookedMinutes
+                    self.availableMinutes = availableMinutes
+                    self.percent = percent
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case kind
+                    case id
+                    case label
+                    case weeks
+                    case bookedMinutes
+                    case availableMinutes
+                    case percent
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/utilisation`.
+            public typealias UtilisationPayload = [Components.Schemas.OperationsReport.UtilisationPayloadPayload]
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/utilisation`.
+            public var utilisation: Components.Schemas.OperationsReport.UtilisationPayload
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance`.
+            public struct AttendancePayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/due`.
+                public var due: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/attended`.
+                public var attended: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/noShows`.
+                public var noShows: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/cancelled`.
+                public var cancelled: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/lateCancellations`.
+                public var lateCancellations: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/noShowPercent`.
+                public var noShowPercent: Swift.Double?
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/lateCancellationPercent`.
+                public var lateCancellationPercent: Swift.Double?
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/noticeHours`.
+                public var noticeHours: Swift.Int
+                /// Creates a new `AttendancePayload`.
+                ///
+                /// - Parameters:
+                ///   - due:
+                ///   - attended:
+                ///   - noShows:
+                ///   - cancelled:
+                ///   - lateCancellations:
+                ///   - noShowPercent:
+                ///   - lateCancellationPercent:
+                ///   - noticeHours:
+                public init(
+                    due: Swift.Int,
+                    attended: Swift.Int,
+                    noShows: Swift.Int,
+                    cancelled: Swift.Int,
+                    lateCancellations: Swift.Int,
+                    noShowPercent: Swift.Double? = nil,
+                    lateCancellationPercent: Swift.Double? = nil,
+                    noticeHours: Swift.Int
+                ) {
+                    self.due = due
+                    self.attended = attended
+                    self.noShows = noShows
+                    self.cancelled = cancelled
+                    self.lateCancellations = lateCancellations
+                    self.noShowPercent = noShowPercent
+                    self.lateCancellationPercent = lateCancellationPercent
+                    self.noticeHours = noticeHours
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case due
+                    case attended
+                    case noShows
+                    case cancelled
+                    case lateCancellations
+                    case noShowPercent
+                    case lateCancellationPercent
+                    case noticeHours
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance`.
+            public var attendance: Components.Schemas.OperationsReport.AttendancePayload
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/series`.
+            public struct SeriesPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/series/started`.
+                public var started: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/series/completed`.
+                public var completed: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/series/bookedAhead`.
+                public var bookedAhead: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/series/stopped`.
+                public var stopped: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/series/completedPercent`.
+                public var completedPercent: Swift.Double?
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/series/StepsPayload`.
+                public struct StepsPayloadPayload: Codable, Hashable, Sendable {
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/series/StepsPayload/session`.
+                    public var session: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/series/StepsPayload/reached`.
+                    public var reached: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/series/StepsPayload/stoppedAfter`.
+                    public var stoppedAfter: Swift.Int
+                    /// Creates a new `StepsPayloadPayload`.
+                    ///
+                    /// - Parameters:
+                    ///   - session:
+                    ///   - reached:
+                    ///   - stoppedAfter:
+                    public init(
+                        session: Swift.Int,
+                        reached: Swift.Int,
+                        stoppedAfter: Swift.Int
+                    ) {
+                        self.session = session
+                        self.reached = reached
+                        self.stoppedAfter = stoppedAfter
+                    }
+                    public enum CodingKeys: String, CodingKey {
+                        case session
+                        case reached
+                        case stoppedAfter
+                    }
+                }
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/series/steps`.
+                public typealias StepsPayload = [Components.Schemas.OperationsReport.SeriesPayload.StepsPayloadPayload]
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/series/steps`.
+                public var steps: Components.Schemas.OperationsReport.SeriesPayload.StepsPayload
+                /// Creates a new `SeriesPayload`.
+                ///
+                /// - Parameters:
+                ///   - started:
+                ///   - completed:
+                ///   - bookedAhead:
+                ///   - stopped:
+                ///   - completedPercent:
+                ///   - steps:
+                public init(
+                    started: Swift.Int,
+                    completed: Swift.Int,
+                    bookedAhead: Swift.Int,
+                    stopped: Swift.Int,
+                    completedPercent: Swift.Double? = nil,
+                    steps: Components.Schemas.OperationsReport.SeriesPayload.StepsPayload
+                ) {
+                    self.started = started
+                    self.completed = completed
+                    self.bookedAhead = bookedAhead
+                    self.stopped = stopped
+                    self.completedPercent = completedPercent
+                    self.steps = steps
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case started
+                    case completed
+                    case bookedAhead
+                    case stopped
+                    case completedPercent
+                    case steps
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/series`.
+            public var series: Components.Schemas.OperationsReport.SeriesPayload
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges`.
+            public struct CartridgesPayload: Codable, Hashable, Sendable {
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/windowDays`.
+                public var windowDays: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/usedInWindow`.
+                public var usedInWindow: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/usableRemaining`.
+                public var usableRemaining: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/stockDays`.
+                public var stockDays: Swift.Double?
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/expiryWarningDays`.
+                public var expiryWarningDays: Swift.Int
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload`.
+                public struct LotsPayloadPayload: Codable, Hashable, Sendable {
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/id`.
+                    public var id: Swift.String
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/lotNumber`.
+                    public var lotNumber: Swift.String
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/expiry`.
+                    public var expiry: Swift.String
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/received`.
+                    public var received: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/remaining`.
+                    public var remaining: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/usedInWindow`.
+                    public var usedInWindow: Swift.Int
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/daysToExpiry`.
+                    public var daysToExpiry: Swift.Int?
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/nearingExpiry`.
+                    public var nearingExpiry: Swift.Bool
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/usable`.
+                    public var usable: Swift.Bool
+                    /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/LotsPayload/problem`.
+                    public var problem: Swift.String?
+                    /// Creates a new `LotsPayloadPayload`.
+                    ///
+                    /// - Parameters:
+                    ///   - id:
+                    ///   - lotNumber:
+                    ///   - expiry:
+                    ///   - received:
+                    ///   - remaining:
+                    ///   - usedInWindow:
+                    ///   - daysToExpiry:
+                    ///   - nearingExpiry:
+                    ///   - usable:
+                    ///   - problem:
+                    public init(
+                        id: Swift.String,
+                        lotNumber: Swift.String,
+                        expiry: Swift.String,
+                        received: Swift.Int,
+                        remaining: Swift.Int,
+                        usedInWindow: Swift.Int,
+                        daysToExpiry: Swift.Int? = nil,
+                        nearingExpiry: Swift.Bool,
+                        usable: Swift.Bool,
+                        problem: Swift.String? = nil
+                    ) {
+                        self.id = id
+                        self.lotNumber = lotNumber
+                        self.expiry = expiry
+                        self.received = received
+                        self.remaining = remaining
+                        self.usedInWindow = usedInWindow
+                        self.daysToExpiry = daysToExpiry
+                        self.nearingExpiry = nearingExpiry
+                        self.usable = usable
+                        self.problem = problem
+                    }
+                    public enum CodingKeys: String, CodingKey {
+                        case id
+                        case lotNumber
+                        case expiry
+                        case received
+                        case remaining
+                        case usedInWindow
+                        case daysToExpiry
+                        case nearingExpiry
+                        case usable
+                        case problem
+                    }
+                }
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/lots`.
+                public typealias LotsPayload = [Components.Schemas.OperationsReport.CartridgesPayload.LotsPayloadPayload]
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges/lots`.
+                public var lots: Components.Schemas.OperationsReport.CartridgesPayload.LotsPayload
+                /// Creates a new `CartridgesPayload`.
+                ///
+                /// - Parameters:
+                ///   - windowDays:
+                ///   - usedInWindow:
+                ///   - usableRemaining:
+                ///   - stockDays:
+                ///   - expiryWarningDays:
+                ///   - lots:
+                public init(
+                    windowDays: Swift.Int,
+                    usedInWindow: Swift.Int,
+                    usableRemaining: Swift.Int,
+                    stockDays: Swift.Double? = nil,
+                    expiryWarningDays: Swift.Int,
+                    lots: Components.Schemas.OperationsReport.CartridgesPayload.LotsPayload
+                ) {
+                    self.windowDays = windowDays
+                    self.usedInWindow = usedInWindow
+                    self.usableRemaining = usableRemaining
+                    self.stockDays = stockDays
+                    self.expiryWarningDays = expiryWarningDays
+                    self.lots = lots
+                }
+                public enum CodingKeys: String, CodingKey {
+                    case windowDays
+                    case usedInWindow
+                    case usableRemaining
+                    case stockDays
+                    case expiryWarningDays
+                    case lots
+                }
+            }
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/cartridges`.
+            public var cartridges: Components.Schemas.OperationsReport.CartridgesPayload
+            /// - Remark: Generated from `#/components/schemas/OperationsReport/definitions`.
+            public var definitions: [Swift.String]
+            /// Creates a new `OperationsReport`.
+            ///
+            /// - Parameters:
+            ///   - period:
+            ///   - weeks:
+            ///   - utilisation:
+            ///   - attendance:
+            ///   - series:
+            ///   - cartridges:
+            ///   - definitions:
+            public init(
+                period: Components.Schemas.ReportPeriod,
+                weeks: [Swift.String],
+                utilisation: Components.Schemas.OperationsReport.UtilisationPayload,
+                attendance: Components.Schemas.OperationsReport.AttendancePayload,
+                series: Components.Schemas.OperationsReport.SeriesPayload,
+                cartridges: Components.Schemas.OperationsReport.CartridgesPayload,
+                definitions: [Swift.String]
+            ) {
+                self.period = period
+                self.weeks = weeks
+                self.utilisation = utilisation
+                self.attendance = attendance
+                self.series = series
+                self.cartridges = cartridges
+                self.definitions = definitions
+            }
+            public enum CodingKeys: String, CodingKey {
+                case period
+                case weeks
+                case utilisation
+                case attendance
+                case series
+                case cartridges
+                case definitions
+            }
+        }
     }
 }

@@ -11393,4 +11393,2389 @@ public enum Operations {
             }
         }
     }
+    /// Outcomes by protocol: change on each indication's scale over completed series (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/outcomes`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/outcomes/get(reportOutcomes)`.
+    public enum ReportOutcomes {
+        public static let id: Swift.String = "reportOutcomes"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/outcomes/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportOutcomes.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/outcomes/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportOutcomes.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportOutcomes.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportOutcomes.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportOutcomes.Input.Query = .init(),
+                headers: Operations.ReportOutcomes.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/outcomes/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.OutcomesReport)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas.OutcomesReport {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportOutcomes.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.ReportOutcomes.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// Groups by indication, depth band, scale and rater, with n, median and interquartile range; small groups marked, never hidden.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes/get(reportOutcomes)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportOutcomes.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportOutcomes.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes/get(reportOutcomes)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes/get(reportOutcomes)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes/get(reportOutcomes)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes/get(reportOutcomes)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Adverse events per 100 sessions by depth band, zone, pen and lot; time from a check-in flag to action (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/safety`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/safety/get(reportSafety)`.
+    public enum ReportSafety {
+        public static let id: Swift.String = "reportSafety"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/safety/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportSafety.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/safety/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportSafety.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportSafety.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportSafety.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportSafety.Input.Query = .init(),
+                headers: Operations.ReportSafety.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/safety/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.SafetyReport)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas.SafetyReport {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportSafety.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.ReportSafety.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// Open events first. Lists open events, so each of their patients is audited as read.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety/get(reportSafety)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportSafety.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportSafety.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety/get(reportSafety)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety/get(reportSafety)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety/get(reportSafety)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety/get(reportSafety)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Utilisation by week, no-shows and late cancellations, series completion, cartridge stock (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/operations`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/operations/get(reportOperations)`.
+    public enum ReportOperations {
+        public static let id: Swift.String = "reportOperations"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/operations/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/operations/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/operations/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/operations/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/operations/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportOperations.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/operations/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportOperations.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportOperations.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportOperations.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportOperations.Input.Query = .init(),
+                headers: Operations.ReportOperations.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/operations/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/operations/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.OperationsReport)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    public var json: Components.Schemas.OperationsReport {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportOperations.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                public init(body: Operations.ReportOperations.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// Weeks from Monday in the clinic's zone.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/operations/get(reportOperations)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportOperations.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportOperations.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/operations/get(reportOperations)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/operations/get(reportOperations)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/operations/get(reportOperations)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/operations/get(reportOperations)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// The outcomes report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/outcomes.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/outcomes.csv/get(reportCSVOutcomes)`.
+    public enum ReportCSVOutcomes {
+        public static let id: Swift.String = "reportCSVOutcomes"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportCSVOutcomes.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVOutcomes.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVOutcomes.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportCSVOutcomes.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportCSVOutcomes.Input.Query = .init(),
+                headers: Operations.ReportCSVOutcomes.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/responses/200/headers`.
+                public struct Headers: Sendable, Hashable {
+                    /// `attachment; filename="…"`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/responses/200/headers/Content-Disposition`.
+                    public var contentDisposition: Components.Headers.ContentDisposition?
+                    /// `private, no-store`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/responses/200/headers/Cache-Control`.
+                    public var cacheControl: Components.Headers.CacheControl?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - contentDisposition: `attachment; filename="…"`.
+                    ///   - cacheControl: `private, no-store`.
+                    public init(
+                        contentDisposition: Components.Headers.ContentDisposition? = nil,
+                        cacheControl: Components.Headers.CacheControl? = nil
+                    ) {
+                        self.contentDisposition = contentDisposition
+                        self.cacheControl = cacheControl
+                    }
+                }
+                /// Received HTTP response headers
+                public var headers: Operations.ReportCSVOutcomes.Output.Ok.Headers
+                /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/outcomes.csv/GET/responses/200/content/text\/csv`.
+                    case csv(OpenAPIRuntime.HTTPBody)
+                    /// The associated value of the enum case if `self` is `.csv`.
+                    ///
+                    /// - Throws: An error if `self` is not `.csv`.
+                    /// - SeeAlso: `.csv`.
+                    public var csv: OpenAPIRuntime.HTTPBody {
+                        get throws {
+                            switch self {
+                            case let .csv(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportCSVOutcomes.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                public init(
+                    headers: Operations.ReportCSVOutcomes.Output.Ok.Headers = .init(),
+                    body: Operations.ReportCSVOutcomes.Output.Ok.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// `text/csv; charset=utf-8`: indication, depth_band, scale, rater, measure, n, median, q1, q3, min, max, small_group.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes.csv/get(reportCSVOutcomes)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportCSVOutcomes.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportCSVOutcomes.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes.csv/get(reportCSVOutcomes)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes.csv/get(reportCSVOutcomes)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes.csv/get(reportCSVOutcomes)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/outcomes.csv/get(reportCSVOutcomes)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case csv
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "text/csv":
+                    self = .csv
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .csv:
+                    return "text/csv"
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .csv,
+                    .json
+                ]
+            }
+        }
+    }
+    /// The safety report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/safety.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/safety.csv/get(reportCSVSafety)`.
+    public enum ReportCSVSafety {
+        public static let id: Swift.String = "reportCSVSafety"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportCSVSafety.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVSafety.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVSafety.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportCSVSafety.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportCSVSafety.Input.Query = .init(),
+                headers: Operations.ReportCSVSafety.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/responses/200/headers`.
+                public struct Headers: Sendable, Hashable {
+                    /// `attachment; filename="…"`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/responses/200/headers/Content-Disposition`.
+                    public var contentDisposition: Components.Headers.ContentDisposition?
+                    /// `private, no-store`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/responses/200/headers/Cache-Control`.
+                    public var cacheControl: Components.Headers.CacheControl?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - contentDisposition: `attachment; filename="…"`.
+                    ///   - cacheControl: `private, no-store`.
+                    public init(
+                        contentDisposition: Components.Headers.ContentDisposition? = nil,
+                        cacheControl: Components.Headers.CacheControl? = nil
+                    ) {
+                        self.contentDisposition = contentDisposition
+                        self.cacheControl = cacheControl
+                    }
+                }
+                /// Received HTTP response headers
+                public var headers: Operations.ReportCSVSafety.Output.Ok.Headers
+                /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/safety.csv/GET/responses/200/content/text\/csv`.
+                    case csv(OpenAPIRuntime.HTTPBody)
+                    /// The associated value of the enum case if `self` is `.csv`.
+                    ///
+                    /// - Throws: An error if `self` is not `.csv`.
+                    /// - SeeAlso: `.csv`.
+                    public var csv: OpenAPIRuntime.HTTPBody {
+                        get throws {
+                            switch self {
+                            case let .csv(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportCSVSafety.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                public init(
+                    headers: Operations.ReportCSVSafety.Output.Ok.Headers = .init(),
+                    body: Operations.ReportCSVSafety.Output.Ok.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// `text/csv; charset=utf-8`: dimension, key, label, sessions, events, open, per_100_sessions, small_group.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety.csv/get(reportCSVSafety)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportCSVSafety.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportCSVSafety.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety.csv/get(reportCSVSafety)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety.csv/get(reportCSVSafety)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety.csv/get(reportCSVSafety)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/safety.csv/get(reportCSVSafety)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case csv
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "text/csv":
+                    self = .csv
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .csv:
+                    return "text/csv"
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .csv,
+                    .json
+                ]
+            }
+        }
+    }
+    /// The utilisation report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/utilisation.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/utilisation.csv/get(reportCSVUtilisation)`.
+    public enum ReportCSVUtilisation {
+        public static let id: Swift.String = "reportCSVUtilisation"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportCSVUtilisation.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVUtilisation.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVUtilisation.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportCSVUtilisation.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportCSVUtilisation.Input.Query = .init(),
+                headers: Operations.ReportCSVUtilisation.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/responses/200/headers`.
+                public struct Headers: Sendable, Hashable {
+                    /// `attachment; filename="…"`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/responses/200/headers/Content-Disposition`.
+                    public var contentDisposition: Components.Headers.ContentDisposition?
+                    /// `private, no-store`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/responses/200/headers/Cache-Control`.
+                    public var cacheControl: Components.Headers.CacheControl?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - contentDisposition: `attachment; filename="…"`.
+                    ///   - cacheControl: `private, no-store`.
+                    public init(
+                        contentDisposition: Components.Headers.ContentDisposition? = nil,
+                        cacheControl: Components.Headers.CacheControl? = nil
+                    ) {
+                        self.contentDisposition = contentDisposition
+                        self.cacheControl = cacheControl
+                    }
+                }
+                /// Received HTTP response headers
+                public var headers: Operations.ReportCSVUtilisation.Output.Ok.Headers
+                /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/utilisation.csv/GET/responses/200/content/text\/csv`.
+                    case csv(OpenAPIRuntime.HTTPBody)
+                    /// The associated value of the enum case if `self` is `.csv`.
+                    ///
+                    /// - Throws: An error if `self` is not `.csv`.
+                    /// - SeeAlso: `.csv`.
+                    public var csv: OpenAPIRuntime.HTTPBody {
+                        get throws {
+                            switch self {
+                            case let .csv(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportCSVUtilisation.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                public init(
+                    headers: Operations.ReportCSVUtilisation.Output.Ok.Headers = .init(),
+                    body: Operations.ReportCSVUtilisation.Output.Ok.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// `text/csv; charset=utf-8`: kind, id, label, week, booked_minutes, available_minutes, percent.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/utilisation.csv/get(reportCSVUtilisation)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportCSVUtilisation.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportCSVUtilisation.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/utilisation.csv/get(reportCSVUtilisation)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/utilisation.csv/get(reportCSVUtilisation)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/utilisation.csv/get(reportCSVUtilisation)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/utilisation.csv/get(reportCSVUtilisation)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case csv
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "text/csv":
+                    self = .csv
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .csv:
+                    return "text/csv"
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .csv,
+                    .json
+                ]
+            }
+        }
+    }
+    /// The attendance report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/attendance.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)`.
+    public enum ReportCSVAttendance {
+        public static let id: Swift.String = "reportCSVAttendance"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportCSVAttendance.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVAttendance.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVAttendance.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportCSVAttendance.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportCSVAttendance.Input.Query = .init(),
+                headers: Operations.ReportCSVAttendance.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/responses/200/headers`.
+                public struct Headers: Sendable, Hashable {
+                    /// `attachment; filename="…"`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/responses/200/headers/Content-Disposition`.
+                    public var contentDisposition: Components.Headers.ContentDisposition?
+                    /// `private, no-store`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/responses/200/headers/Cache-Control`.
+                    public var cacheControl: Components.Headers.CacheControl?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - contentDisposition: `attachment; filename="…"`.
+                    ///   - cacheControl: `private, no-store`.
+                    public init(
+                        contentDisposition: Components.Headers.ContentDisposition? = nil,
+                        cacheControl: Components.Headers.CacheControl? = nil
+                    ) {
+                        self.contentDisposition = contentDisposition
+                        self.cacheControl = cacheControl
+                    }
+                }
+                /// Received HTTP response headers
+                public var headers: Operations.ReportCSVAttendance.Output.Ok.Headers
+                /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/attendance.csv/GET/responses/200/content/text\/csv`.
+                    case csv(OpenAPIRuntime.HTTPBody)
+                    /// The associated value of the enum case if `self` is `.csv`.
+                    ///
+                    /// - Throws: An error if `self` is not `.csv`.
+                    /// - SeeAlso: `.csv`.
+                    public var csv: OpenAPIRuntime.HTTPBody {
+                        get throws {
+                            switch self {
+                            case let .csv(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportCSVAttendance.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                public init(
+                    headers: Operations.ReportCSVAttendance.Output.Ok.Headers = .init(),
+                    body: Operations.ReportCSVAttendance.Output.Ok.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// `text/csv; charset=utf-8`: due, attended, no_shows, cancelled, late_cancellations, no_show_percent, late_cancellation_percent, notice_hours.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportCSVAttendance.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportCSVAttendance.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case csv
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "text/csv":
+                    self = .csv
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .csv:
+                    return "text/csv"
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .csv,
+                    .json
+                ]
+            }
+        }
+    }
+    /// The series report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/series.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/series.csv/get(reportCSVSeries)`.
+    public enum ReportCSVSeries {
+        public static let id: Swift.String = "reportCSVSeries"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportCSVSeries.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVSeries.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVSeries.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportCSVSeries.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportCSVSeries.Input.Query = .init(),
+                headers: Operations.ReportCSVSeries.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/responses/200/headers`.
+                public struct Headers: Sendable, Hashable {
+                    /// `attachment; filename="…"`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/responses/200/headers/Content-Disposition`.
+                    public var contentDisposition: Components.Headers.ContentDisposition?
+                    /// `private, no-store`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/responses/200/headers/Cache-Control`.
+                    public var cacheControl: Components.Headers.CacheControl?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - contentDisposition: `attachment; filename="…"`.
+                    ///   - cacheControl: `private, no-store`.
+                    public init(
+                        contentDisposition: Components.Headers.ContentDisposition? = nil,
+                        cacheControl: Components.Headers.CacheControl? = nil
+                    ) {
+                        self.contentDisposition = contentDisposition
+                        self.cacheControl = cacheControl
+                    }
+                }
+                /// Received HTTP response headers
+                public var headers: Operations.ReportCSVSeries.Output.Ok.Headers
+                /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/series.csv/GET/responses/200/content/text\/csv`.
+                    case csv(OpenAPIRuntime.HTTPBody)
+                    /// The associated value of the enum case if `self` is `.csv`.
+                    ///
+                    /// - Throws: An error if `self` is not `.csv`.
+                    /// - SeeAlso: `.csv`.
+                    public var csv: OpenAPIRuntime.HTTPBody {
+                        get throws {
+                            switch self {
+                            case let .csv(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportCSVSeries.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                public init(
+                    headers: Operations.ReportCSVSeries.Output.Ok.Headers = .init(),
+                    body: Operations.ReportCSVSeries.Output.Ok.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// `text/csv; charset=utf-8`: session, reached, stopped_after.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/series.csv/get(reportCSVSeries)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportCSVSeries.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportCSVSeries.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/series.csv/get(reportCSVSeries)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/series.csv/get(reportCSVSeries)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/series.csv/get(reportCSVSeries)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/series.csv/get(reportCSVSeries)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case csv
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "text/csv":
+                    self = .csv
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .csv:
+                    return "text/csv"
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .csv,
+                    .json
+                ]
+            }
+        }
+    }
+    /// The cartridges report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/cartridges.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/cartridges.csv/get(reportCSVCartridges)`.
+    public enum ReportCSVCartridges {
+        public static let id: Swift.String = "reportCSVCartridges"
+        public struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/query`.
+            public struct Query: Sendable, Hashable {
+                /// First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/query/from`.
+                public var from: Swift.String?
+                /// Last day (included); default today.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/query/to`.
+                public var to: Swift.String?
+                /// Only this location of the clinic (sessions by where the pen used is kept).
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/query/location`.
+                public var location: Swift.String?
+                /// Only this member of the clinic's staff.
+                ///
+                /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/query/practitioner`.
+                public var practitioner: Swift.String?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - from: First day, in the clinic's zone; default 89 days before `to`. Not after `to`; at most 731 days before it.
+                ///   - to: Last day (included); default today.
+                ///   - location: Only this location of the clinic (sessions by where the pen used is kept).
+                ///   - practitioner: Only this member of the clinic's staff.
+                public init(
+                    from: Swift.String? = nil,
+                    to: Swift.String? = nil,
+                    location: Swift.String? = nil,
+                    practitioner: Swift.String? = nil
+                ) {
+                    self.from = from
+                    self.to = to
+                    self.location = location
+                    self.practitioner = practitioner
+                }
+            }
+            public var query: Operations.ReportCSVCartridges.Input.Query
+            /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/header`.
+            public struct Headers: Sendable, Hashable {
+                public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVCartridges.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                public init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ReportCSVCartridges.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            public var headers: Operations.ReportCSVCartridges.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            public init(
+                query: Operations.ReportCSVCartridges.Input.Query = .init(),
+                headers: Operations.ReportCSVCartridges.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen public enum Output: Sendable, Hashable {
+            public struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/responses/200/headers`.
+                public struct Headers: Sendable, Hashable {
+                    /// `attachment; filename="…"`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/responses/200/headers/Content-Disposition`.
+                    public var contentDisposition: Components.Headers.ContentDisposition?
+                    /// `private, no-store`.
+                    ///
+                    /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/responses/200/headers/Cache-Control`.
+                    public var cacheControl: Components.Headers.CacheControl?
+                    /// Creates a new `Headers`.
+                    ///
+                    /// - Parameters:
+                    ///   - contentDisposition: `attachment; filename="…"`.
+                    ///   - cacheControl: `private, no-store`.
+                    public init(
+                        contentDisposition: Components.Headers.ContentDisposition? = nil,
+                        cacheControl: Components.Headers.CacheControl? = nil
+                    ) {
+                        self.contentDisposition = contentDisposition
+                        self.cacheControl = cacheControl
+                    }
+                }
+                /// Received HTTP response headers
+                public var headers: Operations.ReportCSVCartridges.Output.Ok.Headers
+                /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/responses/200/content`.
+                @frozen public enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/v1/reports/cartridges.csv/GET/responses/200/content/text\/csv`.
+                    case csv(OpenAPIRuntime.HTTPBody)
+                    /// The associated value of the enum case if `self` is `.csv`.
+                    ///
+                    /// - Throws: An error if `self` is not `.csv`.
+                    /// - SeeAlso: `.csv`.
+                    public var csv: OpenAPIRuntime.HTTPBody {
+                        get throws {
+                            switch self {
+                            case let .csv(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                public var body: Operations.ReportCSVCartridges.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - headers: Received HTTP response headers
+                ///   - body: Received HTTP response body
+                public init(
+                    headers: Operations.ReportCSVCartridges.Output.Ok.Headers = .init(),
+                    body: Operations.ReportCSVCartridges.Output.Ok.Body
+                ) {
+                    self.headers = headers
+                    self.body = body
+                }
+            }
+            /// `text/csv; charset=utf-8`: lot_number, expiry, received, remaining, used_in_window, days_to_expiry, nearing_expiry, usable, problem.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/cartridges.csv/get(reportCSVCartridges)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ReportCSVCartridges.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            public var ok: Operations.ReportCSVCartridges.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// No valid bearer token (unknown, revoked or expired) and no signed-in session.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/cartridges.csv/get(reportCSVCartridges)/responses/401`.
+            ///
+            /// HTTP response code: `401 unauthorized`.
+            case unauthorized(Components.Responses.Unauthorized)
+            /// The associated value of the enum case if `self` is `.unauthorized`.
+            ///
+            /// - Throws: An error if `self` is not `.unauthorized`.
+            /// - SeeAlso: `.unauthorized`.
+            public var unauthorized: Components.Responses.Unauthorized {
+                get throws {
+                    switch self {
+                    case let .unauthorized(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unauthorized",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The caller's role may not do this; or a state-changing request without a bearer token that a browser did not mark same-origin (cross-site refusal).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/cartridges.csv/get(reportCSVCartridges)/responses/403`.
+            ///
+            /// HTTP response code: `403 forbidden`.
+            case forbidden(Components.Responses.Forbidden)
+            /// The associated value of the enum case if `self` is `.forbidden`.
+            ///
+            /// - Throws: An error if `self` is not `.forbidden`.
+            /// - SeeAlso: `.forbidden`.
+            public var forbidden: Components.Responses.Forbidden {
+                get throws {
+                    switch self {
+                    case let .forbidden(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "forbidden",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Invalid input: `error.field` names the first field at fault.
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/cartridges.csv/get(reportCSVCartridges)/responses/422`.
+            ///
+            /// HTTP response code: `422 unprocessableContent`.
+            case unprocessableContent(Components.Responses.Unprocessable)
+            /// The associated value of the enum case if `self` is `.unprocessableContent`.
+            ///
+            /// - Throws: An error if `self` is not `.unprocessableContent`.
+            /// - SeeAlso: `.unprocessableContent`.
+            public var unprocessableContent: Components.Responses.Unprocessable {
+                get throws {
+                    switch self {
+                    case let .unprocessableContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "unprocessableContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// Any other error, as the Error shape (5xx say only that something went wrong).
+            ///
+            /// - Remark: Generated from `#/paths//api/v1/reports/cartridges.csv/get(reportCSVCartridges)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses.Default)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            public var `default`: Components.Responses.Default {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen public enum AcceptableContentType: AcceptableProtocol {
+            case csv
+            case json
+            case other(Swift.String)
+            public init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "text/csv":
+                    self = .csv
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            public var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .csv:
+                    return "text/csv"
+                case .json:
+                    return "application/json"
+                }
+            }
+            public static var allCases: [Self] {
+                [
+                    .csv,
+                    .json
+                ]
+            }
+        }
+    }
 }

@@ -264,6 +264,51 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /api/v1/staff/{staffID}/leave`.
     /// - Remark: Generated from `#/paths//api/v1/staff/{staffID}/leave/post(createStaffLeave)`.
     func createStaffLeave(_ input: Operations.CreateStaffLeave.Input) async throws -> Operations.CreateStaffLeave.Output
+    /// Outcomes by protocol: change on each indication's scale over completed series (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/outcomes`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/outcomes/get(reportOutcomes)`.
+    func reportOutcomes(_ input: Operations.ReportOutcomes.Input) async throws -> Operations.ReportOutcomes.Output
+    /// Adverse events per 100 sessions by depth band, zone, pen and lot; time from a check-in flag to action (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/safety`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/safety/get(reportSafety)`.
+    func reportSafety(_ input: Operations.ReportSafety.Input) async throws -> Operations.ReportSafety.Output
+    /// Utilisation by week, no-shows and late cancellations, series completion, cartridge stock (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/operations`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/operations/get(reportOperations)`.
+    func reportOperations(_ input: Operations.ReportOperations.Input) async throws -> Operations.ReportOperations.Output
+    /// The outcomes report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/outcomes.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/outcomes.csv/get(reportCSVOutcomes)`.
+    func reportCSVOutcomes(_ input: Operations.ReportCSVOutcomes.Input) async throws -> Operations.ReportCSVOutcomes.Output
+    /// The safety report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/safety.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/safety.csv/get(reportCSVSafety)`.
+    func reportCSVSafety(_ input: Operations.ReportCSVSafety.Input) async throws -> Operations.ReportCSVSafety.Output
+    /// The utilisation report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/utilisation.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/utilisation.csv/get(reportCSVUtilisation)`.
+    func reportCSVUtilisation(_ input: Operations.ReportCSVUtilisation.Input) async throws -> Operations.ReportCSVUtilisation.Output
+    /// The attendance report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/attendance.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)`.
+    func reportCSVAttendance(_ input: Operations.ReportCSVAttendance.Input) async throws -> Operations.ReportCSVAttendance.Output
+    /// The series report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/series.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/series.csv/get(reportCSVSeries)`.
+    func reportCSVSeries(_ input: Operations.ReportCSVSeries.Input) async throws -> Operations.ReportCSVSeries.Output
+    /// The cartridges report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/cartridges.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/cartridges.csv/get(reportCSVCartridges)`.
+    func reportCSVCartridges(_ input: Operations.ReportCSVCartridges.Input) async throws -> Operations.ReportCSVCartridges.Output
 }
 
 /// Convenience overloads for operation inputs.
@@ -873,6 +918,123 @@ extension APIProtocol {
             path: path,
             headers: headers,
             body: body
+        ))
+    }
+    /// Outcomes by protocol: change on each indication's scale over completed series (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/outcomes`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/outcomes/get(reportOutcomes)`.
+    public func reportOutcomes(
+        query: Operations.ReportOutcomes.Input.Query = .init(),
+        headers: Operations.ReportOutcomes.Input.Headers = .init()
+    ) async throws -> Operations.ReportOutcomes.Output {
+        try await reportOutcomes(Operations.ReportOutcomes.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// Adverse events per 100 sessions by depth band, zone, pen and lot; time from a check-in flag to action (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/safety`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/safety/get(reportSafety)`.
+    public func reportSafety(
+        query: Operations.ReportSafety.Input.Query = .init(),
+        headers: Operations.ReportSafety.Input.Headers = .init()
+    ) async throws -> Operations.ReportSafety.Output {
+        try await reportSafety(Operations.ReportSafety.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// Utilisation by week, no-shows and late cancellations, series completion, cartridge stock (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/operations`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/operations/get(reportOperations)`.
+    public func reportOperations(
+        query: Operations.ReportOperations.Input.Query = .init(),
+        headers: Operations.ReportOperations.Input.Headers = .init()
+    ) async throws -> Operations.ReportOperations.Output {
+        try await reportOperations(Operations.ReportOperations.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// The outcomes report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/outcomes.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/outcomes.csv/get(reportCSVOutcomes)`.
+    public func reportCSVOutcomes(
+        query: Operations.ReportCSVOutcomes.Input.Query = .init(),
+        headers: Operations.ReportCSVOutcomes.Input.Headers = .init()
+    ) async throws -> Operations.ReportCSVOutcomes.Output {
+        try await reportCSVOutcomes(Operations.ReportCSVOutcomes.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// The safety report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/safety.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/safety.csv/get(reportCSVSafety)`.
+    public func reportCSVSafety(
+        query: Operations.ReportCSVSafety.Input.Query = .init(),
+        headers: Operations.ReportCSVSafety.Input.Headers = .init()
+    ) async throws -> Operations.ReportCSVSafety.Output {
+        try await reportCSVSafety(Operations.ReportCSVSafety.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// The utilisation report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/utilisation.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/utilisation.csv/get(reportCSVUtilisation)`.
+    public func reportCSVUtilisation(
+        query: Operations.ReportCSVUtilisation.Input.Query = .init(),
+        headers: Operations.ReportCSVUtilisation.Input.Headers = .init()
+    ) async throws -> Operations.ReportCSVUtilisation.Output {
+        try await reportCSVUtilisation(Operations.ReportCSVUtilisation.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// The attendance report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/attendance.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)`.
+    public func reportCSVAttendance(
+        query: Operations.ReportCSVAttendance.Input.Query = .init(),
+        headers: Operations.ReportCSVAttendance.Input.Headers = .init()
+    ) async throws -> Operations.ReportCSVAttendance.Output {
+        try await reportCSVAttendance(Operations.ReportCSVAttendance.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// The series report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/series.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/series.csv/get(reportCSVSeries)`.
+    public func reportCSVSeries(
+        query: Operations.ReportCSVSeries.Input.Query = .init(),
+        headers: Operations.ReportCSVSeries.Input.Headers = .init()
+    ) async throws -> Operations.ReportCSVSeries.Output {
+        try await reportCSVSeries(Operations.ReportCSVSeries.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// The cartridges report as CSV (clinical)
+    ///
+    /// - Remark: HTTP `GET /api/v1/reports/cartridges.csv`.
+    /// - Remark: Generated from `#/paths//api/v1/reports/cartridges.csv/get(reportCSVCartridges)`.
+    public func reportCSVCartridges(
+        query: Operations.ReportCSVCartridges.Input.Query = .init(),
+        headers: Operations.ReportCSVCartridges.Input.Headers = .init()
+    ) async throws -> Operations.ReportCSVCartridges.Output {
+        try await reportCSVCartridges(Operations.ReportCSVCartridges.Input(
+            query: query,
+            headers: headers
         ))
     }
 }
