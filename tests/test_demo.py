@@ -51,6 +51,7 @@ def test_a_newcomer_walks_the_demo(demo, browser):
     assert charts, "outcome scores plot"
     assert browser.find_elements(By.CSS_SELECTOR, "svg.outcome-chart .point"), "with a point per score"
     assert len(browser.find_elements(By.CSS_SELECTOR, "#follow-ups li")) >= 2, "two sessions or more signed"
+    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.ID, "bookings"))
     shoot(browser, "course")
     browser.find_element(By.LINK_TEXT, "Photos").click()
     images = browser.find_elements(By.CSS_SELECTOR, "figure img")

@@ -57,6 +57,9 @@ extension AppTests {
                 zone.zone = "cheeks"
                 zone.indication = "acne-scars"
                 zone.depthMm = depth
+                zone.day = day
+                zone.locationID = location.id
+                zone.practitionerID = physician.id!
                 try await zone.create(on: app.db)
                 return fact.chartID
             }
@@ -154,6 +157,9 @@ extension AppTests {
                     try await f.score(chart, unpaired, "gais", "practitioner", 5)
                 }
             }
+            for patient in try await SessionFact.query(on: app.db).all().map(\.patientID) {
+                try await ReportFacts.refreshSeries(of: patient, on: app.db)
+            }
             // The week of Monday 23 November: two attended and a no-show (120 minutes booked), a cancellation two hours
             // before (late) and one three days before; one still ahead on Friday afternoon (testNow is Friday 10:00 UTC).
             let p = try await f.patient(8)
@@ -237,7 +243,7 @@ extension AppTests {
                     #expect(res.headers.contentType?.description.hasPrefix("text/csv") == true)
                     csv = res.body.string
                 }
-                #expect(csv == "due,attended,no_shows,cancelled,late_cancellations,no_show_percent,late_cancellation_percent,notice_hours\r\n5,2,1,2,1,20.00,20.00,24\r\n")
+                #expect(csv == "due,unrecorded,attended,no_shows,cancelled,late_cancellations,no_show_percent,late_cancellation_percent,notice_hours\r\n5,0,2,1,2,1,20.00,20.00,24\r\n")
             }
         }
 
@@ -296,6 +302,15 @@ extension AppTests {
                 let facts = try await SessionFact.query(on: app.db).filter(\.$chartID == chartID).all()
                 #expect(facts.count == 1 && facts[0].deepestMm == 1.0 && facts[0].seriesNumber == 1)
                 #expect(try await SessionZoneFact.query(on: app.db).filter(\.$chartID == chartID).count() == 2)
+                // The series row follows: one session done, its indications at their deepest, and a score once recorded.
+                let patientID = signed.course.patientID
+                let series = try #require(try await SeriesFact.query(on: app.db).filter(\.$patientID == patientID).first())
+                #expect(series.done == 1 && series.firstDay == fact.day && series.lastPractitionerID == signed.staff.id)
+                #expect(try await SeriesIndicationFact.query(on: app.db).filter(\.$patientID == patientID).all().map(\.deepestMm).max() == 1.0)
+                let (scored, _, scoredText) = try await signed.course.call(.PUT, "/sessions/\(chartID)/outcomes", ["scores": ["goodman-baron.practitioner": 3]])
+                #expect(scored == .noContent, "\(scoredText)")
+                let score = try await SeriesScoreFact.query(on: app.db).filter(\.$patientID == patientID).filter(\.$scale == "goodman-baron").first()
+                #expect(score?.scored == 1 && score?.firstValue == 3 && score?.lastValue == 3)
                 // The report counts it in the band of 1.0 mm.
                 let client = TestClient(app: app, headers: signed.course.session)
                 let safety = try await client.send(.GET, "/api/v1/reports/safety").object
@@ -337,6 +352,42 @@ extension AppTests {
             #expect(first.count > 100)
             #expect(try await fingerprint(seed: 7) == first)
             #expect(try await fingerprint(seed: 8) != first)
+        }
+    }
+}
+
+extension AppTests.Reports {
+    /// The today board: a treatment today for a patient with no intake is blocked with the intake's link; the front
+    /// desk sees the same readiness but not what needs clinical attention; everyone listed is audited as read.
+    @Test func theTodayBoardShowsWhoIsBlockedAndTheLinkThatFixesIt() async throws {
+        try await withDermis { app, settings in
+            let f = try await Fixture(app)
+            let zoe = try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first()!
+            let now = settings.clock.now()
+            let today = CalendarDate(now, in: f.zone)
+            try await f.booking(zoe.requireID(), today.description, "15:00", minutes: 60, status: .booked)
+            let practitioner = try await signIn(app, try await makeStaff(app, role: .practitioner), clock: settings.clock)
+            let desk = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+            let before = try await AuditEvent.query(on: app.db).filter(\.$objectType == "Today").filter(\.$patientID == zoe.id).count()
+            var clinical = "", frontDesk = ""
+            try await app.testing().test(.GET, "/today", headers: practitioner) { res in
+                #expect(res.status == .ok)
+                clinical = res.body.string
+            }
+            try await app.testing().test(.GET, "/today", headers: desk) { res in
+                #expect(res.status == .ok)
+                frontDesk = res.body.string
+            }
+            for page in [clinical, frontDesk] {
+                #expect(page.contains("Zoë Lefèvre") && page.contains("No screening yet"))
+                #expect(page.contains("href=\"/patients/\(zoe.id!)/intake/new\""))
+                #expect(page.contains("1 not ready"))
+                #expect(page.contains("Numbing from 15:10"), "check-in minutes, then numbing")
+            }
+            #expect(clinical.contains("id=\"needs-attention\"") && !frontDesk.contains("id=\"needs-attention\""))
+            #expect(clinical.contains("DEMO-LOT") == false || clinical.contains("Cartridge lots expiring"))
+            let after = try await AuditEvent.query(on: app.db).filter(\.$objectType == "Today").filter(\.$patientID == zoe.id).count()
+            #expect(after - before == 2)
         }
     }
 }

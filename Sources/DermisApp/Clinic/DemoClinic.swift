@@ -45,7 +45,7 @@ public enum DemoClinic {
         let today = CalendarDate(app.dermis.clock.now(), in: clinic.zone)
         let pen = try await stock.register(model: "SkinPen-type pen (demo)", serial: "DEMO-PEN-001", profile: "skinpen",
                                            protocol: app.dermis.clinicalProtocol, at: app.dermis.clock.now())
-        let lot = try await stock.receive(lotNumber: "DEMO-LOT-A", expiry: today.adding(months: 12).description, needleCount: "14", quantity: "50",
+        _ = try await stock.receive(lotNumber: "DEMO-LOT-A", expiry: today.adding(months: 12).description, needleCount: "14", quantity: "50",
                                     today: today, at: app.dermis.clock.now())
         // A second lot, nearly used up and expiring within the month: what the today board and the stock report flag.
         _ = try await stock.receive(lotNumber: "DEMO-LOT-B", expiry: today.adding(days: 20).description, needleCount: "14", quantity: "6",
@@ -64,7 +64,7 @@ public enum DemoClinic {
         if history {
             try await Writes.transaction(db) { db in
                 try await DemoHistory.seed(.init(clinic: clinic, physician: users[1], nurse: users[2], admin: creator!, location: location, rooms: rooms,
-                                                 pen: pen, lot: lot, template: template, consultation: services[0], treatment: services[1], review: services[2]),
+                                                 pen: pen, template: template, consultation: services[0], treatment: services[1], review: services[2]),
                                            app: app, db: db, seed: seed)
             }
         }

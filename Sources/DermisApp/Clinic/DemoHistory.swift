@@ -20,7 +20,6 @@ enum DemoHistory {
         let location: Location
         let rooms: [Room]
         let pen: Device
-        let lot: CartridgeLot
         let template: ConsentTemplate
         let consultation: Service
         let treatment: Service
@@ -51,7 +50,8 @@ enum DemoHistory {
         let zone: TimeZone
 
         mutating func slot(on day: CalendarDate, minutes: Int, buffer: Int) -> (start: Date, end: Date, holds: Date) {
-            let from = next[day] ?? 9 * 60 + 30
+            // A day that fills up goes on into the evening, never past 22:00.
+            let from = min(next[day] ?? 9 * 60 + 30, 22 * 60)
             let start = Availability.instant(day, ClockTime(minutes: from)!, in: zone)
             let end = start.addingTimeInterval(Double(minutes) * 60)
             next[day] = ((from + minutes + buffer + 14) / 15) * 15
@@ -69,7 +69,23 @@ enum DemoHistory {
         var diary = Diary(zone: zone)
         let photos = PhotoStore(dataDirectory: app.dermis.settings.dataDirectory)
         guard let device = p.devices.first(where: { $0.id == s.pen.profile }) else { return }
-        func weekday(_ day: CalendarDate) -> CalendarDate { day.isoWeekday == 7 ? day.adding(days: 1) : day }
+        // The history's own cartridges: a lot received before it began, so the lots for today keep their stock.
+        let lot = CartridgeLot()
+        lot.$clinic.id = clinicID
+        lot.lotNumber = "DEMO-LOT-0"
+        lot.expiry = today.adding(months: 9).description
+        lot.needleCount = device.needles
+        lot.quantityReceived = 120
+        lot.quantityRemaining = 120
+        lot.receivedAt = Availability.instant(today.adding(days: -100), ClockTime(minutes: 9 * 60)!, in: zone)
+        try await lot.create(on: db)
+        /// The physician works Monday to Friday, the nurse Tuesday to Saturday (the demo's schedule).
+        func works(_ who: StaffUser, _ day: CalendarDate) -> Bool { who.id == s.physician.id ? day.isoWeekday <= 5 : (2...6).contains(day.isoWeekday) }
+        func weekday(_ day: CalendarDate, _ who: StaffUser) -> CalendarDate {
+            var day = day
+            while !works(who, day) { day = day.adding(days: 1) }
+            return day
+        }
         func at(_ day: CalendarDate, _ minutes: Int) -> Date { Availability.instant(day, ClockTime(minutes: minutes)!, in: zone) }
         func json<T: Encodable>(_ value: T) throws -> String { String(decoding: try ContractJSON.encode(value), as: UTF8.self) }
 
@@ -88,14 +104,14 @@ enum DemoHistory {
             let deep = course.contains { $0.indication == "acne-scars" || $0.indication == "wrinkles" }
             let practitioner = deep || Bool.random(using: &rng) ? s.physician : s.nurse
             let skin = Bool.random(using: &rng) ? "thick" : "thin"
-            var firstDay = weekday(today.adding(days: -Int.random(in: 3...90, using: &rng)))
+            var firstDay = weekday(today.adding(days: -Int.random(in: 3...90, using: &rng)), practitioner)
             // The first patient is due today after two sessions: the today board's ready patient, charts and photos to show.
             let interval = p.indications.first { $0.id == course[0].indication }?.series.minIntervalDays ?? 28
             if index == 0 {
-                firstDay = today.adding(days: -2 * interval - 2)
-                if firstDay.isoWeekday == 7 { firstDay = firstDay.adding(days: -1) }
+                firstDay = today.adding(days: -2 * interval - 4)
+                while !works(practitioner, firstDay) { firstDay = firstDay.adding(days: -1) }
             }
-            let consultDay = weekday(firstDay.adding(days: -7))
+            let consultDay = weekday(firstDay.adding(days: -7), practitioner)
             let request = try decodeInput(PlanRequest.self, from: Data(try json(PlanRequestBody(
                 zones: course.map { .init(zone: $0.zone, indication: $0.indication) }, skin: skin, fitzpatrickType: fitzpatrick,
                 device: device.id, practitionerMaxDepthMm: practitioner.maxDepthMm, startDate: firstDay.description)).utf8))
@@ -184,7 +200,7 @@ enum DemoHistory {
                 session.$screening.id = try screening.requireID()
                 session.practitionerID = practitioner.id!
                 session.$device.id = try s.pen.requireID()
-                session.$lot.id = try s.lot.requireID()
+                session.$lot.id = try lot.requireID()
                 session.status = "signed"
                 session.identityConfirmed = true
                 session.skinCleansed = true
@@ -200,7 +216,7 @@ enum DemoHistory {
                 session.signedBy = practitioner.id!
                 try await session.create(on: db)
                 try await ReportFacts.record(session, on: db)
-                s.lot.quantityRemaining -= 1
+                lot.quantityRemaining = max(0, lot.quantityRemaining - 1)
                 let schedule = AftercareSchedule.issue(sessionEnd: slot.end, deepestDepthMm: zones.map(\.depthMm).max() ?? 0, protocol: p)
                 let aftercare = AftercarePlan()
                 aftercare.chartID = session.chartID
@@ -293,12 +309,13 @@ enum DemoHistory {
                 lastEnd = slot.end
                 done += 1
                 let slack = Int.random(in: 0...4, using: &rng)
-                day = weekday(day.adding(days: plan.series.minIntervalDays + (index == 0 ? 0 : slack)))
+                day = weekday(day.adding(days: plan.series.minIntervalDays + (index == 0 ? 0 : slack)), practitioner)
             }
             _ = lastEnd
+            try await ReportFacts.refreshSeries(of: patientID, on: db)
             // Attendance is not perfect: a missed review, a cancellation hours before, one cancelled days ahead.
             if index % 8 >= 5, firstDay.adding(days: 3) < today {
-                let reviewDay = weekday(firstDay.adding(days: 3))
+                let reviewDay = weekday(firstDay.adding(days: 3), practitioner)
                 let slot = diary.slot(on: reviewDay, minutes: s.review.minutes ?? 20, buffer: 0)
                 let notice: TimeInterval = index % 8 == 5 ? 0 : (index % 8 == 6 ? 5 * 3600 : 3 * 86_400)
                 try await appointment(s, patient: patient, service: s.review, practitioner: practitioner, room: s.rooms[2], pen: nil, zones: [],
@@ -323,7 +340,7 @@ enum DemoHistory {
         for (i, booking) in next.enumerated() {
             let isToday = onToday.contains(i)
             if i == onToday.first { try await booking.freshIntake() }
-            let slot = diary.slot(on: isToday ? today : weekday(max(booking.due, today.adding(days: 1))), minutes: booking.minutes,
+            let slot = diary.slot(on: isToday ? today : weekday(max(booking.due, today.adding(days: 1)), booking.practitioner), minutes: booking.minutes,
                                   buffer: s.treatment.bufferMinutes)
             try await appointment(s, patient: booking.patient, service: s.treatment, practitioner: booking.practitioner, room: s.rooms[0], pen: s.pen,
                                   zones: booking.zones, slot: slot, status: .booked, at: now, on: db)
@@ -336,7 +353,7 @@ enum DemoHistory {
         let consult = diary.slot(on: today, minutes: 30, buffer: 0)
         try await appointment(s, patient: newcomer, service: s.consultation, practitioner: s.physician, room: s.rooms[1], pen: nil, zones: [],
                               slot: consult, status: .booked, at: now, on: db)
-        let pendingDay = weekday(today.adding(days: 3))
+        let pendingDay = weekday(today.adding(days: 3), s.nurse)
         let pending = diary.slot(on: pendingDay, minutes: 30, buffer: 0)
         let held = Appointment()
         held.id = UUID()
@@ -368,7 +385,7 @@ enum DemoHistory {
         failed.attempts = 5
         failed.lastError = "The SMS gateway refused the number (fictional)."
         try await failed.create(on: db)
-        try await s.lot.save(on: db)
+        try await lot.save(on: db)
     }
 
     /// A series in progress whose next session is still to book.

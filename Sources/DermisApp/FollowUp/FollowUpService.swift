@@ -220,6 +220,7 @@ struct FollowUpService {
                     .filter(\.$rater == row.rater).delete()
                 try await row.create(on: tx)
             }
+            try await ReportFacts.refreshSeries(of: patientID, on: tx)
         }
     }
 }

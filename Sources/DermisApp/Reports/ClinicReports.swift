@@ -245,6 +245,7 @@ struct ClinicReports {
 
     struct AttendanceFigures: Content {
         let due: Int
+        let unrecorded: Int
         let attended: Int
         let noShows: Int
         let cancelled: Int
@@ -317,8 +318,12 @@ struct ClinicReports {
         let closed = Set(closures.map { "\($0.$location.id)|\($0.day)" })
         let staff = Dictionary(try await StaffUser.query(on: db).filter(\.$clinic.$id == filter.clinicID).all().map { ($0.id!, $0.name) },
                                uniquingKeysWith: { a, _ in a })
-        let rooms = try await Room.query(on: db).filter(\.$location.$id ~~ locationIDs).all()
-        let pens = try await Device.query(on: db).filter(\.$clinic.$id == filter.clinicID).all().filter { pen in pen.$location.id.map(locationIDs.contains) ?? false }
+        // Rooms and pens are shared: with a practitioner filter their figures would mix one person's bookings with
+        // everyone's hours, so they are left out then.
+        let shared = filter.practitionerID == nil
+        let rooms = shared ? try await Room.query(on: db).filter(\.$location.$id ~~ locationIDs).filter(\.$active == true).all() : []
+        let pens = shared ? try await Device.query(on: db).filter(\.$clinic.$id == filter.clinicID).filter(\.$active == true).all()
+            .filter { pen in pen.$location.id.map(locationIDs.contains) ?? false } : []
 
         /// The days of a week inside the period.
         func days(of week: CalendarDate) -> [CalendarDate] {
@@ -376,7 +381,7 @@ struct ClinicReports {
 
         let counts = try await store.attendance(filter, noticeHours: noticeHours)
         let attendance = AttendanceFigures(
-            due: counts.due, attended: counts.attended, noShows: counts.noShows, cancelled: counts.cancelled,
+            due: counts.due, unrecorded: counts.unrecorded, attended: counts.attended, noShows: counts.noShows, cancelled: counts.cancelled,
             lateCancellations: counts.lateCancellations,
             noShowPercent: tenth(ReportMath.percent(Double(counts.noShows), of: Double(counts.due))),
             lateCancellationPercent: tenth(ReportMath.percent(Double(counts.lateCancellations), of: Double(counts.due))), noticeHours: noticeHours)
@@ -412,8 +417,8 @@ struct ClinicReports {
         return OperationsReport(period: period, weeks: weeks.map(\.description), utilisation: utilisation, attendance: attendance,
                                 series: seriesFigures, cartridges: cartridges, definitions: [
             "Utilisation is booked minutes (appointments booked, checked in, completed or no-show) over available minutes, per week from Monday in the clinic's zone; weeks are clipped to the period.",
-            "Available minutes: a practitioner's working hours less breaks and closure days; a room or pen is available while anyone works at its location. Leave is not subtracted.",
-            "No-show and late-cancellation rates are over appointments due in the period up to now (attended, no-show or cancelled); late means cancelled less than \(noticeHours) hours before the start (the clinic's notice period).",
+            "Available minutes: a practitioner's working hours less breaks and closure days; a room or pen is available while anyone works at its location (rooms and pens are left out when one practitioner is chosen). Leave is not subtracted.",
+            "No-show and late-cancellation rates are over appointments due in the period up to now (attended, no-show or cancelled); late means cancelled less than \(noticeHours) hours before the start (the clinic's notice period). Past appointments still marked booked are counted apart as unrecorded.",
             "A series starts with a patient's first signed session (in the period, at the location, by the practitioner); it is completed when it reaches the sessions its last plan asks for. Stopped: not completed and no treatment booked ahead.",
             "Stock in days: usable cartridges left (not expired, recalled or used up) at the rate charted over the last \(Self.usageWindowDays) days. Lots expiring within \(Self.expiryWarningDays) days are flagged.",
         ])

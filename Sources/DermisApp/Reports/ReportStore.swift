@@ -53,11 +53,13 @@ struct ReportStore {
             : "CAST(EXTRACT(EPOCH FROM (\(unsafeRaw: later) - \(unsafeRaw: earlier))) AS DOUBLE PRECISION)"
     }
 
-    /// The session facts a filter covers (alias `f`).
-    func sessionsCovered(_ filter: ReportFilter) -> SQLQueryString {
-        var clause: SQLQueryString = "f.clinic_id = \(bind: filter.clinicID) AND f.day >= \(bind: filter.from.description) AND f.day <= \(bind: filter.to.description)"
-        if let location = filter.locationID { clause += " AND f.location_id = \(bind: location)" }
-        if let practitioner = filter.practitionerID { clause += " AND f.practitioner_id = \(bind: practitioner)" }
+    /// The rows of a fact table a filter covers: `alias`'s clinic, day, location and practitioner columns.
+    func covered(_ filter: ReportFilter, _ alias: String = "f", day: String = "day", location: String = "location_id",
+                 practitioner: String = "practitioner_id") -> SQLQueryString {
+        var clause: SQLQueryString = "\(unsafeRaw: alias).clinic_id = \(bind: filter.clinicID) AND \(unsafeRaw: alias).\(unsafeRaw: day) >= \(bind: filter.from.description)"
+        clause += " AND \(unsafeRaw: alias).\(unsafeRaw: day) <= \(bind: filter.to.description)"
+        if let id = filter.locationID { clause += " AND \(unsafeRaw: alias).\(unsafeRaw: location) = \(bind: id)" }
+        if let id = filter.practitionerID { clause += " AND \(unsafeRaw: alias).\(unsafeRaw: practitioner) = \(bind: id)" }
         return clause
     }
 
@@ -81,30 +83,13 @@ struct ReportStore {
     /// rater: the change from the first to the last scored session, and the last score.
     func outcomeCounts(_ filter: ReportFilter) async throws -> [OutcomeCount] {
         let query: SQLQueryString = """
-            WITH series AS (
-                SELECT patient_id, COUNT(*) AS done, MAX(series_number) AS last_number
-                FROM session_fact WHERE clinic_id = \(bind: filter.clinicID) GROUP BY patient_id
-            ), completed AS (
-                SELECT f.patient_id FROM session_fact f JOIN series s ON s.patient_id = f.patient_id AND f.series_number = s.last_number
-                WHERE \(sessionsCovered(filter)) AND s.done >= f.planned_sessions
-            ), ranked AS (
-                SELECT f.patient_id, o.scale, o.rater, o.value,
-                    ROW_NUMBER() OVER (PARTITION BY f.patient_id, o.scale, o.rater ORDER BY f.series_number) AS first_rank,
-                    ROW_NUMBER() OVER (PARTITION BY f.patient_id, o.scale, o.rater ORDER BY f.series_number DESC) AS last_rank
-                FROM outcome_score o JOIN session_fact f ON f.chart_id = o.chart_id JOIN completed c ON c.patient_id = f.patient_id
-            ), pairs AS (
-                SELECT patient_id, scale, rater, COUNT(*) AS scored,
-                    MAX(CASE WHEN first_rank = 1 THEN value END) AS first_value, MAX(CASE WHEN last_rank = 1 THEN value END) AS last_value
-                FROM ranked GROUP BY patient_id, scale, rater
-            ), courses AS (
-                SELECT z.patient_id, z.indication, MAX(z.depth_mm) AS depth
-                FROM session_zone_fact z JOIN completed c ON c.patient_id = z.patient_id
-                WHERE z.clinic_id = \(bind: filter.clinicID) GROUP BY z.patient_id, z.indication
-            )
-            SELECT c.indication AS indication, \(band("c.depth")) AS band, p.scale AS scale, p.rater AS rater,
-                CASE WHEN p.scored >= 2 THEN 1 ELSE 0 END AS paired, p.last_value - p.first_value AS change, p.last_value AS last_value,
+            SELECT i.indication AS indication, \(band("i.deepest_mm")) AS band, o.scale AS scale, o.rater AS rater,
+                CASE WHEN o.scored >= 2 THEN 1 ELSE 0 END AS paired, o.last_value - o.first_value AS change, o.last_value AS last_value,
                 COUNT(*) AS series
-            FROM pairs p JOIN courses c ON c.patient_id = p.patient_id
+            FROM series_fact s
+            JOIN series_indication_fact i ON i.patient_id = s.patient_id
+            JOIN series_score_fact o ON o.patient_id = s.patient_id
+            WHERE \(covered(filter, "s", day: "last_day", location: "last_location_id", practitioner: "last_practitioner_id")) AND s.done >= s.planned
             GROUP BY 1, 2, 3, 4, 5, 6, 7
             """
         return try await sql.raw(query).all().map { row in
@@ -138,16 +123,18 @@ struct ReportStore {
         case .pen: "f.device_id"
         case .lot: "f.lot_id"
         }
-        let zones: SQLQueryString = dimension == .zone ? " JOIN session_zone_fact z ON z.chart_id = f.chart_id" : ""
+        // The zone table repeats the session's day, location and practitioner: it is read alone.
+        let facts: SQLQueryString = dimension == .zone ? "session_zone_fact z" : "session_fact f"
+        let alias = dimension == .zone ? "z" : "f"
         let query: SQLQueryString = """
             SELECT \(key) AS grp, COUNT(*) AS sessions, CAST(COALESCE(SUM(e.events), 0) AS BIGINT) AS events,
                 CAST(COALESCE(SUM(e.open_events), 0) AS BIGINT) AS open_events
-            FROM session_fact f\(zones)
+            FROM \(facts)
             LEFT JOIN (
                 SELECT chart_id, COUNT(*) AS events, SUM(CASE WHEN resolved_on IS NULL THEN 1 ELSE 0 END) AS open_events
                 FROM adverse_event WHERE clinic_id = \(bind: filter.clinicID) AND chart_id IS NOT NULL GROUP BY chart_id
-            ) e ON e.chart_id = f.chart_id
-            WHERE \(sessionsCovered(filter))
+            ) e ON e.chart_id = \(unsafeRaw: alias).chart_id
+            WHERE \(covered(filter, alias))
             GROUP BY 1
             """
         return try await sql.raw(query).all().map { row in
@@ -167,7 +154,7 @@ struct ReportStore {
         let query: SQLQueryString = """
             SELECT \(seconds(from: "a.opened_at", to: "a.first_action_at")) AS waited
             FROM adverse_event a JOIN session_fact f ON f.chart_id = a.chart_id
-            WHERE a.opened_by_kind = 'check-in-rule' AND \(sessionsCovered(filter))
+            WHERE a.opened_by_kind = 'check-in-rule' AND \(covered(filter))
             """
         return try await sql.raw(query).all().map { row in
             try row.decode(column: "waited", as: Double?.self).map { Int(($0 / 3600).rounded(.down)) }
@@ -222,6 +209,8 @@ struct ReportStore {
     struct Attendance: Sendable, Codable {
         /// Appointments due in the period up to now: attended, no-show or cancelled.
         var due: Int
+        /// Past appointments still marked booked: nobody recorded how they went (not in `due`).
+        var unrecorded: Int
         var attended: Int
         var noShows: Int
         var cancelled: Int
@@ -239,11 +228,12 @@ struct ReportStore {
             WHERE \(appointmentsCovered(filter, until: filter.now)) AND a.status IN ('booked', 'checked-in', 'completed', 'no-show', 'cancelled')
             GROUP BY a.status
             """
-        var result = Attendance(due: 0, attended: 0, noShows: 0, cancelled: 0, lateCancellations: 0)
+        var result = Attendance(due: 0, unrecorded: 0, attended: 0, noShows: 0, cancelled: 0, lateCancellations: 0)
         for row in try await sql.raw(query).all() {
             let n = try row.decode(column: "n", as: Int.self)
-            result.due += n
-            switch try row.decode(column: "status", as: String.self) {
+            let status = try row.decode(column: "status", as: String.self)
+            if status == AppointmentStatus.booked.rawValue { result.unrecorded += n } else { result.due += n }
+            switch status {
             case "no-show": result.noShows += n
             case "cancelled":
                 result.cancelled += n
@@ -266,23 +256,16 @@ struct ReportStore {
 
     func seriesCounts(_ filter: ReportFilter) async throws -> [SeriesCount] {
         // A series belongs to the period, location and practitioner of its first session.
-        let started: SQLQueryString = "f.series_number = 1 AND \(sessionsCovered(filter))"
         let query: SQLQueryString = """
-            WITH series AS (
-                SELECT patient_id, COUNT(*) AS done, MAX(series_number) AS last_number
-                FROM session_fact WHERE clinic_id = \(bind: filter.clinicID) GROUP BY patient_id
-            ), started AS (
-                SELECT f.patient_id FROM session_fact f WHERE \(started)
-            ), ahead AS (
-                SELECT DISTINCT a.patient_id FROM appointment a JOIN service s ON s.id = a.service_id
-                WHERE a.clinic_id = \(bind: filter.clinicID) AND s.kind = 'treatment' AND a.starts_at >= \(bind: filter.now)
+            WITH ahead AS (
+                SELECT DISTINCT a.patient_id FROM appointment a JOIN service v ON v.id = a.service_id
+                WHERE a.clinic_id = \(bind: filter.clinicID) AND v.kind = 'treatment' AND a.starts_at >= \(bind: filter.now)
                     AND a.status IN ('pending', 'booked') AND a.patient_id IS NOT NULL
             )
-            SELECT s.done AS done, l.planned_sessions AS planned, CASE WHEN h.patient_id IS NULL THEN 0 ELSE 1 END AS ahead, COUNT(*) AS patients
-            FROM started t JOIN series s ON s.patient_id = t.patient_id
-            JOIN session_fact l ON l.patient_id = s.patient_id AND l.series_number = s.last_number
-            LEFT JOIN ahead h ON h.patient_id = s.patient_id
-            GROUP BY s.done, l.planned_sessions, CASE WHEN h.patient_id IS NULL THEN 0 ELSE 1 END
+            SELECT s.done AS done, s.planned AS planned, CASE WHEN h.patient_id IS NULL THEN 0 ELSE 1 END AS ahead, COUNT(*) AS patients
+            FROM series_fact s LEFT JOIN ahead h ON h.patient_id = s.patient_id
+            WHERE \(covered(filter, "s", day: "first_day", location: "first_location_id", practitioner: "first_practitioner_id"))
+            GROUP BY 1, 2, 3
             """
         return try await sql.raw(query).all().map { row in
             SeriesCount(done: try row.decode(column: "done", as: Int.self), planned: try row.decode(column: "planned", as: Int.self),

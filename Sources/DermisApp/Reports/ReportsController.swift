@@ -27,8 +27,15 @@ struct ReportsController: RouteCollection {
         let clinicID = try req.staff().clinicID
         let now = req.dermis.clock.now()
         let today = CalendarDate(now, in: clinic.zone)
+        let items: [URLQueryItem]
+        if let query = req.url.query {
+            guard let parsed = URLComponents(string: "?" + query) else { throw InvalidInput(path: "query", problem: "is not a readable query string") }
+            items = parsed.queryItems ?? []
+        } else {
+            items = []
+        }
         func text(_ name: String) throws -> String? {
-            let values = req.url.query.flatMap { URLComponents(string: "?" + $0)?.queryItems }?.filter { $0.name == name } ?? []
+            let values = items.filter { $0.name == name }
             guard values.count <= 1 else { throw InvalidInput(path: name, problem: "give it once") }
             let value = values.first?.value?.trimmingCharacters(in: .whitespaces) ?? ""
             return value.isEmpty ? nil : value
@@ -46,7 +53,7 @@ struct ReportsController: RouteCollection {
         let to = try day("to") ?? today
         let from = try day("from") ?? to.adding(days: -89)
         if from > to { throw InvalidInput(path: "from", problem: "must not be after to (\(to))") }
-        if from.days(until: to) > 731 { throw InvalidInput(path: "to", problem: "a report covers at most two years (731 days) from \(from)") }
+        if from.days(until: to) >= 731 { throw InvalidInput(path: "to", problem: "a report covers at most two years (731 days) from \(from)") }
         let location = try id("location")
         if let location, try await Location.query(on: req.db).filter(\.$id == location).filter(\.$clinic.$id == clinicID).first() == nil {
             throw InvalidInput(path: "location", problem: "is not a location of this clinic")
@@ -110,8 +117,8 @@ struct ReportsController: RouteCollection {
             }
         case "attendance":
             let a = try await reports.operations(noticeHours: try await Self.noticeHours(req)).attendance
-            rows = [["due", "attended", "no_shows", "cancelled", "late_cancellations", "no_show_percent", "late_cancellation_percent", "notice_hours"],
-                    [String(a.due), String(a.attended), String(a.noShows), String(a.cancelled), String(a.lateCancellations), figure(a.noShowPercent),
+            rows = [["due", "unrecorded", "attended", "no_shows", "cancelled", "late_cancellations", "no_show_percent", "late_cancellation_percent", "notice_hours"],
+                    [String(a.due), String(a.unrecorded), String(a.attended), String(a.noShows), String(a.cancelled), String(a.lateCancellations), figure(a.noShowPercent),
                      figure(a.lateCancellationPercent), String(a.noticeHours)]]
         case "series":
             rows = [["session", "reached", "stopped_after"]]

@@ -148,7 +148,9 @@ struct TodayController: RouteCollection {
         if principal.role == .admin {
             failed = try await OutboxMessage.query(on: req.db).filter(\.$clinic.$id == clinicID).filter(\.$status == OutboxStatus.dead.rawValue).count()
         }
-        try await req.auditMany(.read, objectType: "Today", objectID: nil, patientIDs: Array(Set(seen)))
+        // One row per patient shown; a day with none still records that the board (and any online contact) was read.
+        if seen.isEmpty { try await req.audit(.read, objectType: "Today", outcome: .success) }
+        else { try await req.auditMany(.read, objectType: "Today", objectID: nil, patientIDs: Array(Set(seen))) }
         return try await req.view.render("today", Page(
             page: try await PageHeader(req, title: "Today"), locations: days, isClinical: isClinical, isAdmin: principal.role == .admin,
             openEvents: openEvents, overdueCheckIns: overdue, failedMessages: failed, expiringLots: lots, expiryDays: Self.expiryDays))
@@ -190,10 +192,16 @@ struct TodayController: RouteCollection {
             checks.append(Check(text: "No treatment plan", ok: false, fix: clinical ? "/patients/\(id)/plans/new" : "/patients/\(id)/course",
                                 fixText: clinical ? "Plan the treatment" : "Open the course"))
         }
-        if let rule = try await scheduling.seriesRule(patientID: id, zones: appointment.zoneList, ignoring: appointment.id), let earliest = rule.earliest {
-            let day = CalendarDate(appointment.startsAt, in: try await req.clinic()?.zone ?? .current)
+        // A session already charted today is this appointment's own: the interval was checked when it started.
+        let zone = try await req.clinic()?.zone ?? .current
+        let day = CalendarDate(appointment.startsAt, in: zone)
+        let startOfDay = Availability.instant(day, ClockTime(minutes: 0)!, in: zone)
+        if try await TreatmentSession.query(on: req.db).filter(\.$patient.$id == id).filter(\.$createdAt >= startOfDay).first() != nil {
+            checks.append(Check(text: "Session under way or charted today", ok: true, fix: nil, fixText: nil))
+        } else if let rule = try await scheduling.seriesRule(patientID: id, zones: appointment.zoneList, ignoring: appointment.id),
+                  let earliest = rule.earliest {
             if day < earliest {
-                checks.append(Check(text: "Too soon: \(rule.reason), so \(earliest) at the earliest", ok: false,
+                checks.append(Check(text: "Too soon: \(clinical ? rule.reason : "the series interval") allows \(earliest) at the earliest", ok: false,
                                     fix: "/appointments/\(appointment.id!)", fixText: "Move the booking"))
             } else {
                 checks.append(Check(text: "Interval respected (earliest \(earliest))", ok: true, fix: nil, fixText: nil))

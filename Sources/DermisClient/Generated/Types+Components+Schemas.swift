@@ -4106,6 +4106,10 @@ extension Components {
                 public var lateCancellationPercent: Swift.Double?
                 /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/noticeHours`.
                 public var noticeHours: Swift.Int
+                /// Past appointments still marked booked (not in due).
+                ///
+                /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance/unrecorded`.
+                public var unrecorded: Swift.Int
                 /// Creates a new `AttendancePayload`.
                 ///
                 /// - Parameters:
@@ -4117,6 +4121,7 @@ extension Components {
                 ///   - noShowPercent:
                 ///   - lateCancellationPercent:
                 ///   - noticeHours:
+                ///   - unrecorded: Past appointments still marked booked (not in due).
                 public init(
                     due: Swift.Int,
                     attended: Swift.Int,
@@ -4125,7 +4130,8 @@ extension Components {
                     lateCancellations: Swift.Int,
                     noShowPercent: Swift.Double? = nil,
                     lateCancellationPercent: Swift.Double? = nil,
-                    noticeHours: Swift.Int
+                    noticeHours: Swift.Int,
+                    unrecorded: Swift.Int
                 ) {
                     self.due = due
                     self.attended = attended
@@ -4135,6 +4141,7 @@ extension Components {
                     self.noShowPercent = noShowPercent
                     self.lateCancellationPercent = lateCancellationPercent
                     self.noticeHours = noticeHours
+                    self.unrecorded = unrecorded
                 }
                 public enum CodingKeys: String, CodingKey {
                     case due
@@ -4145,6 +4152,7 @@ extension Components {
                     case noShowPercent
                     case lateCancellationPercent
                     case noticeHours
+                    case unrecorded
                 }
             }
             /// - Remark: Generated from `#/components/schemas/OperationsReport/attendance`.

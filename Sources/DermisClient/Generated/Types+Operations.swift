@@ -13076,7 +13076,7 @@ public enum Operations {
                     self.body = body
                 }
             }
-            /// `text/csv; charset=utf-8`: due, attended, no_shows, cancelled, late_cancellations, no_show_percent, late_cancellation_percent, notice_hours.
+            /// `text/csv; charset=utf-8`: due, unrecorded, attended, no_shows, cancelled, late_cancellations, no_show_percent, late_cancellation_percent, notice_hours.
             ///
             /// - Remark: Generated from `#/paths//api/v1/reports/attendance.csv/get(reportCSVAttendance)/responses/200`.
             ///
