@@ -171,8 +171,9 @@ struct ClinicReports {
         let lots = Dictionary(try await CartridgeLot.query(on: db).filter(\.$clinic.$id == filter.clinicID).all().map { ($0.id!.uuidString, "lot \($0.lotNumber)") },
                               uniquingKeysWith: { a, _ in a })
         let bandLabels = bands
+        let all = try await store.safetyCounts(filter)
         for dimension in ReportStore.SafetyDimension.allCases {
-            let counts = try await store.safetyCounts(filter, by: dimension)
+            let counts = all[dimension] ?? []
             if dimension == .band { totals = counts.reduce((0, 0, 0)) { ($0.0 + $1.sessions, $0.1 + $1.events, $0.2 + $1.open) } }
             let rows = counts.map { count in
                 let label: String = switch dimension {
@@ -329,22 +330,32 @@ struct ClinicReports {
         func days(of week: CalendarDate) -> [CalendarDate] {
             (0..<7).map { week.adding(days: $0) }.filter { $0 >= filter.from && $0 <= filter.to }
         }
-        func intervals(_ rows: [WorkingHours], kind: String, weekday: Int) -> [(start: Int, end: Int)] {
-            rows.filter { $0.kind == kind && $0.weekday == weekday }.map { (start: $0.startMinute, end: $0.endMinute) }
+        // Each person's working windows per location and weekday (hours less breaks), worked out once: a day's
+        // availability is then a look-up, closures aside.
+        struct Key: Hashable { let staff: UUID; let location: UUID; let weekday: Int }
+        var windows: [Key: [(start: Int, end: Int)]] = [:]
+        for (key, rows) in Dictionary(grouping: hours, by: { Key(staff: $0.$staff.id, location: $0.$location.id, weekday: $0.weekday) }) {
+            let open = rows.filter { $0.kind == "hours" }.map { (start: $0.startMinute, end: $0.endMinute) }
+            let breaks = rows.filter { $0.kind == "break" }.map { (start: $0.startMinute, end: $0.endMinute) }
+            windows[key] = ReportMath.subtract(breaks, from: open)
         }
-        /// Working minutes of some hours rows on a day at a location (none when it is closed); `union` for rooms and pens.
-        func available(_ rows: [WorkingHours], at location: UUID, on day: CalendarDate) -> Int {
+        /// Minutes available on a day at a location to the staff given, or to anyone working there (the union: a room
+        /// is available while anyone works); none when the location is closed.
+        var memo: [String: Int] = [:]
+        func available(_ person: UUID?, at location: UUID, on day: CalendarDate) -> Int {
             guard !closed.contains("\(location)|\(day)") else { return 0 }
-            let here = rows.filter { $0.$location.id == location }
-            let byStaff = Dictionary(grouping: here, by: { $0.$staff.id })
-            // Each person's working time that day, then the union of those (a room is available while anyone works).
-            var windows: [(start: Int, end: Int)] = []
-            for (_, own) in byStaff {
-                let open = intervals(own, kind: "hours", weekday: day.isoWeekday)
-                let breaks = intervals(own, kind: "break", weekday: day.isoWeekday)
-                windows += ReportMath.subtract(breaks, from: open)
-            }
-            return ReportMath.unionMinutes(windows)
+            let key = "\(person?.uuidString ?? "*")|\(location)|\(day.isoWeekday)"
+            if let known = memo[key] { return known }
+            let minutes = ReportMath.unionMinutes(windows.filter { $0.key.location == location && $0.key.weekday == day.isoWeekday
+                && (person == nil || $0.key.staff == person) }.flatMap(\.value))
+            memo[key] = minutes
+            return minutes
+        }
+        var bookedBy: [String: Int] = [:]
+        for entry in booked {
+            bookedBy["p|\(entry.practitionerID)|\(entry.week)", default: 0] += entry.minutes
+            bookedBy["r|\(entry.roomID)|\(entry.week)", default: 0] += entry.minutes
+            if let pen = entry.penID { bookedBy["d|\(pen)|\(entry.week)", default: 0] += entry.minutes }
         }
         func row(kind: String, id: UUID, label: String, availableOn: (CalendarDate) -> Int, bookedIn: (Int) -> Int) -> UtilisationRow {
             let cells = weeks.enumerated().map { i, week in
@@ -360,23 +371,22 @@ struct ClinicReports {
         var utilisation: [UtilisationRow] = []
         let practitionerIDs = Set(hours.map { $0.$staff.id }).filter { filter.practitionerID == nil || $0 == filter.practitionerID }
         for person in practitionerIDs.sorted(by: { (staff[$0] ?? "") < (staff[$1] ?? "") }) {
-            let own = hours.filter { $0.$staff.id == person }
             utilisation.append(row(kind: "practitioner", id: person, label: staff[person] ?? "?",
-                                   availableOn: { day in locationIDs.reduce(0) { $0 + available(own, at: $1, on: day) } },
-                                   bookedIn: { week in booked.filter { $0.practitionerID == person && $0.week == week }.reduce(0) { $0 + $1.minutes } }))
+                                   availableOn: { day in locationIDs.reduce(0) { $0 + available(person, at: $1, on: day) } },
+                                   bookedIn: { bookedBy["p|\(person)|\($0)"] ?? 0 }))
         }
         let names = Dictionary(locations.map { ($0.id!, $0.name) }, uniquingKeysWith: { a, _ in a })
         for room in rooms.sorted(by: { ($0.$location.id.uuidString, $0.name) < ($1.$location.id.uuidString, $1.name) }) {
             let at = room.$location.id
             utilisation.append(row(kind: "room", id: room.id!, label: "\(room.name), \(names[at] ?? "")",
-                                   availableOn: { available(hours, at: at, on: $0) },
-                                   bookedIn: { week in booked.filter { $0.roomID == room.id && $0.week == week }.reduce(0) { $0 + $1.minutes } }))
+                                   availableOn: { available(nil, at: at, on: $0) },
+                                   bookedIn: { bookedBy["r|\(room.id!)|\($0)"] ?? 0 }))
         }
         for pen in pens.sorted(by: { $0.serial < $1.serial }) {
             guard let at = pen.$location.id else { continue }
             utilisation.append(row(kind: "pen", id: pen.id!, label: "\(pen.model) \(pen.serial)",
-                                   availableOn: { available(hours, at: at, on: $0) },
-                                   bookedIn: { week in booked.filter { $0.penID == pen.id && $0.week == week }.reduce(0) { $0 + $1.minutes } }))
+                                   availableOn: { available(nil, at: at, on: $0) },
+                                   bookedIn: { bookedBy["d|\(pen.id!)|\($0)"] ?? 0 }))
         }
 
         let counts = try await store.attendance(filter, noticeHours: noticeHours)

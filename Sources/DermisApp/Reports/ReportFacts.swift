@@ -274,11 +274,19 @@ enum ReportFacts {
                     CREATE INDEX series_fact_last ON series_fact
                     (clinic_id, last_day, patient_id, done, planned, last_location_id, last_practitioner_id)
                     """).run()
+                try await sql.raw("CREATE INDEX series_indication_fact_cover ON series_indication_fact (patient_id, indication, deepest_mm)").run()
+                try await sql.raw("""
+                    CREATE INDEX series_score_fact_cover ON series_score_fact (patient_id, scale, rater, scored, first_value, last_value)
+                    """).run()
                 try await sql.raw("""
                     CREATE INDEX series_fact_first ON series_fact
                     (clinic_id, first_day, patient_id, done, planned, first_location_id, first_practitioner_id)
                     """).run()
-                try await sql.raw("CREATE INDEX appointment_clinic_time ON appointment (clinic_id, starts_at, status)").run()
+                // The operations report reads appointments by clinic and time from this index alone.
+                try await sql.raw("""
+                    CREATE INDEX appointment_clinic_time ON appointment
+                    (clinic_id, starts_at, status, ends_at, updated_at, practitioner_id, room_id, pen_id, location_id)
+                    """).run()
                 try await sql.raw("CREATE INDEX adverse_event_chart ON adverse_event (chart_id)").run()
                 // Every event edited since it opened was acted on; the first edit is not known, the last is the best bound.
                 try await sql.raw("UPDATE adverse_event SET first_action_at = updated_at WHERE version > 1").run()

@@ -115,37 +115,44 @@ struct ReportStore {
     }
 
     /// Sessions in the filter and the adverse events recorded against them, grouped by the deepest depth's band, by
-    /// zone treated (an event counts for every zone of its session), by pen or by cartridge lot.
-    func safetyCounts(_ filter: ReportFilter, by dimension: SafetyDimension) async throws -> [SafetyCount] {
-        let key: SQLQueryString = switch dimension {
-        case .band: band("f.deepest_mm")
-        case .zone: "z.zone"
-        case .pen: "f.device_id"
-        case .lot: "f.lot_id"
-        }
-        // The zone table repeats the session's day, location and practitioner: it is read alone.
-        let facts: SQLQueryString = dimension == .zone ? "session_zone_fact z" : "session_fact f"
-        let alias = dimension == .zone ? "z" : "f"
-        let query: SQLQueryString = """
-            SELECT \(key) AS grp, COUNT(*) AS sessions, CAST(COALESCE(SUM(e.events), 0) AS BIGINT) AS events,
-                CAST(COALESCE(SUM(e.open_events), 0) AS BIGINT) AS open_events
-            FROM \(facts)
+    /// zone treated (an event counts for every zone of its session), by pen and by cartridge lot. Band, pen and lot come
+    /// from one pass over the sessions (grouped by all three, added up here); zones from one over their zones.
+    func safetyCounts(_ filter: ReportFilter) async throws -> [SafetyDimension: [SafetyCount]] {
+        let events: SQLQueryString = """
             LEFT JOIN (
                 SELECT chart_id, COUNT(*) AS events, SUM(CASE WHEN resolved_on IS NULL THEN 1 ELSE 0 END) AS open_events
                 FROM adverse_event WHERE clinic_id = \(bind: filter.clinicID) AND chart_id IS NOT NULL GROUP BY chart_id
-            ) e ON e.chart_id = \(unsafeRaw: alias).chart_id
-            WHERE \(covered(filter, alias))
+            ) e
+            """
+        let counts: SQLQueryString = "COUNT(*) AS sessions, CAST(COALESCE(SUM(e.events), 0) AS BIGINT) AS events, CAST(COALESCE(SUM(e.open_events), 0) AS BIGINT) AS open_events"
+        let sessions: SQLQueryString = """
+            SELECT \(band("f.deepest_mm")) AS band, f.device_id AS pen, f.lot_id AS lot, \(counts)
+            FROM session_fact f \(events) ON e.chart_id = f.chart_id
+            WHERE \(covered(filter))
+            GROUP BY 1, 2, 3
+            """
+        var sums: [SafetyDimension: [String: SafetyCount]] = [:]
+        func add(_ dimension: SafetyDimension, _ key: String, _ row: SQLRow) throws {
+            var count = sums[dimension]?[key] ?? SafetyCount(key: key, sessions: 0, events: 0, open: 0)
+            count.sessions += try row.decode(column: "sessions", as: Int.self)
+            count.events += try row.decode(column: "events", as: Int.self)
+            count.open += try row.decode(column: "open_events", as: Int.self)
+            sums[dimension, default: [:]][key] = count
+        }
+        for row in try await sql.raw(sessions).all() {
+            try add(.band, String(try row.decode(column: "band", as: Int.self)), row)
+            try add(.pen, try row.decode(column: "pen", as: UUID?.self)?.uuidString ?? "", row)
+            try add(.lot, try row.decode(column: "lot", as: UUID?.self)?.uuidString ?? "", row)
+        }
+        // The zone table repeats the session's day, location and practitioner: it is read alone.
+        let zones: SQLQueryString = """
+            SELECT z.zone AS zone, \(counts)
+            FROM session_zone_fact z \(events) ON e.chart_id = z.chart_id
+            WHERE \(covered(filter, "z"))
             GROUP BY 1
             """
-        return try await sql.raw(query).all().map { row in
-            let group: String = switch dimension {
-            case .band: String(try row.decode(column: "grp", as: Int.self))
-            case .zone: try row.decode(column: "grp", as: String.self)
-            case .pen, .lot: try row.decode(column: "grp", as: UUID?.self)?.uuidString ?? ""
-            }
-            return SafetyCount(key: group, sessions: try row.decode(column: "sessions", as: Int.self),
-                               events: try row.decode(column: "events", as: Int.self), open: try row.decode(column: "open_events", as: Int.self))
-        }
+        for row in try await sql.raw(zones).all() { try add(.zone, try row.decode(column: "zone", as: String.self), row) }
+        return sums.mapValues { Array($0.values) }
     }
 
     /// Adverse events a check-in's rule opened for sessions in the filter: hours from the flag to a practitioner's first
@@ -175,15 +182,15 @@ struct ReportStore {
 
     func bookedMinutes(_ filter: ReportFilter, weeks: [CalendarDate]) async throws -> [BookedMinutes] {
         guard !weeks.isEmpty else { return [] }
-        // The week an appointment falls in, by the Mondays' instants in the clinic's zone (exact across clock changes).
-        var week: SQLQueryString = "\(literal: 0)"
-        if weeks.count > 1 {
-            week = "CASE"
-            for (i, monday) in weeks.enumerated().dropFirst() {
-                week += " WHEN a.starts_at < \(bind: Availability.instant(monday, ClockTime(minutes: 0)!, in: filter.zone)) THEN \(literal: i - 1)"
-            }
-            week += " ELSE \(literal: weeks.count - 1) END"
+        // The week an appointment falls in, by the Mondays' instants in the clinic's zone (exact across clock changes):
+        // a balanced tree of CASEs, so a row takes about log2(weeks) comparisons, not one per week.
+        let mondays = weeks.map { Availability.instant($0, ClockTime(minutes: 0)!, in: filter.zone) }
+        func week(_ low: Int, _ high: Int) -> SQLQueryString {
+            guard low < high else { return "\(literal: low)" }
+            let middle = (low + high + 1) / 2
+            return "CASE WHEN a.starts_at < \(bind: mondays[middle]) THEN \(week(low, middle - 1)) ELSE \(week(middle, high)) END"
         }
+        let week = week(0, weeks.count - 1)
         let query: SQLQueryString = """
             SELECT a.practitioner_id AS practitioner, a.room_id AS room, a.pen_id AS pen, \(week) AS week,
                 CAST(SUM(\(seconds(from: "a.starts_at", to: "a.ends_at"))) AS DOUBLE PRECISION) AS seconds
