@@ -243,6 +243,20 @@ extension AppTests {
                     #expect(res.headers.contentType?.description.hasPrefix("text/csv") == true)
                     csv = res.body.string
                 }
+                // The clinic's notice period moves the line: at one hour, the cancellation two hours before is not late.
+                var admin = try await signIn(app, try await makeStaff(app, role: .admin), clock: settings.clock)
+                admin.add(name: .contentType, value: "application/x-www-form-urlencoded")
+                var refused = ""
+                try await app.testing().test(.POST, "/admin/schedule/notice", headers: admin, body: form([("hours", "-3")])) { res in
+                    #expect(res.status == .unprocessableEntity)
+                    refused = res.body.string
+                }
+                #expect(refused.contains("must be whole hours from 0 to 336"))
+                try await app.testing().test(.POST, "/admin/schedule/notice", headers: admin, body: form([("hours", "1")])) { res in
+                    #expect(res.status == .seeOther || res.status == .found)
+                }
+                let stricter = try await client.send(.GET, "/api/v1/reports/operations?from=2026-11-23&to=2026-11-29").object["attendance"] as? [String: Any]
+                #expect(stricter?["lateCancellations"] as? Int == 0 && stricter?["noticeHours"] as? Int == 1)
                 #expect(csv == "due,unrecorded,attended,no_shows,cancelled,late_cancellations,no_show_percent,late_cancellation_percent,notice_hours\r\n5,0,2,1,2,1,20.00,20.00,24\r\n")
             }
         }
@@ -259,11 +273,13 @@ extension AppTests {
                 #expect(theirs.object["sessions"] as? Int == 0 && theirs.object["per100Sessions"] == nil)
                 for (query, field) in [("from=2026-02-30", "from"), ("to=yesterday", "to"), ("from=2026-11-27&to=2026-11-01", "from"),
                                        ("from=2020-01-01&to=2026-11-27", "to"), ("practitioner=\(UUID())", "practitioner"),
-                                       ("location=nope", "location"), ("from=2026-01-01&from=2026-02-01", "from")] {
+                                       ("location=nope", "location"), ("from=2026-01-01&from=2026-02-01", "from"), ("to=", "to")] {
                     let reply = try await practitioner.send(.GET, "/api/v1/reports/outcomes?\(query)")
                     #expect(reply.status == .unprocessableEntity, "\(query)")
                     #expect((reply.object["error"] as? [String: Any])?["field"] as? String == field, "\(query): \(reply.text)")
                 }
+                // The page's form sends empty fields for "all locations" and "all practitioners".
+                #expect(try await practitioner.send(.GET, "/reports?from=2026-08-01&to=2026-11-27&location=&practitioner=").status == .ok)
                 // The page names a bad filter and still shows the default report.
                 let page = try await practitioner.send(.GET, "/reports?from=31-12-2026")
                 #expect(page.status == .unprocessableEntity && page.text.contains("must be a date YYYY-MM-DD") && page.text.contains("id=\"outcomes\""))

@@ -142,6 +142,7 @@ extension AppTests {
             GET /api/v1/patients/:patientID/sessions/:chartID/check-ins clinical
             PUT /api/v1/patients/:patientID/sessions/:chartID/outcomes  clinical
             GET /today                                                  all
+            POST /admin/schedule/notice                                 admin
             GET /reports                                                clinical
             GET /api/v1/reports/outcomes                                clinical
             GET /api/v1/reports/safety                                  clinical

@@ -22,7 +22,9 @@ struct ReportsController: RouteCollection {
     // MARK: Filters
 
     /// The filter a request asks for: `from` and `to` (days, default the 90 days to today), `location`, `practitioner`.
-    static func filter(_ req: Request) async throws -> ReportFilter {
+    /// The page's form sends an empty field for "all"; the API takes a parameter left out for that, and refuses an
+    /// empty one.
+    static func filter(_ req: Request, emptyMeansAll: Bool = false) async throws -> ReportFilter {
         guard let clinic = try await req.clinic() else { throw Abort(.notFound, reason: "No clinic is set up.") }
         let clinicID = try req.staff().clinicID
         let now = req.dermis.clock.now()
@@ -37,7 +39,9 @@ struct ReportsController: RouteCollection {
         func text(_ name: String) throws -> String? {
             let values = items.filter { $0.name == name }
             guard values.count <= 1 else { throw InvalidInput(path: name, problem: "give it once") }
-            let value = values.first?.value?.trimmingCharacters(in: .whitespaces) ?? ""
+            guard let first = values.first else { return nil }
+            let value = first.value?.trimmingCharacters(in: .whitespaces) ?? ""
+            if value.isEmpty && !emptyMeansAll { throw InvalidInput(path: name, problem: "must not be empty (leave it out for the default)") }
             return value.isEmpty ? nil : value
         }
         func day(_ name: String) throws -> CalendarDate? {
@@ -65,8 +69,8 @@ struct ReportsController: RouteCollection {
         return ReportFilter(clinicID: clinicID, from: from, to: to, locationID: location, practitionerID: practitioner, zone: clinic.zone, now: now)
     }
 
-    static func reports(_ req: Request) async throws -> ClinicReports {
-        try ClinicReports(db: req.db, filter: try await filter(req), protocol: req.dermis.clinicalProtocol)
+    static func reports(_ req: Request, emptyMeansAll: Bool = false) async throws -> ClinicReports {
+        try ClinicReports(db: req.db, filter: try await filter(req, emptyMeansAll: emptyMeansAll), protocol: req.dermis.clinicalProtocol)
     }
 
     static func noticeHours(_ req: Request) async throws -> Int {
@@ -237,7 +241,7 @@ struct ReportsController: RouteCollection {
         let reports: ClinicReports
         var errors: [ErrorLine] = []
         do {
-            reports = try await Self.reports(req)
+            reports = try await Self.reports(req, emptyMeansAll: true)
         } catch let invalid as InvalidInput {
             // The page answers a bad filter with the default report and the problem named, as a 422.
             errors = ErrorLine.list(invalid)

@@ -19,6 +19,7 @@ struct ScheduleAdminController: RouteCollection {
         admin.post("leave", use: addLeave).access(admins)
         admin.post("services", use: addService).access(admins)
         admin.post("pens", use: placePen).access(admins)
+        admin.post("notice", use: setNotice).access(admins)
     }
 
     struct LocationRow: Encodable {
@@ -64,6 +65,7 @@ struct ScheduleAdminController: RouteCollection {
         let timeZones: [String]
         let errors: [ErrorLine]
         let saved: Bool
+        let noticeHours: Int
     }
 
     static let weekdays = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -113,7 +115,8 @@ struct ScheduleAdminController: RouteCollection {
                            isPublic: s.isPublic)
             },
             timeZones: TimeZone.knownTimeZoneIdentifiers.filter { $0.contains("/") && !$0.hasPrefix("Etc/") }.sorted(),
-            errors: errors, saved: (try? req.query.get(String.self, at: "saved")) != nil)
+            errors: errors, saved: (try? req.query.get(String.self, at: "saved")) != nil,
+            noticeHours: try await req.clinic()?.cancellationNoticeHours ?? Clinic.defaultNoticeHours)
         return try await req.view.render("schedule-admin", page).response(status, for: req)
     }
 
@@ -261,6 +264,22 @@ struct ScheduleAdminController: RouteCollection {
     struct PenForm: Content {
         var pen: String?
         var location: String?
+    }
+
+    struct NoticeForm: Content {
+        var hours: String?
+    }
+
+    /// The clinic's notice period: a cancellation with less notice is late (the reports; the patient's own pages).
+    func setNotice(req: Request) async throws -> Response {
+        let form = try req.content.decode(NoticeForm.self)
+        return try await change(req, objectType: "Clinic") {
+            let text = form.hours?.trimmingCharacters(in: .whitespaces) ?? ""
+            guard let hours = Int(text), (0...336).contains(hours) else {
+                throw InvalidInput(path: "hours", problem: "must be whole hours from 0 to 336 (two weeks)")
+            }
+            try await Clinic.query(on: req.db).filter(\.$id == req.staff().clinicID).set(\.$cancellationNoticeHours, to: hours).update()
+        }
     }
 
     func placePen(req: Request) async throws -> Response {
