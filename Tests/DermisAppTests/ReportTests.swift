@@ -267,10 +267,11 @@ extension AppTests {
                 let practitioner = TestClient(app: app, headers: try await signIn(app, try await makeStaff(app, role: .practitioner), clock: settings.clock))
                 // A practitioner filter: only the physician's sessions; another clinic's or a made-up id is refused by name.
                 let mine = try await practitioner.send(.GET, "/api/v1/reports/safety?from=2026-08-01&to=2026-11-27&practitioner=\(f.physician.id!)")
-                #expect(mine.object["sessions"] as? Int == 20)
+                #expect(mine.object["sessions"] as? Int == 20 && (mine.object["openEvents"] as? [Any])?.count == 2)
                 let nurse = try await StaffUser.query(on: app.db).filter(\.$email == "sam.nurse@demo.dermis.test").first()!
                 let theirs = try await practitioner.send(.GET, "/api/v1/reports/safety?from=2026-08-01&to=2026-11-27&practitioner=\(nurse.id!)")
                 #expect(theirs.object["sessions"] as? Int == 0 && theirs.object["per100Sessions"] == nil)
+                #expect((theirs.object["openEvents"] as? [Any])?.isEmpty == true, "only the open events of the nurse's sessions")
                 for (query, field) in [("from=2026-02-30", "from"), ("to=yesterday", "to"), ("from=2026-11-27&to=2026-11-01", "from"),
                                        ("from=2020-01-01&to=2026-11-27", "to"), ("practitioner=\(UUID())", "practitioner"),
                                        ("location=nope", "location"), ("from=2026-01-01&from=2026-02-01", "from"), ("to=", "to")] {

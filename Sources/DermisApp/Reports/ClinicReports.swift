@@ -1,6 +1,7 @@
 import DermisCore
 import Fluent
 import Foundation
+import SQLKit
 import Vapor
 
 /// The clinic's three reports, as JSON (`/api/v1/reports/…`), CSV and the `/reports` page: the store counts in SQL,
@@ -196,11 +197,12 @@ struct ClinicReports {
         let today = CalendarDate(filter.now, in: filter.zone)
         var open = AdverseEvent.query(on: db).filter(\.$clinic.$id == filter.clinicID).filter(\.$resolvedOn == nil).sort(\.$openedAt)
         if filter.locationID != nil || filter.practitionerID != nil {
-            let charts = try await SessionFact.query(on: db).filter(\.$clinicID == filter.clinicID).group(.and) { group in
-                if let location = filter.locationID { group.filter(\.$locationID == location) }
-                if let practitioner = filter.practitionerID { group.filter(\.$practitionerID == practitioner) }
-            }.all(\.$chartID)
-            open = open.filter(\.$chartID ~~ charts)
+            // The sessions of that location or practitioner, as a subquery: a chain's list of them could be long.
+            var sessions: SQLQueryString = "chart_id IN (SELECT f.chart_id FROM session_fact f WHERE f.clinic_id = \(bind: filter.clinicID)"
+            if let location = filter.locationID { sessions += " AND f.location_id = \(bind: location)" }
+            if let practitioner = filter.practitionerID { sessions += " AND f.practitioner_id = \(bind: practitioner)" }
+            sessions += ")"
+            open = open.filter(.sql(embed: sessions))
         }
         let openEvents = try await open.all().map { event in
             OpenEvent(id: event.id!, type: event.type, severity: event.severity, onset: event.onset,
