@@ -408,3 +408,38 @@ extension AppTests.Reports {
         }
     }
 }
+
+extension AppTests.Reports {
+    /// Two clinics in one database: each clinic's reports and today board count and show only its own, and a filter
+    /// naming the other clinic's location or practitioner is refused.
+    @Test func eachClinicReportsOnlyItsOwn() async throws {
+        try await withDermis { app, settings in
+            let harbour = try await clinic(app)
+            let hudson = try await AppTests.TwoClinics().hudson(app, settings)
+            let hudsonLocation = try await Location.query(on: app.db).filter(\.$clinic.$id == hudson.clinic.requireID()).first()!
+            let mine = TestClient(app: app, headers: try await signIn(app, try await makeStaff(app, role: .practitioner), clock: settings.clock))
+            let theirs = TestClient(app: app, headers: try await signIn(app, hudson.practitioner, clock: settings.clock))
+            let period = "from=2026-08-01&to=2026-11-27"
+            #expect(try await mine.send(.GET, "/api/v1/reports/safety?\(period)").object["sessions"] as? Int == 20)
+            let other = try await theirs.send(.GET, "/api/v1/reports/safety?\(period)").object
+            #expect(other["sessions"] as? Int == 0 && (other["openEvents"] as? [Any])?.isEmpty == true)
+            let outcomes = try await theirs.send(.GET, "/api/v1/reports/outcomes?\(period)").object
+            #expect((outcomes["groups"] as? [Any])?.isEmpty == true)
+            let operations = try await theirs.send(.GET, "/api/v1/reports/operations?from=2026-11-23&to=2026-11-29").object
+            #expect((operations["attendance"] as? [String: Any])?["due"] as? Int == 0)
+            let rows = operations["utilisation"] as? [[String: Any]] ?? []
+            #expect(!rows.contains { $0["id"] as? String == harbour.physician.id!.uuidString })
+            for query in ["location=\(hudsonLocation.id!)", "practitioner=\(hudson.practitioner.id)"] {
+                let refused = try await mine.send(.GET, "/api/v1/reports/safety?\(query)")
+                #expect(refused.status == .unprocessableEntity, "\(query)")
+            }
+            // Harbour's booking today for one of its patients is not on Hudson's board.
+            let today = CalendarDate(settings.clock.now(), in: harbour.zone)
+            let zoe = try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first()!
+            try await harbour.booking(zoe.requireID(), today.description, "16:00", minutes: 30, status: .booked)
+            let board = try await theirs.send(.GET, "/today")
+            #expect(board.status == .ok && !board.text.contains("Lefèvre"))
+            #expect(try await mine.send(.GET, "/today").text.contains("Lefèvre"))
+        }
+    }
+}
