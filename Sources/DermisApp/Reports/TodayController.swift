@@ -57,7 +57,7 @@ struct TodayController: RouteCollection {
         let expiryDays: Int
     }
 
-    /// The days after a check-in was asked for that it counts as overdue, and the days a lot's expiry is flagged ahead.
+    /// How many days ahead a lot's expiry is flagged: the stock report's figure.
     static let expiryDays = ClinicReports.expiryWarningDays
 
     func today(req: Request) async throws -> View {
