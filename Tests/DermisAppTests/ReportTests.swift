@@ -274,7 +274,7 @@ extension AppTests {
                 #expect((theirs.object["openEvents"] as? [Any])?.isEmpty == true, "only the open events of the nurse's sessions")
                 for (query, field) in [("from=2026-02-30", "from"), ("to=yesterday", "to"), ("from=2026-11-27&to=2026-11-01", "from"),
                                        ("from=2020-01-01&to=2026-11-27", "to"), ("practitioner=\(UUID())", "practitioner"),
-                                       ("location=nope", "location"), ("from=2026-01-01&from=2026-02-01", "from"), ("to=", "to")] {
+                                       ("location=nope", "location"), ("from=2026-01-01&from=2026-02-01", "from"), ("to=", "to"), ("to=%zz", "to")] {
                     let reply = try await practitioner.send(.GET, "/api/v1/reports/outcomes?\(query)")
                     #expect(reply.status == .unprocessableEntity, "\(query)")
                     #expect((reply.object["error"] as? [String: Any])?["field"] as? String == field, "\(query): \(reply.text)")

@@ -106,7 +106,7 @@ enum DemoHistory {
             let skin = Bool.random(using: &rng) ? "thick" : "thin"
             var firstDay = weekday(today.adding(days: -Int.random(in: 3...90, using: &rng)), practitioner)
             // The first patient is due today after two sessions: the today board's ready patient, charts and photos to show.
-            let interval = p.indications.first { $0.id == course[0].indication }?.series.minIntervalDays ?? 28
+            guard let interval = p.indications.first(where: { $0.id == course[0].indication })?.series.minIntervalDays else { continue }
             if index == 0 {
                 firstDay = today.adding(days: -2 * interval - 4)
                 while !works(practitioner, firstDay) { firstDay = firstDay.adding(days: -1) }
@@ -180,7 +180,6 @@ enum DemoHistory {
             let pace = Double.random(in: 0.3...0.7, using: &rng)
             var day = firstDay
             var done = 0
-            var lastEnd: Date?
             while done < plan.series.sessions && day < today && (stopsAfter.map { done < $0 } ?? true) && (index != 0 || done < 2) {
                 if done > 0 { screening = try await intake(on: day, version: done + 1) }
                 let slot = diary.slot(on: day, minutes: minutes, buffer: s.treatment.bufferMinutes)
@@ -258,7 +257,7 @@ enum DemoHistory {
                     // older one, since resolved, and a recent one nobody has acted on yet.
                     let age = day.days(until: today)
                     let raises = (flagged == 0 && (20...27).contains(age)) || (flagged == 1 && (10...19).contains(age))
-                    for checkDay in (p.followUp.invitations?.checkInDays ?? [1, 3, 7]) + (raises ? [9] : []) {
+                    for checkDay in (p.followUp.invitations?.checkInDays ?? []) + (raises ? [9] : []) {
                         let when = at(day.adding(days: checkDay), 19 * 60)
                         guard when < now else { continue }
                         // One in four stops checking in after day 1 (an overdue check-in on the today board).
@@ -306,12 +305,10 @@ enum DemoHistory {
                         }
                     }
                 }
-                lastEnd = slot.end
                 done += 1
                 let slack = Int.random(in: 0...4, using: &rng)
                 day = weekday(day.adding(days: plan.series.minIntervalDays + (index == 0 ? 0 : slack)), practitioner)
             }
-            _ = lastEnd
             try await ReportFacts.refreshSeries(of: patientID, on: db)
             // Attendance is not perfect: a missed review, a cancellation hours before, one cancelled days ahead.
             if index % 8 >= 5, firstDay.adding(days: 3) < today {

@@ -173,14 +173,6 @@ struct CareController: RouteCollection {
 
 /// Times as a patient reads them, in the clinic's zone: "Fri 27 Nov, 15:00".
 enum LocalTime {
-    /// "15:00" on the zone's wall clock.
-    static func clock(_ instant: Date, in zone: TimeZone) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
-        let parts = calendar.dateComponents([.hour, .minute], from: instant)
-        return String(format: "%02d:%02d", parts.hour ?? 0, parts.minute ?? 0)
-    }
-
     static func words(_ instant: Date, in zone: TimeZone) -> String {
         var style = Date.FormatStyle(date: .omitted, time: .omitted, locale: Locale(identifier: "en_GB"), calendar: Calendar(identifier: .gregorian), timeZone: zone)
         style = style.weekday(.abbreviated).day(.defaultDigits).month(.abbreviated).hour(.twoDigits(amPM: .omitted)).minute(.twoDigits)

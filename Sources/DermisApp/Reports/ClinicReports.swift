@@ -312,6 +312,19 @@ struct ClinicReports {
 
     func operations(noticeHours: Int) async throws -> OperationsReport {
         let weeks = ReportMath.weekStarts(from: filter.from, to: filter.to)
+        return OperationsReport(period: period, weeks: weeks.map(\.description), utilisation: try await utilisation(weeks: weeks),
+                                attendance: try await attendance(noticeHours: noticeHours), series: try await series(),
+                                cartridges: try await cartridges(), definitions: [
+            "Utilisation is booked minutes (appointments booked, checked in, completed or no-show) over available minutes, per week from Monday in the clinic's zone; weeks are clipped to the period.",
+            "Available minutes: a practitioner's working hours less breaks and closure days; a room or pen is available while anyone works at its location (rooms and pens are left out when one practitioner is chosen). Leave is not subtracted.",
+            "No-show and late-cancellation rates are over appointments due in the period up to now (attended, no-show or cancelled); late means cancelled less than \(noticeHours) hours before the start (the clinic's notice period). Past appointments still marked booked are counted apart as unrecorded.",
+            "A series starts with a patient's first signed session (in the period, at the location, by the practitioner); it is completed when it reaches the sessions its last plan asks for. Stopped: not completed and no treatment booked ahead.",
+            "Stock in days: usable cartridges left (not expired, recalled or used up) at the rate charted over the last \(Self.usageWindowDays) days. Lots expiring within \(Self.expiryWarningDays) days are flagged.",
+        ])
+    }
+
+    /// Each practitioner's, room's and pen's booked and available minutes per week of `weeks`.
+    func utilisation(weeks: [CalendarDate]) async throws -> [UtilisationRow] {
         let booked = try await store.bookedMinutes(filter, weeks: weeks)
         var locations = try await Location.query(on: db).filter(\.$clinic.$id == filter.clinicID).all()
         if let only = filter.locationID { locations = locations.filter { $0.id == only } }
@@ -390,14 +403,19 @@ struct ClinicReports {
                                    availableOn: { available(nil, at: at, on: $0) },
                                    bookedIn: { bookedBy["d|\(pen.id!)|\($0)"] ?? 0 }))
         }
+        return utilisation
+    }
 
+    func attendance(noticeHours: Int) async throws -> AttendanceFigures {
         let counts = try await store.attendance(filter, noticeHours: noticeHours)
-        let attendance = AttendanceFigures(
+        return AttendanceFigures(
             due: counts.due, unrecorded: counts.unrecorded, attended: counts.attended, noShows: counts.noShows, cancelled: counts.cancelled,
             lateCancellations: counts.lateCancellations,
             noShowPercent: tenth(ReportMath.percent(Double(counts.noShows), of: Double(counts.due))),
             lateCancellationPercent: tenth(ReportMath.percent(Double(counts.lateCancellations), of: Double(counts.due))), noticeHours: noticeHours)
+    }
 
+    func series() async throws -> SeriesFigures {
         let series = try await store.seriesCounts(filter)
         let started = series.reduce(0) { $0 + $1.patients }
         let completed = series.filter { $0.done >= $0.planned }.reduce(0) { $0 + $1.patients }
@@ -407,9 +425,11 @@ struct ClinicReports {
             SeriesFigures.Step(session: k, reached: series.filter { $0.done >= k }.reduce(0) { $0 + $1.patients },
                                stoppedAfter: series.filter { $0.done == k && $0.done < $0.planned && !$0.bookedAhead }.reduce(0) { $0 + $1.patients })
         }
-        let seriesFigures = SeriesFigures(started: started, completed: completed, bookedAhead: ahead, stopped: started - completed - ahead,
-                                          completedPercent: tenth(ReportMath.percent(Double(completed), of: Double(started))), steps: steps)
+        return SeriesFigures(started: started, completed: completed, bookedAhead: ahead, stopped: started - completed - ahead,
+                             completedPercent: tenth(ReportMath.percent(Double(completed), of: Double(started))), steps: steps)
+    }
 
+    func cartridges() async throws -> CartridgeFigures {
         let today = CalendarDate(filter.now, in: filter.zone)
         let used = try await store.cartridgesUsed(clinicID: filter.clinicID, since: today.adding(days: -(Self.usageWindowDays - 1)))
         let lots = try await CartridgeLot.query(on: db).filter(\.$clinic.$id == filter.clinicID).sort(\.$expiry).all().map { lot in
@@ -423,17 +443,9 @@ struct ClinicReports {
         }
         let usedInWindow = lots.reduce(0) { $0 + $1.usedInWindow }
         let remaining = lots.filter(\.usable).reduce(0) { $0 + $1.remaining }
-        let cartridges = CartridgeFigures(windowDays: Self.usageWindowDays, usedInWindow: usedInWindow, usableRemaining: remaining,
-                                          stockDays: tenth(ReportMath.stockDays(remaining: remaining, used: usedInWindow, windowDays: Self.usageWindowDays)),
-                                          expiryWarningDays: Self.expiryWarningDays, lots: lots)
-        return OperationsReport(period: period, weeks: weeks.map(\.description), utilisation: utilisation, attendance: attendance,
-                                series: seriesFigures, cartridges: cartridges, definitions: [
-            "Utilisation is booked minutes (appointments booked, checked in, completed or no-show) over available minutes, per week from Monday in the clinic's zone; weeks are clipped to the period.",
-            "Available minutes: a practitioner's working hours less breaks and closure days; a room or pen is available while anyone works at its location (rooms and pens are left out when one practitioner is chosen). Leave is not subtracted.",
-            "No-show and late-cancellation rates are over appointments due in the period up to now (attended, no-show or cancelled); late means cancelled less than \(noticeHours) hours before the start (the clinic's notice period). Past appointments still marked booked are counted apart as unrecorded.",
-            "A series starts with a patient's first signed session (in the period, at the location, by the practitioner); it is completed when it reaches the sessions its last plan asks for. Stopped: not completed and no treatment booked ahead.",
-            "Stock in days: usable cartridges left (not expired, recalled or used up) at the rate charted over the last \(Self.usageWindowDays) days. Lots expiring within \(Self.expiryWarningDays) days are flagged.",
-        ])
+        return CartridgeFigures(windowDays: Self.usageWindowDays, usedInWindow: usedInWindow, usableRemaining: remaining,
+                                stockDays: tenth(ReportMath.stockDays(remaining: remaining, used: usedInWindow, windowDays: Self.usageWindowDays)),
+                                expiryWarningDays: Self.expiryWarningDays, lots: lots)
     }
 
     /// Rates and percentages to one decimal, as the page and the JSON show them.

@@ -99,8 +99,16 @@ final class SeriesScoreFact: Model, @unchecked Sendable {
 }
 
 enum ReportFacts {
+    /// Two writes for one patient at once (two charts signed, a practitioner's scores and the patient's own GAIS) take
+    /// turns on the patient's row, so each numbers and rewrites what the other committed. SQLite has one writer already.
+    private static func lock(_ patientID: UUID, on db: any Database) async throws {
+        guard let sql = db as? any SQLDatabase, sql.dialect.name != "sqlite" else { return }
+        _ = try await sql.raw("SELECT id FROM patient WHERE id = \(bind: patientID) FOR UPDATE").all()
+    }
+
     /// Rewrites a patient's series rows from their session facts, zones and scores (a few rows: one patient's).
     static func refreshSeries(of patientID: UUID, on db: any Database) async throws {
+        try await lock(patientID, on: db)
         try await SeriesFact.query(on: db).filter(\.$patientID == patientID).delete()
         try await SeriesIndicationFact.query(on: db).filter(\.$patientID == patientID).delete()
         try await SeriesScoreFact.query(on: db).filter(\.$patientID == patientID).delete()
@@ -156,10 +164,7 @@ enum ReportFacts {
         // A plan that no longer reads (an old protocol's shape) costs its indications, never the signature.
         let plan = try? await TreatmentPlanRecord.find(session.$plan.id, on: db)?.plan
         let indications = Dictionary((plan?.zones ?? []).map { ($0.zone, $0.indication) }, uniquingKeysWith: { a, _ in a })
-        if let sql = db as? any SQLDatabase, sql.dialect.name != "sqlite" {
-            // Two charts of one patient signed at once: the patient's row lock numbers them one after the other.
-            _ = try await sql.raw("SELECT id FROM patient WHERE id = \(bind: session.$patient.id) FOR UPDATE").all()
-        }
+        try await lock(session.$patient.id, on: db)
         let existing = try await SessionFact.query(on: db).filter(\.$chartID == session.chartID).first()
         let fact = existing ?? SessionFact()
         if existing == nil {

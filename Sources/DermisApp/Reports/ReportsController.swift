@@ -29,15 +29,8 @@ struct ReportsController: RouteCollection {
         let clinicID = try req.staff().clinicID
         let now = req.dermis.clock.now()
         let today = CalendarDate(now, in: clinic.zone)
-        let items: [URLQueryItem]
-        if let query = req.url.query {
-            guard let parsed = URLComponents(string: "?" + query) else { throw InvalidInput(path: "query", problem: "is not a readable query string") }
-            items = parsed.queryItems ?? []
-        } else {
-            items = []
-        }
         func text(_ name: String) throws -> String? {
-            let values = items.filter { $0.name == name }
+            let values = try req.queryValues(name)
             guard values.count <= 1 else { throw InvalidInput(path: name, problem: "give it once") }
             guard let first = values.first else { return nil }
             let value = first.value?.trimmingCharacters(in: .whitespaces) ?? ""
@@ -111,25 +104,26 @@ struct ReportsController: RouteCollection {
             }
         case "safety":
             rows = [["dimension", "key", "label", "sessions", "events", "open", "per_100_sessions", "small_group"]]
-            for table in try await Self.safety(reports, req).tables {
+            // The CSV has counts only, no event or patient: nothing here reads a patient's record.
+            for table in try await reports.safety().tables {
                 rows += table.rows.map { [table.dimension, $0.key, $0.label, String($0.sessions), String($0.events), String($0.open), figure($0.per100Sessions), String($0.smallGroup)] }
             }
         case "utilisation":
             rows = [["kind", "id", "label", "week", "booked_minutes", "available_minutes", "percent"]]
-            for row in try await reports.operations(noticeHours: try await Self.noticeHours(req)).utilisation {
+            for row in try await reports.utilisation(weeks: ReportMath.weekStarts(from: reports.filter.from, to: reports.filter.to)) {
                 rows += row.weeks.map { [row.kind, row.id.uuidString, row.label, $0.week, String($0.bookedMinutes), String($0.availableMinutes), figure($0.percent)] }
             }
         case "attendance":
-            let a = try await reports.operations(noticeHours: try await Self.noticeHours(req)).attendance
+            let a = try await reports.attendance(noticeHours: try await Self.noticeHours(req))
             rows = [["due", "unrecorded", "attended", "no_shows", "cancelled", "late_cancellations", "no_show_percent", "late_cancellation_percent", "notice_hours"],
                     [String(a.due), String(a.unrecorded), String(a.attended), String(a.noShows), String(a.cancelled), String(a.lateCancellations), figure(a.noShowPercent),
                      figure(a.lateCancellationPercent), String(a.noticeHours)]]
         case "series":
             rows = [["session", "reached", "stopped_after"]]
-            rows += try await reports.operations(noticeHours: try await Self.noticeHours(req)).series.steps.map { [String($0.session), String($0.reached), String($0.stoppedAfter)] }
+            rows += try await reports.series().steps.map { [String($0.session), String($0.reached), String($0.stoppedAfter)] }
         default:
             rows = [["lot_number", "expiry", "received", "remaining", "used_in_window", "days_to_expiry", "nearing_expiry", "usable", "problem"]]
-            rows += try await reports.operations(noticeHours: try await Self.noticeHours(req)).cartridges.lots.map {
+            rows += try await reports.cartridges().lots.map {
                 [$0.lotNumber, $0.expiry, String($0.received), String($0.remaining), String($0.usedInWindow), $0.daysToExpiry.map(String.init) ?? "",
                  String($0.nearingExpiry), String($0.usable), $0.problem ?? ""]
             }
@@ -139,12 +133,6 @@ struct ReportsController: RouteCollection {
     }
 
     // MARK: The page
-
-    struct Option: Encodable {
-        let id: String
-        let name: String
-        let selected: Bool
-    }
 
     struct SVGBar: Encodable {
         let label: String
@@ -175,6 +163,11 @@ struct ReportsController: RouteCollection {
         let marked: Bool
     }
 
+    struct SVGTick: Encodable {
+        let x: String
+        let label: String
+    }
+
     struct SVGIntervals: Encodable {
         let id: String
         let title: String
@@ -183,7 +176,7 @@ struct ReportsController: RouteCollection {
         let axisY: String
         let figureX: String
         let zeroX: String?
-        let ticks: [Option]
+        let ticks: [SVGTick]
         let rows: [SVGInterval]
     }
 
@@ -229,7 +222,7 @@ struct ReportsController: RouteCollection {
             let title = first.measure == "final" ? "\(first.scaleName): last rating (\(first.better))" : "\(first.scaleName): change first → last session (\(first.better))"
             return SVGIntervals(id: "chart-\(first.scale)", title: title, width: Int(IntervalChart.width), height: f(chart.height),
                                 axisY: f(chart.height - 18), figureX: f(IntervalChart.width - IntervalChart.valueWidth + 12), zeroX: chart.zeroX.map(f),
-                                ticks: chart.ticks.map { Option(id: f($0.x), name: $0.label, selected: false) },
+                                ticks: chart.ticks.map { SVGTick(x: f($0.x), label: $0.label) },
                                 rows: chart.rows.map { SVGInterval(label: $0.label, text: $0.text, y: f($0.y), low: f($0.low), mid: f($0.mid), high: f($0.high), marked: $0.marked) })
         }
     }

@@ -27,7 +27,6 @@ struct TodayController: RouteCollection {
         let practitioner: String
         let room: String
         let status: String
-        let isTreatment: Bool
         let ready: Bool
         let checks: [Check]
         let numbing: String?
@@ -101,7 +100,7 @@ struct TodayController: RouteCollection {
                         let timing = p.procedure
                         let numbFrom = appointment.startsAt.addingTimeInterval(Double(timing.checkInMinutes) * 60)
                         let needleFrom = numbFrom.addingTimeInterval(Double(p.anaesthetic.minimumMinutes) * 60)
-                        numbing = "Numbing from \(LocalTime.clock(numbFrom, in: location.zone)), needling from \(LocalTime.clock(needleFrom, in: location.zone)) "
+                        numbing = "Numbing from \(CalendarController.clock(numbFrom, in: location.zone)), needling from \(CalendarController.clock(needleFrom, in: location.zone)) "
                             + "(\(p.anaesthetic.minimumMinutes) min — \(p.anaesthetic.source))"
                     }
                 } else if isTreatment {
@@ -111,10 +110,10 @@ struct TodayController: RouteCollection {
                 if appointment.appointmentStatus == .pending {
                     checks.append(Check(text: "Held online, not confirmed yet", ok: false, fix: "/appointments/\(appointment.id!)", fixText: "Confirm or cancel"))
                 }
-                rows.append(Row(id: appointment.id!, time: LocalTime.clock(appointment.startsAt, in: location.zone), patientID: patient?.id,
+                rows.append(Row(id: appointment.id!, time: CalendarController.clock(appointment.startsAt, in: location.zone), patientID: patient?.id,
                                 patientName: patient?.fullName ?? appointment.contactName, service: service?.name ?? "?",
                                 practitioner: staff[appointment.practitionerID] ?? "?", room: rooms[appointment.roomID] ?? "?",
-                                status: appointment.status, isTreatment: isTreatment, ready: checks.allSatisfy(\.ok), checks: checks, numbing: numbing))
+                                status: appointment.status, ready: checks.allSatisfy(\.ok), checks: checks, numbing: numbing))
             }
             days.append(LocationDay(name: location.name, day: day.description, rows: rows, blocked: rows.filter { !$0.ready }.count))
         }
@@ -160,11 +159,10 @@ struct TodayController: RouteCollection {
     /// without the clinical detail (which rule, which zone).
     static func readiness(_ req: Request, patient: Patient, appointment: Appointment, scheduling: SchedulingService, clinical: Bool) async throws -> [Check] {
         let id = try patient.requireID()
-        let screening = ScreeningService(req: req, patient: patient)
-        let latest = try await screening.latestScreening()
-        let (clearance, _) = try await screening.clearance(of: latest)
+        let state = try await TreatmentService(req: req, patient: patient, staff: try req.staff()).readiness()
+        let clearance = state.clearance
         var checks: [Check] = []
-        if latest == nil {
+        if state.screening == nil {
             checks.append(Check(text: "No screening yet", ok: false, fix: "/patients/\(id)/intake/new", fixText: "Take the intake"))
         } else if !clearance.current {
             checks.append(Check(text: "Screening expired\(clinical ? " on \(clearance.expiresOn?.description ?? "?")" : "")", ok: false,
@@ -175,17 +173,15 @@ struct TodayController: RouteCollection {
         } else {
             checks.append(Check(text: "Screened and current", ok: true, fix: nil, fixText: nil))
         }
-        let treatment = TreatmentService(req: req, patient: patient, staff: try req.staff())
-        if let plan = try await treatment.latestPlan() {
-            if try await treatment.consent(for: plan) == nil {
+        if let plan = state.plan {
+            if state.consent == nil {
                 checks.append(Check(text: "No consent to plan version \(plan.version)", ok: false,
                                     fix: clinical ? "/patients/\(id)/plans/\(plan.id!)/consent" : "/patients/\(id)/course", fixText: "Sign the consent"))
             } else {
                 checks.append(Check(text: "Consented to the current plan (version \(plan.version))", ok: true, fix: nil, fixText: nil))
             }
-            let unscreened = try await treatment.unscreened(try plan.plan.zones.map(\.zone), plan: plan, path: { "zones[\($0)]" })
-            if !unscreened.isEmpty {
-                checks.append(Check(text: clinical ? unscreened.map(\.problem).joined(separator: "; ") : "A planned area was not screened", ok: false,
+            if !state.unscreened.isEmpty {
+                checks.append(Check(text: clinical ? state.unscreened.map(\.problem).joined(separator: "; ") : "A planned area was not screened", ok: false,
                                     fix: "/patients/\(id)/intake/new", fixText: "Take an intake with every area"))
             }
         } else {

@@ -10,11 +10,20 @@ extension Request {
         return id
     }
 
+    /// The query's values named `name`, in order. A query string that cannot be read at all (a stray `%`) is a 422
+    /// naming `query`: ignoring it would answer as if no parameter had been given.
+    func queryValues(_ name: String) throws -> [URLQueryItem] {
+        guard let query = url.query else { return [] }
+        guard let items = URLComponents(string: "?" + query)?.queryItems else {
+            throw InvalidInput(path: "query", problem: "is not a readable query string")
+        }
+        return items.filter { $0.name == name }
+    }
+
     /// An optional query value; present but not a `T` (`archived=maybe`, `grid=ten`) is a 422 naming it, not ignored.
     func optionalQuery<T: Decodable & LosslessStringConvertible>(_ type: T.Type, _ name: String) throws -> T? {
-        guard let values = url.query.flatMap({ URLComponents(string: "?" + $0)?.queryItems })?.filter({ $0.name == name }), !values.isEmpty else {
-            return nil
-        }
+        let values = try queryValues(name)
+        guard !values.isEmpty else { return nil }
         guard values.count == 1, let text = values[0].value, let value = T(text) else {
             throw InvalidInput(path: name, problem: T.self == Bool.self ? "must be true or false, once" : "must be a whole number, once")
         }

@@ -215,24 +215,45 @@ struct TreatmentService {
 
     // MARK: Sessions
 
-    /// Why a session cannot start now, or nil: a plan, a valid consent for that plan, and a current, clear screening.
-    func startProblems() async throws -> [String] {
-        var problems: [String] = []
+    /// What a session needs before it starts, as it stands: the current screening and whether it clears, the latest
+    /// plan, its consent, and the planned zones the screening did not check. The course page, the booking API's
+    /// readiness and the today board all read this one answer.
+    struct Readiness {
+        let screening: ScreeningRecord?
+        let clearance: ScreeningClearance
+        let plan: TreatmentPlanRecord?
+        let consent: ConsentRecord?
+        let unscreened: [FieldIssue]
+
+        /// Why a session cannot start now, for a person; empty when it can.
+        var problems: [String] {
+            var problems: [String] = []
+            if screening == nil { problems.append("There is no screening: take the intake first.") }
+            else if !clearance.current { problems.append("The screening expired on \(clearance.expiresOn?.description ?? "?"): take a new intake.") }
+            else if !clearance.cleared { problems.append("The screening does not clear treatment (\(clearance.blocking.joined(separator: ", "))); a practitioner may record an override.") }
+            if let plan {
+                if consent == nil { problems.append("Plan version \(plan.version) has no signed consent.") }
+                for issue in unscreened { problems.append("Plan version \(plan.version): \(issue.problem).") }
+            } else {
+                problems.append("There is no plan.")
+            }
+            return problems
+        }
+    }
+
+    func readiness() async throws -> Readiness {
         let screening = ScreeningService(req: req, patient: patient)
         let latestScreening = try await screening.latestScreening()
         let (clearance, _) = try await screening.clearance(of: latestScreening)
-        if latestScreening == nil { problems.append("There is no screening: take the intake first.") }
-        else if !clearance.current { problems.append("The screening expired on \(clearance.expiresOn?.description ?? "?"): take a new intake.") }
-        else if !clearance.cleared { problems.append("The screening does not clear treatment (\(clearance.blocking.joined(separator: ", "))); a practitioner may record an override.") }
-        if let plan = try await latestPlan() {
-            if try await consent(for: plan) == nil { problems.append("Plan version \(plan.version) has no signed consent.") }
-            for issue in try await unscreened(try plan.plan.zones.map(\.zone), plan: plan, path: { "zones[\($0)]" }) {
-                problems.append("Plan version \(plan.version): \(issue.problem).")
-            }
-        } else {
-            problems.append("There is no plan.")
-        }
-        return problems
+        let plan = try await latestPlan()
+        let consent = if let plan { try await self.consent(for: plan) } else { ConsentRecord?.none }
+        let unscreened = if let plan { try await self.unscreened(try plan.plan.zones.map(\.zone), plan: plan, path: { "zones[\($0)]" }) } else { [FieldIssue]() }
+        return Readiness(screening: latestScreening, clearance: clearance, plan: plan, consent: consent, unscreened: unscreened)
+    }
+
+    /// Why a session cannot start now, or nil: a plan, a valid consent for that plan, and a current, clear screening.
+    func startProblems() async throws -> [String] {
+        try await readiness().problems
     }
 
     func startSession() async throws -> TreatmentSession {

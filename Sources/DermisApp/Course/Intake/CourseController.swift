@@ -377,16 +377,11 @@ struct CourseController: RouteCollection {
     func apiReadiness(req: Request) async throws -> Readiness {
         let patient = try await req.patient()
         return try await req.audited(.read, objectType: "Patient", patientID: patient.id) {
-            let service = ScreeningService(req: req, patient: patient)
-            let screening = try await service.latestScreening()
-            let (clearance, _) = try await service.clearance(of: screening)
-            let treatment = TreatmentService(req: req, patient: patient, staff: try req.staff())
-            let plan = try await treatment.latestPlan()
-            var consented = false
-            if let plan { consented = try await treatment.consent(for: plan) != nil }
-            return Readiness(screened: screening != nil, screeningCurrent: screening != nil && clearance.current,
-                             cleared: screening != nil && clearance.cleared, planned: plan != nil, consented: consented,
-                             ready: try await treatment.startProblems().isEmpty)
+            let state = try await TreatmentService(req: req, patient: patient, staff: try req.staff()).readiness()
+            let screened = state.screening != nil
+            return Readiness(screened: screened, screeningCurrent: screened && state.clearance.current,
+                             cleared: screened && state.clearance.cleared, planned: state.plan != nil, consented: state.consent != nil,
+                             ready: state.problems.isEmpty)
         }
     }
 
