@@ -39,6 +39,7 @@ def test_a_newcomer_walks_the_demo(demo, browser):
     assert blocked, "a blocked patient shows the link that fixes it"
     assert browser.find_elements(By.CSS_SELECTOR, "#today-open-events li"), "an adverse event nobody has acted on"
     assert browser.find_elements(By.CSS_SELECTOR, "#today-lots li"), "the lot expiring this month"
+    assert browser.find_elements(By.CSS_SELECTOR, "#today-overdue li"), "patients who stopped checking in"
     assert "Numbing from" in browser.find_element(By.CSS_SELECTOR, "table.today-appointments").text
     shoot(browser, "today")
 

@@ -17,8 +17,8 @@ struct ReportFilter: Sendable {
     var now: Date
 
     /// The report's instants: from the start of `from` to the start of the day after `to`.
-    var start: Date { Availability.instant(from, ClockTime(minutes: 0)!, in: zone) }
-    var end: Date { Availability.instant(to.adding(days: 1), ClockTime(minutes: 0)!, in: zone) }
+    var start: Date { AftercareSchedule.bounds(of: from, in: zone).0 }
+    var end: Date { AftercareSchedule.bounds(of: to, in: zone).1 }
 }
 
 /// The reports' counting, in SQL on both databases: the queries return small grouped counts (a histogram of score
@@ -184,7 +184,7 @@ struct ReportStore {
         guard !weeks.isEmpty else { return [] }
         // The week an appointment falls in, by the Mondays' instants in the clinic's zone (exact across clock changes):
         // a balanced tree of CASEs, so a row takes about log2(weeks) comparisons, not one per week.
-        let mondays = weeks.map { Availability.instant($0, ClockTime(minutes: 0)!, in: filter.zone) }
+        let mondays = weeks.map { AftercareSchedule.bounds(of: $0, in: filter.zone).0 }
         func week(_ low: Int, _ high: Int) -> SQLQueryString {
             guard low < high else { return "\(literal: low)" }
             let middle = (low + high + 1) / 2

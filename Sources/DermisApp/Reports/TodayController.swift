@@ -76,8 +76,7 @@ struct TodayController: RouteCollection {
         var days: [LocationDay] = []
         for location in locations {
             let day = CalendarDate(now, in: location.zone)
-            let start = Availability.instant(day, ClockTime(minutes: 0)!, in: location.zone)
-            let end = Availability.instant(day.adding(days: 1), ClockTime(minutes: 0)!, in: location.zone)
+            let (start, end) = AftercareSchedule.bounds(of: day, in: location.zone)
             let appointments = try await Appointment.query(on: req.db).filter(\.$location.$id == location.requireID())
                 .filter(\.$startsAt >= start).filter(\.$startsAt < end)
                 .filter(\.$status ~~ [AppointmentStatus.pending, .booked, .checkedIn, .completed, .noShow].map(\.rawValue))
@@ -191,7 +190,7 @@ struct TodayController: RouteCollection {
         // A session already charted today is this appointment's own: the interval was checked when it started.
         let zone = try await req.clinic()?.zone ?? .current
         let day = CalendarDate(appointment.startsAt, in: zone)
-        let startOfDay = Availability.instant(day, ClockTime(minutes: 0)!, in: zone)
+        let startOfDay = AftercareSchedule.bounds(of: day, in: zone).0
         if try await TreatmentSession.query(on: req.db).filter(\.$patient.$id == id).filter(\.$createdAt >= startOfDay).first() != nil {
             checks.append(Check(text: "Session under way or charted today", ok: true, fix: nil, fixText: nil))
         } else if let rule = try await scheduling.seriesRule(patientID: id, zones: appointment.zoneList, ignoring: appointment.id),
@@ -217,15 +216,21 @@ struct TodayController: RouteCollection {
         let today = CalendarDate(now, in: zone)
         let names = Dictionary(try await Patient.query(on: req.db).filter(\.$id ~~ links.map { $0.$patient.id }).all().map { ($0.id!, $0.fullName) },
                                uniquingKeysWith: { a, _ in a })
-        var result: [(UUID, String, UUID, Int)] = []
+        // Each session's latest invitation now overdue, and when it was asked for.
+        var asked: [(link: PatientLink, day: Int, at: Date)] = []
         var charted = Set<UUID>()
         for link in links.sorted(by: { $0.createdAt > $1.createdAt }) where charted.insert(link.chartID).inserted {
             let sessionDay = CalendarDate(link.expiresAt.addingTimeInterval(-Double(p.followUp.linkValidDays) * 86_400), in: zone)
             guard let day = invitations.checkInDays.filter({ sessionDay.adding(days: $0 + invitations.overdueAfterDays) <= today }).max() else { continue }
-            let asked = Availability.instant(sessionDay.adding(days: day), ClockTime(minutes: 0)!, in: zone)
-            let since = try await CheckIn.query(on: req.db).filter(\.$chartID == link.chartID).filter(\.$submittedAt >= asked).count()
-            if since == 0 { result.append((link.$patient.id, names[link.$patient.id] ?? "?", link.chartID, day)) }
+            asked.append((link, day, AftercareSchedule.bounds(of: sessionDay.adding(days: day), in: zone).0))
         }
-        return result
+        guard let earliest = asked.map(\.at).min() else { return [] }
+        // One query for every check-in since the earliest of them, not one per session.
+        var latest: [UUID: Date] = [:]
+        for checkIn in try await CheckIn.query(on: req.db).filter(\.$chartID ~~ asked.map(\.link.chartID)).filter(\.$submittedAt >= earliest).all() {
+            latest[checkIn.chartID] = max(latest[checkIn.chartID] ?? .distantPast, checkIn.submittedAt)
+        }
+        return asked.filter { (latest[$0.link.chartID] ?? .distantPast) < $0.at }
+            .map { ($0.link.$patient.id, names[$0.link.$patient.id] ?? "?", $0.link.chartID, $0.day) }
     }
 }
