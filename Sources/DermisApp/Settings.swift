@@ -52,6 +52,8 @@ public struct DermisSettings: Sendable {
     public var smsFrom: String?
     public var smsUser: String?
     public var smsPassword: String?
+    /// A translation of the patient pages' text catalogue (`DERMIS_PATIENT_TEXT_FILE`): JSON, the same keys.
+    public var patientTextFile: String?
     /// Re-read templates on every render (`DERMIS_RELOAD_TEMPLATES=1`), for editing them; off, they are parsed once.
     public var reloadTemplates: Bool = false
     /// The bearer token a Prometheus scraper sends to `GET /metrics` (`DERMIS_METRICS_TOKEN`); unset, no metrics page.
@@ -76,7 +78,7 @@ public struct DermisSettings: Sendable {
                 tlsKeyFile: String? = nil, secretKeyFile: String? = nil, smtpURL: String? = nil, mailFrom: String? = nil,
                 smtpCAFile: String? = nil, smsURL: String? = nil, smsFrom: String? = nil, smsUser: String? = nil, smsPassword: String? = nil,
                 reloadTemplates: Bool = false, metricsToken: String? = nil,
-                backupDirectory: String? = nil, backupHours: String? = nil, backupKeep: String? = nil,
+                backupDirectory: String? = nil, backupHours: String? = nil, backupKeep: String? = nil, patientTextFile: String? = nil,
                 randomPassword: @escaping @Sendable () -> String = Secrets.password) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -85,6 +87,7 @@ public struct DermisSettings: Sendable {
         self.clock = clock
         self.secureCookies = secureCookies
         self.publicURL = publicURL
+        self.patientTextFile = patientTextFile
         self.idleTimeout = min(idleTimeout, Self.maximumIdleTimeout)
         self.absoluteTimeout = min(absoluteTimeout, Self.maximumAbsoluteTimeout)
         self.passwordCost = passwordCost
@@ -136,7 +139,8 @@ public struct DermisSettings: Sendable {
             metricsToken: environment["DERMIS_METRICS_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
             backupDirectory: environment["DERMIS_BACKUP_DIR"].flatMap { $0.isEmpty ? nil : $0 },
             backupHours: environment["DERMIS_BACKUP_HOURS"].flatMap { $0.isEmpty ? nil : $0 },
-            backupKeep: environment["DERMIS_BACKUP_KEEP"].flatMap { $0.isEmpty ? nil : $0 })
+            backupKeep: environment["DERMIS_BACKUP_KEEP"].flatMap { $0.isEmpty ? nil : $0 },
+            patientTextFile: environment["DERMIS_PATIENT_TEXT_FILE"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
     /// Whether Dermis itself serves HTTPS.

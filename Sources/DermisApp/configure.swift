@@ -12,7 +12,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     let secrets = try SecretBox.load(path: settings.secretKeyPath)
     app.dermis = DermisContext(clinicalProtocol: try settings.loadProtocol(), clock: settings.clock, settings: settings,
                                trustedProxies: try TrustedProxies(parsing: settings.trustedProxies),
-                               secretBox: secrets.box, firstRunCode: FirstRunCode())
+                               secretBox: secrets.box, firstRunCode: FirstRunCode(),
+                               patientText: try PatientText.load(overrides: settings.patientTextFile))
     app.passwords.use(.bcrypt(cost: settings.passwordCost))
     app.http.server.configuration.tlsConfiguration = try TLS.configuration(settings)
 
@@ -51,6 +52,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(PatientRecordIndexes())
     app.migrations.add(PatientKeysetIndex())
     app.migrations.add(ReportFacts.Migration())
+    app.migrations.add(CreatePortal())
     try await app.autoMigrate()
     if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
@@ -96,6 +98,9 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: SessionController())
     try app.register(collection: FollowUpController())
     try app.register(collection: CareController())
+    try app.register(collection: PortalSignInController())
+    try app.register(collection: PortalController())
+    try app.register(collection: PortalStaffController())
     try app.register(collection: AdverseEventController())
     try app.register(collection: PhotoController())
     try app.register(collection: ScheduleSetupController())
@@ -136,15 +141,18 @@ final class DermisContext: Sendable {
     let trustedProxies: TrustedProxies
     let secretBox: SecretBox
     let firstRunCode: FirstRunCode
+    /// The patient pages' sentences (the English catalogue, or a clinic's translation of it).
+    let patientText: PatientText
 
     init(clinicalProtocol: ClinicalProtocol, clock: any Clock, settings: DermisSettings, trustedProxies: TrustedProxies,
-         secretBox: SecretBox, firstRunCode: FirstRunCode) {
+         secretBox: SecretBox, firstRunCode: FirstRunCode, patientText: PatientText) {
         self.clinicalProtocol = clinicalProtocol
         self.clock = clock
         self.settings = settings
         self.trustedProxies = trustedProxies
         self.secretBox = secretBox
         self.firstRunCode = firstRunCode
+        self.patientText = patientText
     }
 }
 

@@ -146,6 +146,9 @@ public struct ClinicalProtocol: Codable, Sendable {
         public var trigger: Trigger
         /// For a deferral: how long after the finding's date; absent means open-ended.
         public var deferFor: Duration?
+        /// The finding in a patient's words ("Taking blood thinners"), for the patient's own pages; the practitioner's
+        /// `message` when absent.
+        public var forPatients: String?
         public var message: String
         public var rationale: String?
         public var conservativeDefault: Bool?

@@ -38,6 +38,33 @@ extension AppTests {
             GET /metrics                                                open
             GET /healthz/live                                           open
             GET /care/:token                                            patientLink
+            GET /my/sign-in                                             open
+            POST /my/sign-in                                            open
+            GET /my/link/:token                                         open
+            POST /my/link/:token                                        open
+            POST /my/sign-out                                           patient
+            POST /my/sign-out-everywhere                                patient
+            GET /my                                                     patient
+            GET /my/expect                                              patient
+            GET /my/intake                                              patient
+            POST /my/intake                                             patient
+            GET /my/consent                                             patient
+            POST /my/consent                                            patient
+            POST /my/questions                                          patient
+            GET /my/book                                                patient
+            POST /my/book                                               patient
+            GET /my/appointments/:appointmentID/calendar.ics            patient
+            GET /my/appointments/:appointmentID/move                    patient
+            POST /my/appointments/:appointmentID/move                   patient
+            POST /my/appointments/:appointmentID/cancel                 patient
+            GET /my/care/:chartID                                       patient
+            POST /my/care/:chartID/check-ins                            patient
+            GET /my/progress                                            patient
+            GET /my/photos/:photoID                                     patient
+            GET /my/account                                             patient
+            POST /patients/:patientID/portal/end                        all
+            POST /patients/:patientID/questions/:questionID/answered    clinical
+            POST /patients/:patientID/photos/:photoID/share             clinical
             POST /care/:token/check-ins                                 patientLink
             GET /account                                                all
             GET /account/totp                                           signingIn
@@ -213,6 +240,7 @@ extension AppTests {
             case .firstRun: "firstRun"
             case .signingIn: "signingIn"
             case .patientLink: "patientLink"
+            case .patient: "patient"
             case let .staff(roles, _):
                 roles == AccessRule.anyStaff ? "all" : (roles == AccessRule.clinical ? "clinical" : (roles == AccessRule.admins ? "admin" : "\(roles)"))
             case nil: "none"

@@ -146,7 +146,9 @@ extension Request {
         let pathPatient = parameters.get("patientID") as String?
         return AuditLog.Entry(
             chainID: auditClinicID, at: dermis.clock.now(),
-            actorID: principal?.userID, actorEmail: principal?.email ?? patientLink.map { "patient-link \($0.id?.uuidString.prefix(8) ?? "")" },
+            actorID: principal?.userID ?? portal?.patientID,
+            actorEmail: principal?.email ?? (portal != nil ? AuditLog.patientActor : nil)
+                ?? patientLink.map { "patient-link \($0.id?.uuidString.prefix(8) ?? "")" },
             action: action, objectType: objectType,
             objectID: objectID ?? pathPatient, patientID: patientID ?? pathPatient.flatMap(UUID.init(uuidString:)),
             outcome: outcome, sourceIP: clientAddress)

@@ -30,6 +30,9 @@ enum AuditLog {
         var hash: String
     }
 
+    /// The actor a patient's own request is written as (its actor id is the patient's).
+    static let patientActor = "patient (own pages)"
+
     static func genesis(_ chain: UUID?) -> String { chain.map { "genesis:" + $0.uuidString } ?? "genesis" }
 
     /// Appends `entries` inside the open transaction `db` and returns the chains' new heads. The caller commits.

@@ -14,6 +14,9 @@ enum AccessRule: Sendable {
     case staff(Set<StaffRole>, audits: String? = nil)
     /// A patient holding a valid personal aftercare link (`:token`): no account, rate-limited; the route audits.
     case patientLink
+    /// A patient signed in on their own pages (`/my`) with a sign-in link: that patient's records only. Every request
+    /// is audited with the patient as the actor.
+    case patient
 
     static let anyStaff: Set<StaffRole> = Set(StaffRole.allCases)
     static let clinical: Set<StaffRole> = [.admin, .practitioner]

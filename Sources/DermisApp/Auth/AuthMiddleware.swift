@@ -64,6 +64,17 @@ struct AccessMiddleware: AsyncMiddleware {
         case .patientLink:
             audits = "PatientLink"
             if let refusal = try await PatientLinks.authorize(request) { return refusal }
+        case .patient:
+            audits = "Patient"
+            // A staff session does not open a patient's pages, nor act in them: the patient is the only actor here.
+            request.principal = nil
+            guard let portal = try await PortalSessions.principal(forCookieOf: request) else {
+                try await request.audit(.access, objectType: "Patient", outcome: .denied)
+                if request.method != .GET { throw Abort(.unauthorized, reason: "Your sign-in has ended; ask for a new sign-in link.") }
+                return request.redirect(to: "/my/sign-in")
+            }
+            request.portal = portal
+            request.auditClinicID = portal.clinicID
         case .signingIn:
             guard request.principal?.sessionID != nil else {
                 if request.method != .GET { throw Abort(.unauthorized) }

@@ -4,6 +4,9 @@ import Vapor
 
 /// The fictional clinic a newcomer clicks through: its staff get random passwords, shown once on the terminal.
 public enum DemoClinic {
+    /// The demo patient who can sign in to the patient pages (Zoë Lefèvre).
+    public static let patientEmail = "zoe@patient.demo.dermis.test"
+
     static let name = "Harbour Skin Clinic"
 
     public struct Login: Sendable {
@@ -53,11 +56,12 @@ public enum DemoClinic {
         let (location, rooms, services) = try await seedSchedule(clinicID: clinicID, practitioners: practitioners, pen: pen, on: db)
         let registry = PatientRegistry(db: db, clinicID: clinicID)
         let now = app.dermis.clock.now()
-        for (given, family, birth, phone, type) in [
-            ("Zoë", "Lefèvre", "1988-03-14", "+44 7700 900101", 2), ("José", "Álvarez", "1979-11-02", "+44 7700 900102", 4),
-            ("Amara", "Nwosu", "1993-06-21", "+44 7700 900103", 6), ("Hannah", "Schmidt", "1971-01-30", "+44 7700 900104", 1),
+        // Zoë has an e-mail address, so a newcomer can try the patient's own pages (/my/sign-in); the link waits in the outbox.
+        for (given, family, birth, phone, email, type) in [
+            ("Zoë", "Lefèvre", "1988-03-14", "+44 7700 900101", DemoClinic.patientEmail, 2), ("José", "Álvarez", "1979-11-02", "+44 7700 900102", nil, 4),
+            ("Amara", "Nwosu", "1993-06-21", "+44 7700 900103", nil, 6), ("Hannah", "Schmidt", "1971-01-30", "+44 7700 900104", nil, 1),
         ] {
-            let details = try PatientDetails(givenName: given, familyName: family, dateOfBirth: birth, phone: phone, fitzpatrickType: type)
+            let details = try PatientDetails(givenName: given, familyName: family, dateOfBirth: birth, phone: phone, email: email, fitzpatrickType: type)
                 .validated(today: CalendarDate(now, in: clinic.zone))
             _ = try await registry.create(details, by: creator!, at: now)
         }

@@ -42,7 +42,10 @@ struct CareController: RouteCollection {
 
     struct CarePage: Encodable {
         let clinicName: String
-        let token: String
+        /// Where the check-in form posts: the link's own address, or the patient's pages'.
+        let action: String
+        /// Opened inside the patient's own pages (a way back to them), not from the link alone.
+        let inPortal: Bool
         let givenName: String
         let treatedOn: String
         let day: Int
@@ -67,8 +70,14 @@ struct CareController: RouteCollection {
         try await render(req, status: .ok, errors: [], thanks: false, flags: [])
     }
 
-    private func render(_ req: Request, status: HTTPResponseStatus, errors: [ErrorLine], thanks: Bool, flags: [String]) async throws -> Response {
-        guard let link = req.patientLink, let token = req.parameters.get("token") else { throw Abort(.notFound) }
+    /// The check-in form's address: the link's own, or — opened from the patient's pages — theirs.
+    private static func action(_ req: Request, _ link: PatientLink) -> String? {
+        if req.portal != nil { return "/my/care/\(link.chartID)/check-ins" }
+        return req.parameters.get("token").map { "/care/\($0)/check-ins" }
+    }
+
+    func render(_ req: Request, status: HTTPResponseStatus, errors: [ErrorLine], thanks: Bool, flags: [String]) async throws -> Response {
+        guard let link = req.patientLink, let action = Self.action(req, link) else { throw Abort(.notFound) }
         let service = FollowUpService(req: req)
         let (aftercare, patient) = try await req.audited(.read, objectType: "AftercarePlan", objectID: link.chartID.uuidString,
                                                          patientID: link.$patient.id) {
@@ -87,7 +96,7 @@ struct CareController: RouteCollection {
         let zones = (session?.zones ?? []).map { Option(id: $0.zone, name: p.zone($0.zone)?.displayName ?? $0.zone, selected: false) }
         let past = try await CheckIn.query(on: req.db).filter(\.$chartID == link.chartID).sort(\.$submittedAt, .descending).all()
         let page = CarePage(
-            clinicName: clinic?.name ?? "Your clinic", token: token, givenName: patient.givenName,
+            clinicName: clinic?.name ?? "Your clinic", action: action, inPortal: req.portal != nil, givenName: patient.givenName,
             treatedOn: LocalTime.words(schedule.sessionEnd, in: zone), day: schedule.day(of: now, in: zone),
             depth: formatMillimetres(schedule.deepestDepthMm),
             downtime: "\(schedule.downtime.min)–\(schedule.downtime.max) days",

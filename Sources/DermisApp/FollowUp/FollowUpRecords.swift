@@ -136,6 +136,9 @@ final class Photo: Model, @unchecked Sendable {
     @Field(key: "byte_count") var byteCount: Int
     @Field(key: "sha256") var sha256: String
     @Field(key: "stored_name") var storedName: String
+    /// When a practitioner chose to show this photo on the patient's own pages (nil: not shown), and who.
+    @OptionalField(key: "shared_at") var sharedAt: Date?
+    @OptionalField(key: "shared_by") var sharedBy: UUID?
 
     init() {}
 

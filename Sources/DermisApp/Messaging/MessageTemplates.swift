@@ -89,6 +89,7 @@ enum MessageKind: String, CaseIterable, Sendable {
     case checkIn = "check-in"
     case checkInOverdue = "check-in-overdue"
     case rateResult = "rate-result"
+    case portalSignIn = "portal-sign-in"
 
     var title: String {
         switch self {
@@ -102,6 +103,7 @@ enum MessageKind: String, CaseIterable, Sendable {
         case .checkIn: "Check-in invitation"
         case .checkInOverdue: "Check-in overdue"
         case .rateResult: "Rate the result (end of a series)"
+        case .portalSignIn: "Sign-in link to the patient's own pages"
         }
     }
 
@@ -116,6 +118,7 @@ enum MessageKind: String, CaseIterable, Sendable {
         case .aftercareLink: ["name", "clinic", "link", "until"]
         case .checkIn, .checkInOverdue: ["name", "clinic", "link", "day"]
         case .rateResult: ["name", "clinic", "link"]
+        case .portalSignIn: ["name", "clinic", "link", "minutes"]
         }
     }
 
@@ -177,6 +180,11 @@ enum MessageKind: String, CaseIterable, Sendable {
             return ("How do you rate your result?",
                     "Hello {{name}},\n\nYour series of sessions at {{clinic}} is complete. How do you rate the result? One question, on your personal page:\n{{link}}",
                     "{{clinic}}: your series is complete. How do you rate the result? {{link}}")
+        case .portalSignIn:
+            return ("Your sign-in link for {{clinic}}",
+                    "Hello {{name}},\n\nHere is your link to sign in to your pages at {{clinic}}. It works once, within {{minutes}} minutes:\n{{link}}\n\n"
+                        + "If you did not ask for it, ignore this message: nobody can sign in without the link.",
+                    "{{clinic}}: your sign-in link (works once, {{minutes}} minutes): {{link}} — if you did not ask for it, ignore this.")
         }
     }
 }

@@ -132,6 +132,8 @@ struct PatientPagesController: RouteCollection {
         let page: PageHeader
         let patient: PatientRow
         let saved: Bool
+        /// Devices the patient is signed in on, on their own pages.
+        let portalDevices: Int
     }
 
     func show(req: Request) async throws -> View {
@@ -140,8 +142,10 @@ struct PatientPagesController: RouteCollection {
         let patient = try await req.audited(.read, objectType: "Patient") {
             try await PatientRegistry(db: req.db, clinicID: staff.clinicID).find(id)
         }
+        let devices = try await PortalSessions.live(patientID: id, at: req.dermis.clock.now(), on: req.db).count
         return try await req.view.render("patient", ShowPage(page: try await PageHeader(req, title: patient.familyName),
-                                                             patient: PatientRow(patient), saved: (try? req.query.get(String.self, at: "saved")) != nil))
+                                                             patient: PatientRow(patient), saved: (try? req.query.get(String.self, at: "saved")) != nil,
+                                                             portalDevices: devices))
     }
 
     func editForm(req: Request) async throws -> View {

@@ -51,6 +51,8 @@ struct PhotoController: RouteCollection {
         let takenOn: String
         let depth: String?
         let source: String
+        /// Shown to the patient on their own pages.
+        let shared: Bool
     }
 
     struct GalleryPage: Encodable {
@@ -96,7 +98,7 @@ struct PhotoController: RouteCollection {
             let depth = photo.chartID.flatMap { byChart[$0] }?.zones.first { $0.zone == photo.zone }.map { formatMillimetres($0.depthMm) + " mm" }
             return Tile(id: try photo.requireID().uuidString, zone: photo.zone, zoneName: p.zone(photo.zone)?.displayName ?? photo.zone,
                         view: photo.view, viewName: Photo.views.first { $0.id == photo.view }?.label ?? photo.view,
-                        takenOn: photo.takenOn, depth: depth, source: photo.source == "patient-link" ? "sent by the patient" : "clinic")
+                        takenOn: photo.takenOn, depth: depth, source: photo.source == "patient-link" ? "sent by the patient" : "clinic", shared: photo.sharedAt != nil)
         }
     }
 

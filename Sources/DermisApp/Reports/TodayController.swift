@@ -50,6 +50,7 @@ struct TodayController: RouteCollection {
         let isClinical: Bool
         let isAdmin: Bool
         let openEvents: [Item]
+        let questions: [Item]
         let overdueCheckIns: [Item]
         let failedMessages: Int
         let expiringLots: [Item]
@@ -117,7 +118,7 @@ struct TodayController: RouteCollection {
             days.append(LocationDay(name: location.name, day: day.description, rows: rows, blocked: rows.filter { !$0.ready }.count))
         }
 
-        var openEvents: [Item] = [], overdue: [Item] = [], lots: [Item] = []
+        var openEvents: [Item] = [], overdue: [Item] = [], lots: [Item] = [], questions: [Item] = []
         var failed = 0
         if isClinical {
             let events = try await AdverseEvent.query(on: req.db).filter(\.$clinic.$id == clinicID).filter(\.$resolvedOn == nil).sort(\.$openedAt).all()
@@ -127,6 +128,14 @@ struct TodayController: RouteCollection {
                 seen.append(event.$patient.id)
                 return Item(text: "\(names[event.$patient.id] ?? "?"): \(event.type), \(event.severity), since \(event.onset)"
                             + (event.firstActionAt == nil ? " — nobody has acted yet" : ""), link: "/adverse-events/\(event.id!)")
+            }
+            // Questions patients sent from their own pages, waiting for an answer.
+            for (question, patient) in try await PortalQuestion.query(on: req.db).join(Patient.self, on: \PortalQuestion.$patient.$id == \Patient.$id)
+                .filter(Patient.self, \.$clinic.$id == clinicID).filter(\.$answeredAt == nil).sort(\.$askedAt).all()
+                .map({ ($0, try $0.joined(Patient.self)) }) {
+                seen.append(try patient.requireID())
+                questions.append(Item(text: "\(patient.fullName), \(LocalTime.words(question.askedAt, in: clinicZone)): \(question.text)",
+                                      link: "/patients/\(try patient.requireID())/course#questions"))
             }
             for (patientID, name, chartID, day) in try await Self.overdueCheckIns(req, clinicID: clinicID, now: now, zone: clinicZone) {
                 seen.append(patientID)
@@ -151,7 +160,7 @@ struct TodayController: RouteCollection {
         else { try await req.auditMany(.read, objectType: "Today", objectID: nil, patientIDs: Array(Set(seen))) }
         return try await req.view.render("today", Page(
             page: try await PageHeader(req, title: "Today"), locations: days, isClinical: isClinical, isAdmin: principal.role == .admin,
-            openEvents: openEvents, overdueCheckIns: overdue, failedMessages: failed, expiringLots: lots, expiryDays: Self.expiryDays))
+            openEvents: openEvents, questions: questions, overdueCheckIns: overdue, failedMessages: failed, expiringLots: lots, expiryDays: Self.expiryDays))
     }
 
     /// What a treatment needs before it starts, each with the page that fixes it. Front desk gets the same checks

@@ -57,6 +57,9 @@ final class ConsentRecord: Model, @unchecked Sendable {
     @Field(key: "signature_sha256") var signatureSHA256: String
     @Field(key: "signed_at") var signedAt: Date
     @Field(key: "recorded_by") var recordedBy: UUID
+    /// Nil: signed on the clinic's tablet, recorded by `recordedBy`; `patient-portal`: signed at home (`recordedBy` is
+    /// the patient).
+    @OptionalField(key: "source") var source: String?
 
     init() {}
 }

@@ -21,6 +21,14 @@ struct TreatmentService {
     /// Runs the engine, applies the practitioner's adjustments and saves the result as the next plan version. A zone the
     /// current screening did not check is refused — unless a physician documents why (`unscreenedOverrideReason`), which
     /// is stored with the plan and audited.
+    /// The service acting for the patient on their own pages: the patient's id stands as the actor of what they record
+    /// (their intake, their signature), with the least of roles, so no clinical step (a plan, a chart) can start from it.
+    static func forPatient(req: Request, patient: Patient) throws -> TreatmentService {
+        TreatmentService(req: req, patient: patient, staff: Principal(
+            userID: try patient.requireID(), clinicID: patient.$clinic.id, email: AuditLog.patientActor, name: patient.fullName,
+            role: .frontDesk, maxDepthMm: nil, sessionID: nil, stage: .full))
+    }
+
     func savePlan(_ request: PlanRequest, adjustments: [PlanAdjustment], unscreenedOverrideReason: String? = nil) async throws -> TreatmentPlanRecord {
         let today = try await req.today(in: req.clinic())
         let engine = try Planning.plan(request, today: today, protocol: p)
@@ -96,7 +104,7 @@ struct TreatmentService {
 
     /// Records the patient's signature for a plan: the typed name must be the patient's, the drawing (from
     /// `drawnSignature`) a real PNG.
-    func sign(plan: TreatmentPlanRecord, templateID: UUID?, typedName: String, drawing png: Data?) async throws -> ConsentRecord {
+    func sign(plan: TreatmentPlanRecord, templateID: UUID?, typedName: String, drawing png: Data?, source: String? = nil) async throws -> ConsentRecord {
         var issues: [FieldIssue] = []
         guard let template = try await latestTemplate() else {
             throw DomainError.conflict("The clinic has no consent text yet: an admin publishes one under Consent text.")
@@ -118,6 +126,7 @@ struct TreatmentService {
         record.signatureSHA256 = Secrets.digest(png!)
         record.signedAt = now
         record.recordedBy = staff.userID
+        record.source = source
         try await record.create(on: db)
         return record
     }

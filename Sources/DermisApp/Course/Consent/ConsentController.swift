@@ -167,6 +167,8 @@ struct ConsentController: RouteCollection {
         let signatureDataURL: String
         let sha256: String
         let verified: Bool
+        /// Where it was signed: on the clinic's tablet, or by the patient at home on their own pages.
+        let signedWhere: String
     }
 
     /// The printable copy: the exact text version signed, the plan version, the drawing and its checked digest.
@@ -184,7 +186,9 @@ struct ConsentController: RouteCollection {
             patientID: service.patientID.uuidString, mrn: service.patient.mrn, planVersion: plan.version, template: Self.text(template),
             typedName: consent.typedName, signedAt: AuditLog.isoMilliseconds(consent.signedAt),
             signatureDataURL: "data:image/png;base64," + consent.signaturePNG.base64EncodedString(), sha256: consent.signatureSHA256,
-            verified: digest == consent.signatureSHA256))
+            verified: digest == consent.signatureSHA256,
+            signedWhere: consent.source == RecordSource.patientPortal ? "Signed by the patient at home, on their own pages (signed in with a one-time link)."
+                : "Signed at the clinic."))
     }
 }
 

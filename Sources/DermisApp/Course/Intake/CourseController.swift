@@ -39,6 +39,8 @@ struct CourseController: RouteCollection {
         let charts: [OutcomeChartView]
         let sessionLinks: [Option]
         let openEvents: [Option]
+        /// The patient's questions from their own pages: open ones not `selected`.
+        let questions: [Option]
         let bookings: [Option]
         let seriesRule: String?
         let locations: [Option]
@@ -55,7 +57,8 @@ struct CourseController: RouteCollection {
         let screening = try await service.latestScreening()
         let (clearance, _) = try await service.clearance(of: screening)
         var steps = [Step(name: "Intake", state: intake == nil ? "to do" : "done",
-                          detail: intake.map { "version \($0.version), \(AuditLog.isoDay($0.createdAt))" } ?? "No intake yet.",
+                          detail: intake.map { "version \($0.version), \(AuditLog.isoDay($0.createdAt))"
+                              + ($0.source == RecordSource.patientPortal ? ", answered by the patient at home" : "") } ?? "No intake yet.",
                           link: "/patients/\(id)/intake/new")]
         if let screening {
             let outcome = ScreeningOutcome(rawValue: screening.outcome)?.words ?? screening.outcome
@@ -74,7 +77,8 @@ struct CourseController: RouteCollection {
                           link: "/patients/\(id)/plans/new"))
         if let plan {
             if let consent = try await treatment.consent(for: plan) {
-                steps.append(Step(name: "Consent", state: "done", detail: "signed by \(consent.typedName) at \(AuditLog.isoMilliseconds(consent.signedAt))",
+                steps.append(Step(name: "Consent", state: "done", detail: "signed by \(consent.typedName) at \(AuditLog.isoMilliseconds(consent.signedAt))"
+                                  + (consent.source == RecordSource.patientPortal ? ", at home on their own pages" : ""),
                                   link: "/patients/\(id)/consents/\(try consent.requireID())"))
             } else {
                 steps.append(Step(name: "Consent", state: "to do", detail: "Plan version \(plan.version) is not signed yet.",
@@ -96,6 +100,8 @@ struct CourseController: RouteCollection {
         let openEvents = !isClinical ? [] : try await AdverseEvent.query(on: req.db).filter(\.$patient.$id == id).filter(\.$resolvedOn == nil)
             .sort(\.$openedAt).all()
             .map { Option(id: $0.id!.uuidString, name: "\(eventTypes[$0.type] ?? $0.type), \($0.severity), since \($0.onset)", selected: false) }
+        let questions = !isClinical ? [] : try await PortalQuestion.query(on: req.db).filter(\.$patient.$id == id).sort(\.$askedAt, .descending)
+            .all().map { q in Option(id: q.id!.uuidString, name: "\(AuditLog.isoDay(q.askedAt)): \(q.text)", selected: q.answeredAt != nil) }
         let scheduling = SchedulingService(req: req, clinicID: try req.staff().clinicID)
         let locations = try await scheduling.locations()
         let zoneOfClinic = try await req.clinic()?.zone ?? .current
@@ -116,7 +122,7 @@ struct CourseController: RouteCollection {
                                                               steps: steps, canStart: isClinical && problems.isEmpty,
                                                               charts: isClinical ? OutcomeChartView.charts(signed, scores: scores, protocol: req.dermis.clinicalProtocol) : [],
                                                               sessionLinks: isClinical ? signed.map { Option(id: $0.chartID.uuidString, name: AuditLog.isoDay($0.createdAt), selected: false) } : [],
-                                                              openEvents: openEvents, bookings: bookings, seriesRule: seriesRule,
+                                                              openEvents: openEvents, questions: questions, bookings: bookings, seriesRule: seriesRule,
                                                               locations: locations.map { Option(id: $0.id!.uuidString, name: $0.name, selected: false) },
                                                               canBookSeries: plan != nil && !locations.isEmpty,
                                                               today: req.today(in: req.clinic()).description))
@@ -166,11 +172,9 @@ struct CourseController: RouteCollection {
         let zones: [Option]
     }
 
-    struct IntakePage: Encodable {
-        let page: PageHeader
-        let patientID: String
-        let patientName: String
-        let dateOfBirth: String
+    /// The intake's fields filled from a form's answers: the same fields, names and parser for staff and for the patient
+    /// at home; only the words around them differ (`words` names a vocabulary code).
+    struct IntakeFields: Encodable {
         let pregnant: String
         let nursing: String
         let fitzpatrick: [Option]
@@ -179,6 +183,37 @@ struct CourseController: RouteCollection {
         let medications: [MedicationRow]
         let allergies: [Option]
         let procedures: [ProcedureRow]
+
+        init(_ form: IntakeForm, protocol p: ClinicalProtocol, words: (String) -> String = CourseController.words) {
+            let zoneChecks = { (chosen: [String]) in p.zones.map { Option(id: $0.id, name: $0.displayName, selected: chosen.contains($0.id)) } }
+            pregnant = form.one("pregnant") ?? ""
+            nursing = form.one("nursing") ?? ""
+            fitzpatrick = (1...6).map { Option(id: String($0), name: ["I", "II", "III", "IV", "V", "VI"][$0 - 1], selected: form.one("fitzpatrickType") == String($0)) }
+            zones = zoneChecks(form.all("zone"))
+            conditions = Vocabulary.conditions.map { code in
+                ConditionRow(code: code, name: words(code), selected: form.all("condition").contains(code),
+                             zones: zoneChecks(form.all("conditionZones.\(code)")))
+            }
+            medications = Vocabulary.medications.map { code in
+                MedicationRow(code: code, name: words(code), status: form.one("medication.\(code)") ?? "none",
+                              lastDose: form.one("lastDose.\(code)") ?? "")
+            }
+            allergies = Vocabulary.allergies.map { Option(id: $0, name: words($0), selected: form.all("allergy").contains($0)) }
+            procedures = (0..<IntakeForm.procedureRows).map { row in
+                ProcedureRow(row: row, kinds: Vocabulary.procedures.map { Option(id: $0, name: words($0), selected: form.one("procedureKind.\(row)") == $0) },
+                             date: form.one("procedureDate.\(row)") ?? "", zones: zoneChecks(form.all("procedureZones.\(row)")))
+            }
+        }
+    }
+
+    struct IntakePage: Encodable {
+        let page: PageHeader
+        let patientID: String
+        let patientName: String
+        let dateOfBirth: String
+        let fields: IntakeFields
+        /// The answers the form starts from were the patient's own, given at home (to be checked with them).
+        let fromPatient: String?
         let errors: [ErrorLine]
     }
 
@@ -186,9 +221,11 @@ struct CourseController: RouteCollection {
         let patient = try await req.audited(.read, objectType: "Patient") { try await req.patient() }
         // A practitioner starts from the last answers; front desk, who only collects them, from a blank form.
         guard AccessRule.clinical.contains(try req.staff().role) else { return try await render(req, patient: patient, form: IntakeForm(pairs: []), errors: []) }
-        var form = IntakeForm.from(try await ScreeningService(req: req, patient: patient).latestIntake()?.intake)
+        let latest = try await ScreeningService(req: req, patient: patient).latestIntake()
+        var form = IntakeForm.from(try latest?.intake)
         if form.one("fitzpatrickType") == nil, let type = patient.fitzpatrickType { form.pairs.append(("fitzpatrickType", String(type))) }
-        return try await render(req, patient: patient, form: form, errors: [])
+        let fromPatient = latest.flatMap { $0.source == RecordSource.patientPortal ? "version \($0.version), \(AuditLog.isoDay($0.createdAt))" : nil }
+        return try await render(req, patient: patient, form: form, errors: [], fromPatient: fromPatient)
     }
 
     func saveIntake(req: Request) async throws -> Response {
@@ -209,29 +246,11 @@ struct CourseController: RouteCollection {
         }
     }
 
-    private func render(_ req: Request, patient: Patient, form: IntakeForm, errors: [ErrorLine]) async throws -> View {
-        let p = req.dermis.clinicalProtocol
-        let zoneChecks = { (chosen: [String]) in p.zones.map { Option(id: $0.id, name: $0.displayName, selected: chosen.contains($0.id)) } }
+    private func render(_ req: Request, patient: Patient, form: IntakeForm, errors: [ErrorLine], fromPatient: String? = nil) async throws -> View {
         let page = IntakePage(
             page: try await PageHeader(req, title: "Intake"), patientID: try patient.requireID().uuidString,
-            patientName: patient.fullName, dateOfBirth: patient.dateOfBirth,
-            pregnant: form.one("pregnant") ?? "", nursing: form.one("nursing") ?? "",
-            fitzpatrick: (1...6).map { Option(id: String($0), name: ["I", "II", "III", "IV", "V", "VI"][$0 - 1], selected: form.one("fitzpatrickType") == String($0)) },
-            zones: zoneChecks(form.all("zone")),
-            conditions: Vocabulary.conditions.map { code in
-                ConditionRow(code: code, name: Self.words(code), selected: form.all("condition").contains(code),
-                             zones: zoneChecks(form.all("conditionZones.\(code)")))
-            },
-            medications: Vocabulary.medications.map { code in
-                MedicationRow(code: code, name: Self.words(code), status: form.one("medication.\(code)") ?? "none",
-                              lastDose: form.one("lastDose.\(code)") ?? "")
-            },
-            allergies: Vocabulary.allergies.map { Option(id: $0, name: Self.words($0), selected: form.all("allergy").contains($0)) },
-            procedures: (0..<IntakeForm.procedureRows).map { row in
-                ProcedureRow(row: row, kinds: Vocabulary.procedures.map { Option(id: $0, name: Self.words($0), selected: form.one("procedureKind.\(row)") == $0) },
-                             date: form.one("procedureDate.\(row)") ?? "", zones: zoneChecks(form.all("procedureZones.\(row)")))
-            },
-            errors: errors)
+            patientName: patient.fullName, dateOfBirth: patient.dateOfBirth, fields: IntakeFields(form, protocol: req.dermis.clinicalProtocol),
+            fromPatient: fromPatient, errors: errors)
         return try await req.view.render("intake", page)
     }
 
@@ -273,6 +292,8 @@ struct CourseController: RouteCollection {
         let current: Bool
         let cleared: Bool
         let expiresOn: String
+        /// The intake it read was the patient's own, given at home: "version 3, 2026-11-30".
+        let fromPatient: String?
         let errors: [ErrorLine]
     }
 
@@ -290,6 +311,8 @@ struct CourseController: RouteCollection {
         }
         let result = try record.screening
         let (clearance, overrides) = try await service.clearance(of: record)
+        let intake = try await IntakeRecord.find(record.$intake.id, on: req.db)
+        let fromPatient = intake.flatMap { $0.source == RecordSource.patientPortal ? "version \($0.version), \(AuditLog.isoDay($0.createdAt))" : nil }
         let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$id ~~ overrides.map(\.by)).all().map { ($0.id!, $0.name) },
                                uniquingKeysWith: { a, _ in a })
         let user = try await StaffUser.find(staff.userID, on: req.db)
@@ -309,7 +332,8 @@ struct CourseController: RouteCollection {
             outcome: result.outcome.words, outcomeCode: result.outcome.rawValue, until: result.until?.description,
             screenedOn: record.screenedOn, protocolVersion: record.protocolVersion,
             reasons: result.reasons.map(view), precautions: result.precautions.map(view),
-            current: clearance.current, cleared: clearance.cleared, expiresOn: clearance.expiresOn?.description ?? "", errors: errors))
+            current: clearance.current, cleared: clearance.cleared, expiresOn: clearance.expiresOn?.description ?? "", fromPatient: fromPatient,
+            errors: errors))
     }
 
     struct OverrideForm: Content {

@@ -13,6 +13,8 @@ final class IntakeRecord: Model, @unchecked Sendable {
     @Field(key: "answers") var answers: String
     @Field(key: "created_at") var createdAt: Date
     @Field(key: "created_by") var createdBy: UUID
+    /// Nil: typed in at the clinic by `createdBy`; `patient-portal`: the patient's own answers (`createdBy` is the patient).
+    @OptionalField(key: "source") var source: String?
 
     init() {}
 
@@ -108,7 +110,8 @@ struct ScreeningService {
     var db: any Database { req.db }
 
     /// Stores the intake as the next version and screens it today; both are audited.
-    func record(_ intake: Intake, by staff: Principal) async throws -> (IntakeRecord, ScreeningRecord) {
+    /// `source`: nil when staff typed it in, `patient-portal` when the patient did at home (`staff` is then the patient).
+    func record(_ intake: Intake, by staff: Principal, source: String? = nil) async throws -> (IntakeRecord, ScreeningRecord) {
         // Age rules screen on the date of birth: it is the patient record's, never a second, different one.
         guard intake.dateOfBirth.description == patient.dateOfBirth else {
             throw InvalidInput(path: "dateOfBirth", problem: "is \(intake.dateOfBirth), but the patient record says \(patient.dateOfBirth); "
@@ -119,7 +122,7 @@ struct ScreeningService {
         do {
             // The intake, its screening and the screening's audit row are one unit of work (the intake's row is the caller's).
             return try await Writes.transaction(db) { _ in
-                let (intakeRecord, screening) = try await record(intake, result: result, today: today, by: staff)
+                let (intakeRecord, screening) = try await record(intake, result: result, today: today, by: staff, source: source)
                 try await req.audit(.create, objectType: "Screening", objectID: screening.id?.uuidString, patientID: patient.id, outcome: .success)
                 return (intakeRecord, screening)
             }
@@ -128,7 +131,8 @@ struct ScreeningService {
         }
     }
 
-    private func record(_ intake: Intake, result: ScreeningResult, today: CalendarDate, by staff: Principal) async throws -> (IntakeRecord, ScreeningRecord) {
+    private func record(_ intake: Intake, result: ScreeningResult, today: CalendarDate, by staff: Principal,
+                        source: String?) async throws -> (IntakeRecord, ScreeningRecord) {
         let now = req.dermis.clock.now()
         let patientID = try patient.requireID()
         return try await Writes.transaction(db) { db in
@@ -139,6 +143,7 @@ struct ScreeningService {
             intakeRecord.answers = String(decoding: try ContractJSON.encode(intake), as: UTF8.self)
             intakeRecord.createdAt = now
             intakeRecord.createdBy = staff.userID
+            intakeRecord.source = source
             try await intakeRecord.create(on: db)
             let screening = ScreeningRecord()
             screening.$patient.id = patientID
