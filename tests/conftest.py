@@ -223,3 +223,15 @@ def book_online(browser, server, name, email):
         browser.find_element(By.ID, answer).click()
     submit_and_wait(browser, "hold-time")
     return start
+
+
+def axe_problems(browser):
+    """axe-core (from PyPI's axe-selenium-python) run on the page now open: its serious and critical violations, each
+    with the elements it names, as readable lines (empty when the page is clean)."""
+    from axe_selenium_python import Axe
+
+    axe = Axe(browser)
+    axe.inject()
+    results = axe.run()
+    return [f"{v['id']} ({v['impact']}): {v['help']} — " + "; ".join(" ".join(n["target"]) for n in v["nodes"][:5])
+            for v in results["violations"] if v["impact"] in ("serious", "critical")]
