@@ -405,9 +405,11 @@ extension AppTests {
         @Test func everySentenceTheTemplatesUseIsInTheCatalogueAndATranslationKeepsItsPlaceholders() async throws {
             let catalogue = try PatientText.load(overrides: nil)
             let views = resourcesPath("Views")
-            for file in try FileManager.default.contentsOfDirectory(atPath: views) where file.hasPrefix("my-") {
+            // The patient's pages, and the aftercare pages their personal link opens.
+            for file in try FileManager.default.contentsOfDirectory(atPath: views) where file.hasPrefix("my-") || file.hasPrefix("care") {
                 let text = try String(contentsOfFile: views + file, encoding: .utf8)
-                let used = text.matches(of: /my\.t\.([A-Za-z0-9_]+)/).map { String($0.1) }
+                let used = text.matches(of: /[(.]t\.([A-Za-z0-9_]+)/).map { String($0.1) }
+                #expect(!used.isEmpty, "\(file) uses no catalogue sentence")
                 for key in used { #expect(catalogue.templateKeys[key] != nil, "\(file): my.t.\(key)") }
                 for key in used { #expect(PatientText.placeholders(catalogue.templateKeys[key] ?? "").isEmpty, "\(file): \(key) has placeholders the template cannot fill") }
             }

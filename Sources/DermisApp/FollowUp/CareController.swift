@@ -33,10 +33,7 @@ struct CareController: RouteCollection {
     }
 
     struct PastCheckIn: Encodable {
-        let day: Int
-        let when: String
-        let redness: Int
-        let pain: Int
+        let text: String
         let flagged: Bool
     }
 
@@ -46,11 +43,9 @@ struct CareController: RouteCollection {
         let action: String
         /// Opened inside the patient's own pages (a way back to them), not from the link alone.
         let inPortal: Bool
-        let givenName: String
-        let treatedOn: String
-        let day: Int
-        let depth: String
-        let downtime: String
+        let heading: String
+        let summary: String
+        let todayHeading: String
         let today: [TimelineRow]
         let timeline: [TimelineRow]
         let redness: [Option]
@@ -60,10 +55,12 @@ struct CareController: RouteCollection {
         let views: [Option]
         let gais: [Option]
         let checkIns: [PastCheckIn]
-        let expires: String
+        let printNote: String
         let errors: [ErrorLine]
         let thanks: Bool
         let flags: [String]
+        /// The patient text catalogue's sentences, keyed for templates.
+        let t: [String: String]
     }
 
     func show(req: Request) async throws -> Response {
@@ -95,18 +92,26 @@ struct CareController: RouteCollection {
         let session = try await TreatmentSession.query(on: req.db).filter(\.$chartID == link.chartID).sort(\.$version, .descending).first()
         let zones = (session?.zones ?? []).map { Option(id: $0.zone, name: p.zone($0.zone)?.displayName ?? $0.zone, selected: false) }
         let past = try await CheckIn.query(on: req.db).filter(\.$chartID == link.chartID).sort(\.$submittedAt, .descending).all()
+        let t = req.dermis.patientText
+        let clinicName = clinic?.name ?? t("clinic.fallback")
         let page = CarePage(
-            clinicName: clinic?.name ?? "Your clinic", action: action, inPortal: req.portal != nil, givenName: patient.givenName,
-            treatedOn: LocalTime.words(schedule.sessionEnd, in: zone), day: schedule.day(of: now, in: zone),
-            depth: formatMillimetres(schedule.deepestDepthMm),
-            downtime: "\(schedule.downtime.min)–\(schedule.downtime.max) days",
+            clinicName: clinicName, action: action, inPortal: req.portal != nil,
+            heading: t("care.heading", ["name": patient.givenName]),
+            summary: t("care.summary", ["clinic": clinicName, "treated": LocalTime.words(schedule.sessionEnd, in: zone),
+                                        "depth": formatMillimetres(schedule.deepestDepthMm), "min": "\(schedule.downtime.min)",
+                                        "max": "\(schedule.downtime.max)"]),
+            todayHeading: t("care.today", ["day": "\(schedule.day(of: now, in: zone))"]),
             today: rows.filter(\.today), timeline: rows,
             redness: options(p.followUp.rednessScale), pain: options(p.followUp.painScale),
             signs: p.followUp.infectionSigns.map { Option(id: $0.id, name: $0.label, selected: false) },
             zones: zones, views: Photo.views.map { Option(id: $0.id, name: $0.label, selected: $0.id == "front") },
             gais: p.outcomeScales.contains { $0.id == "gais" && $0.raters.contains("patient") } ? options("gais") : [],
-            checkIns: past.map { PastCheckIn(day: $0.day, when: LocalTime.words($0.submittedAt, in: zone), redness: $0.redness, pain: $0.pain, flagged: !$0.flags.isEmpty) },
-            expires: LocalTime.words(link.expiresAt, in: zone), errors: errors, thanks: thanks, flags: flags)
+            checkIns: past.map { c in
+                PastCheckIn(text: t("care.earlierItem", ["day": "\(c.day)", "when": LocalTime.words(c.submittedAt, in: zone),
+                                                         "redness": "\(c.redness)", "pain": "\(c.pain)"]), flagged: !c.flags.isEmpty)
+            },
+            printNote: t("care.print", ["until": LocalTime.words(link.expiresAt, in: zone)]), errors: errors, thanks: thanks, flags: flags,
+            t: t.templateKeys)
         return try await req.view.render("care", page).response(status, for: req)
     }
 
@@ -129,17 +134,17 @@ struct CareController: RouteCollection {
         let now = req.dermis.clock.now()
         if try await RateLimits.exceeded("check-in:\(try link.requireID())", limit: p.followUp.checkInsPerLinkPerDay,
                                          window: 86_400, now: now, on: req.db) {
-            throw Abort(.tooManyRequests, reason: "This link has sent \(p.followUp.checkInsPerLinkPerDay) check-ins today; please call the clinic instead.")
+            throw Abort(.tooManyRequests, reason: req.dermis.patientText("care.error.tooMany", ["count": "\(p.followUp.checkInsPerLinkPerDay)"]))
         }
         let form: CheckInForm
         do {
             form = try req.content.decode(CheckInForm.self)
         } catch {
-            return try await render(req, status: .unprocessableEntity, errors: [ErrorLine(field: "form", message: "The form could not be read; please fill it in again.")], thanks: false, flags: [])
+            return try await render(req, status: .unprocessableEntity, errors: [ErrorLine(field: "form", message: req.dermis.patientText("care.error.form"))], thanks: false, flags: [])
         }
         var issues: [FieldIssue] = []
         func score(_ text: String?, _ field: String) -> Int {
-            guard let text, let value = Int(text) else { issues.append(FieldIssue(path: field, problem: "choose a value")); return -1 }
+            guard let text, let value = Int(text) else { issues.append(FieldIssue(path: field, problem: req.dermis.patientText("care.error.choose"))); return -1 }
             return value
         }
         let report = CheckInReport(redness: score(form.redness, "redness"), pain: score(form.pain, "pain"),

@@ -238,22 +238,22 @@ enum PatientLinks {
         let missBucket = "link-miss:\(req.clientAddress)"
         if try await RateLimits.count(missBucket, window: 3600, now: now, on: req.db) >= missesPerAddressPerHour {
             req.logger.warning("Patient-link lookups refused: too many unknown links from one address")
-            return try await refusal(req, .tooManyRequests, "Too many links that do not work were tried from here. Please wait an hour, or contact the clinic.")
+            return try await refusal(req, .tooManyRequests, req.dermis.patientText("care.link.tooMany"))
         }
         let token = req.parameters.get("token") ?? ""
         guard (20...100).contains(token.count),
               let link = try await PatientLink.query(on: req.db).filter(\.$tokenHash == Secrets.digest(token)).first() else {
             try await RateLimits.record(missBucket, now: now, on: req.db)
-            return try await refusal(req, .notFound, "This link is not known. Check that it was copied whole, or ask the clinic for a new one.")
+            return try await refusal(req, .notFound, req.dermis.patientText("care.link.unknown"))
         }
         if link.revokedAt != nil {
-            return try await refusal(req, .gone, "The clinic has replaced or withdrawn this link. Ask the clinic for the new one.")
+            return try await refusal(req, .gone, req.dermis.patientText("care.link.revoked"))
         }
         if now >= link.expiresAt {
-            return try await refusal(req, .gone, "This link has expired: the follow-up period for this treatment is over. If anything worries you, contact the clinic.")
+            return try await refusal(req, .gone, req.dermis.patientText("care.link.expired"))
         }
         if try await RateLimits.exceeded("link:\(try link.requireID())", limit: requestsPerLinkPerHour, window: 3600, now: now, on: req.db) {
-            return try await refusal(req, .tooManyRequests, "Too many requests from this link. Please wait a little and try again.")
+            return try await refusal(req, .tooManyRequests, req.dermis.patientText("care.link.busy"))
         }
         req.patientLink = link
         req.auditClinicID = try await Patient.find(link.$patient.id, on: req.db)?.$clinic.id
@@ -264,10 +264,12 @@ enum PatientLinks {
         struct Refusal: Encodable {
             let clinicName: String
             let message: String
+            let t: [String: String]
         }
         try await req.audit(.access, objectType: "PatientLink", outcome: AuditOutcome(Abort(status)))
         let clinic = try await req.clinic()
-        return try await req.view.render("care-refused", Refusal(clinicName: clinic?.name ?? "The clinic", message: message))
+        return try await req.view.render("care-refused", Refusal(clinicName: clinic?.name ?? req.dermis.patientText("clinic.fallback"), message: message,
+                                                                 t: req.dermis.patientText.templateKeys))
             .response(status, for: req)
     }
 }
