@@ -180,6 +180,23 @@ extension Request {
         return two.count == 1 ? two[0] : nil
     }
 
+    /// The clinic a public page serves (online booking, the patient's sign-in): `?clinic=` (or the form's `clinic`) when
+    /// the database holds several, else its one clinic; 404 with `several` when it holds several and none is named. Its
+    /// rows go to that clinic's audit chain.
+    func publicClinic(several: String) async throws -> Clinic {
+        let chosen = (try? query.get(String.self, at: "clinic")) ?? (try? content.get(String.self, at: "clinic"))
+        if let chosen, !chosen.isEmpty {
+            guard let id = UUID(uuidString: chosen), let clinic = try await Clinic.find(id, on: db) else {
+                throw Abort(.notFound, reason: "This clinic is not served here. Use the link your clinic gave you.")
+            }
+            auditClinicID = clinic.id
+            return clinic
+        }
+        guard let clinic = try await clinic() else { throw Abort(.notFound, reason: several) }
+        auditClinicID = clinic.id
+        return clinic
+    }
+
     /// Today in the clinic's time zone, from the injected clock.
     func today(in clinic: Clinic?) -> CalendarDate {
         CalendarDate(dermis.clock.now(), in: clinic?.zone ?? .current)

@@ -264,12 +264,22 @@ extension AppTests {
                 try await course.intake()
                 _ = try await course.plan()
                 let (_, form, _) = try await get(app, "/my/consent", headers: patient)
-                #expect(form.contains("id=\"consent-form\"") && form.contains("Cheeks: up to 1.5 mm"))
+                #expect(form.contains("id=\"consent-form\"") && form.contains("Cheeks: up to 1.5 mm") && form.contains("name=\"planID\""))
                 // The same checks as at the clinic: the registered name and a drawing.
-                let (wrong, wrongPage, _) = try await post(app, "/my/consent", [("typedName", "Someone Else"), ("signature", "")], headers: patient)
+                let read = try #require(try await TreatmentPlanRecord.query(on: app.db).first()).requireID().uuidString
+                let (wrong, wrongPage, _) = try await post(app, "/my/consent", [("typedName", "Someone Else"), ("signature", ""), ("planID", read)],
+                                                           headers: patient)
                 #expect(wrong == .unprocessableEntity && wrongPage.contains("data-field=\"typedName\"") && wrongPage.contains("data-field=\"signature\""))
                 #expect(try await ConsentRecord.query(on: app.db).count() == 0)
-                let (signed, _, _) = try await post(app, "/my/consent", [("typedName", "Zoe Lefevre"), ("signature", "data:image/png;base64,\(tinyPNG)")],
+                // She signs the plan she read: a version saved while she read it must be read first.
+                _ = try await course.plan(depths: ["cheeks": 1.0])
+                let signature = "data:image/png;base64,\(tinyPNG)"
+                let (stale, stalePage, _) = try await post(app, "/my/consent", [("typedName", "Zoe Lefevre"), ("signature", signature), ("planID", read)],
+                                                          headers: patient)
+                #expect(stale == .conflict && stalePage.contains("changed your treatment plan") && stalePage.contains("Cheeks: up to 1.0 mm"))
+                #expect(try await ConsentRecord.query(on: app.db).count() == 0)
+                let current = try #require(try await TreatmentPlanRecord.query(on: app.db).filter(\.$version == 2).first()).requireID().uuidString
+                let (signed, _, _) = try await post(app, "/my/consent", [("typedName", "Zoe Lefevre"), ("signature", signature), ("planID", current)],
                                                     headers: patient)
                 #expect(signed == .seeOther)
                 let consent = try #require(try await ConsentRecord.query(on: app.db).first())

@@ -150,11 +150,7 @@ struct PortalController: RouteCollection {
 
     // MARK: What to expect
 
-    struct GuideStep: Encodable {
-        let text: String
-        let source: String
-    }
-
+    /// A sentence of the guide with the source of its figures.
     struct GuideLine: Encodable {
         let text: String
         let source: String
@@ -165,7 +161,7 @@ struct PortalController: RouteCollection {
         let intro: String
         let areas: String
         let total: String
-        let steps: [GuideStep]
+        let steps: [GuideLine]
         let downtime: String
         let downtimeSource: String
         let before: [GuideLine]
@@ -187,7 +183,7 @@ struct PortalController: RouteCollection {
             let chosen = planned.isEmpty ? (try await ScreeningService(req: req, patient: c.patient).latestIntake()?.intake.treatmentZones ?? []) : planned.map(\.zone)
             let guide = PatientGuide(zones: chosen, plannedDepthsMm: planned.map(\.depthMm), protocol: p)
             let steps = guide.steps.map { step in
-                GuideStep(text: t("expect.step.\(step.kind)", ["minutes": "\(step.minutes)", "passes": "\(guide.passes)"]), source: step.source)
+                GuideLine(text: t("expect.step.\(step.kind)", ["minutes": "\(step.minutes)", "passes": "\(guide.passes)"]), source: step.source)
             }
             let downtime = guide.downtime.plannedDepthMm.map {
                 t("expect.downtime.planned", ["depth": formatMillimetres($0), "min": "\(guide.downtime.minDays)", "max": "\(guide.downtime.maxDays)"])
@@ -292,6 +288,7 @@ struct PortalController: RouteCollection {
     struct ConsentPage: Encodable {
         let my: MyPage
         let planLine: String
+        let planID: String
         let zones: [String]
         let template: ConsentController.TemplateText?
         let signedOn: String?
@@ -319,19 +316,31 @@ struct PortalController: RouteCollection {
             c.text("consent.zone", ["area": p.zone(z.zone)?.displayName ?? z.zone, "depth": formatMillimetres(z.depthMm), "passes": "\(z.passes)"])
         } ?? []
         return try await req.view.render("my-consent", ConsentPage(
-            my: c.page(req, "consent.title"), planLine: c.text("consent.plan", ["version": "\(plan?.version ?? 0)"]), zones: zones,
+            my: c.page(req, "consent.title"), planLine: c.text("consent.plan", ["version": "\(plan?.version ?? 0)"]),
+            planID: plan?.id?.uuidString ?? "", zones: zones,
             template: try await treatment.latestTemplate().map(ConsentController.text),
             signedOn: consent.map { c.text("consent.signed", ["date": LocalTime.words($0.signedAt, in: c.zone)]) }, hasPlan: plan != nil, typedName: typedName,
             question: question, errors: errors, fullName: c.patient.fullName)).encodeResponse(status: status, for: req)
     }
 
+    struct SignForm: Content {
+        var typedName: String?
+        var signature: String?
+        var templateID: String?
+        var planID: String?
+    }
+
     func sign(req: Request) async throws -> Response {
         let c = try await Self.context(req)
-        let form = try req.content.decode(ConsentController.SignForm.self)
+        let form = try req.content.decode(SignForm.self)
         let treatment = try TreatmentService.forPatient(req: req, patient: c.patient)
         do {
             guard let plan = try await treatment.latestPlan() else {
                 throw InvalidInput(path: "plan", problem: c.text("consent.error.noPlan"))
+            }
+            // She signs the plan she read: a new plan version saved meanwhile must be read first.
+            guard form.planID.flatMap(UUID.init(uuidString:)) == plan.id else {
+                throw DomainError.conflict(c.text("consent.error.planChanged", ["version": "\(plan.version)"]))
             }
             // The same checks as on the clinic's tablet: the current text version, the registered name, a real drawing.
             let drawing = try await TreatmentService.drawnSignature(form.signature ?? "", on: req)
@@ -343,6 +352,9 @@ struct PortalController: RouteCollection {
         } catch let invalid as InvalidInput {
             return try await renderConsent(req, c, typedName: form.typedName ?? "", question: "", errors: ErrorLine.list(invalid),
                                            status: .unprocessableEntity)
+        } catch DomainError.conflict(let message) {
+            return try await renderConsent(req, c, typedName: form.typedName ?? "", question: "", errors: [ErrorLine(field: "planID", message: message)],
+                                           status: .conflict)
         }
     }
 
@@ -527,6 +539,8 @@ struct PortalController: RouteCollection {
         } catch let conflict as SchedulingService.Conflict {
             return try await slotPage(req, c, moving: nil, errors: [ErrorLine(field: "start", message: c.text("book.error.taken", ["why": conflict.message]))],
                                       status: .conflict)
+        } catch DomainError.conflict(let message) {
+            return try await slotPage(req, c, moving: nil, errors: [ErrorLine(field: "start", message: message)], status: .conflict)
         }
     }
 

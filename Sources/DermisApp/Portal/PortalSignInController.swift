@@ -29,21 +29,9 @@ struct PortalSignInController: RouteCollection {
         let clinic: String?
     }
 
-    /// The clinic signed in to: `?clinic=` (or the form's) when the database holds several, else its one clinic.
+    /// The clinic signed in to (`?clinic=` when the database holds several).
     static func clinic(_ req: Request) async throws -> Clinic {
-        let chosen = (try? req.query.get(String.self, at: "clinic")) ?? (try? req.content.get(String.self, at: "clinic"))
-        if let chosen, !chosen.isEmpty {
-            guard let id = UUID(uuidString: chosen), let clinic = try await Clinic.find(id, on: req.db) else {
-                throw Abort(.notFound, reason: "This clinic is not served here. Use the link your clinic gave you.")
-            }
-            req.auditClinicID = clinic.id
-            return clinic
-        }
-        guard let clinic = try await req.clinic() else {
-            throw Abort(.notFound, reason: "This server serves several clinics: use the sign-in link your clinic gave you.")
-        }
-        req.auditClinicID = clinic.id
-        return clinic
+        try await req.publicClinic(several: "This server serves several clinics: use the sign-in link your clinic gave you.")
     }
 
     func form(req: Request) async throws -> Response {

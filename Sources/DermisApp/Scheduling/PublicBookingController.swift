@@ -24,22 +24,9 @@ struct PublicBookingController: RouteCollection {
         try await RateLimits.exceeded("\(kind):\(req.clientAddress)", limit: limit, window: 3600, now: req.dermis.clock.now(), on: req.db)
     }
 
-    /// The clinic being booked with: `?clinic=` (or the form's `clinic`) when the database holds several, else its one
-    /// clinic. Its rows go to that clinic's audit chain.
+    /// The clinic being booked with (`?clinic=` when the database holds several).
     private func clinic(_ req: Request) async throws -> Clinic {
-        let chosen = (try? req.query.get(String.self, at: "clinic")) ?? (try? req.content.get(String.self, at: "clinic"))
-        if let chosen, !chosen.isEmpty {
-            guard let id = UUID(uuidString: chosen), let clinic = try await Clinic.find(id, on: req.db) else {
-                throw Abort(.notFound, reason: "This clinic does not book online here.")
-            }
-            req.auditClinicID = clinic.id
-            return clinic
-        }
-        guard let clinic = try await req.clinic() else {
-            throw Abort(.notFound, reason: "Online booking is not set up, or this server books for several clinics: use the link your clinic gave you.")
-        }
-        req.auditClinicID = clinic.id
-        return clinic
+        try await req.publicClinic(several: "Online booking is not set up, or this server books for several clinics: use the link your clinic gave you.")
     }
 
     /// The clinic an appointment belongs to, for its confirmation pages.
