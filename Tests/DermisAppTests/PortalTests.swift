@@ -252,6 +252,13 @@ extension AppTests {
                 let screening = try #require(try await ScreeningRecord.query(on: app.db).sort(\.$createdAt, .descending).first())
                 #expect(try await get(app, "/patients/\(zoeID)/screenings/\(screening.requireID())", headers: practitioner).1.contains("id=\"from-patient\""))
                 #expect(try await get(app, "/patients/\(zoeID)/intake/new", headers: practitioner).1.contains("id=\"from-patient\""))
+                // In FHIR the answers are the patient's (author and source), and the screening names no practitioner.
+                let fhir = try await FHIRTestClient.make(app, role: .practitioner)
+                let given = try #require(try await fhir.send(.GET, "/QuestionnaireResponse?subject=Patient/\(zoeID.fhirID)").entries.first)
+                #expect((given["author"] as? [String: Any])?["reference"] as? String == "Patient/\(zoeID.fhirID)")
+                #expect((given["source"] as? [String: Any])?["reference"] as? String == "Patient/\(zoeID.fhirID)")
+                let risk = try #require(try await fhir.send(.GET, "/RiskAssessment?subject=Patient/\(zoeID.fhirID)").entries.first)
+                #expect(risk["performer"] == nil)
             }
         }
 

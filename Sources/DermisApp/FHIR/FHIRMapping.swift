@@ -237,7 +237,9 @@ enum FHIRMapping {
             "status": "completed",
             "subject": ref("Patient", r.$patient.id),
             "authored": .instant(r.createdAt),
-            "author": ref("Practitioner", r.createdBy),
+            // The patient's own answers, given at home: the patient wrote and gave them; else the staff member who took them.
+            "author": r.source == RecordSource.patientPortal ? ref("Patient", r.$patient.id) : ref("Practitioner", r.createdBy),
+            "source": r.source == RecordSource.patientPortal ? ref("Patient", r.$patient.id) : nil,
             "item": .array(items),
         ], index: ["authored": [.date(.instant(r.createdAt))], "status": [.token(system: nil, code: "completed")],
                    "questionnaire": [.reference("Questionnaire/intake")]])
@@ -312,7 +314,8 @@ enum FHIRMapping {
             "code": concept(FHIRNames.procedure, "microneedling-candidacy", "Microneedling candidacy screening"),
             "subject": ref("Patient", s.$patient.id),
             "occurrenceDateTime": .string(s.screenedOn),
-            "performer": ref("Practitioner", s.createdBy),
+            // Screened on the patient's own answers from home, nobody performed it but Dermis (a patient is no performer).
+            "performer": s.createdBy == s.$patient.id ? nil : ref("Practitioner", s.createdBy),
             "basis": [ref("QuestionnaireResponse", s.$intake.id)!],
             "prediction": .array(predictions),
             "mitigation": result.precautions.isEmpty ? nil : .string(result.precautions.map(\.message).joined(separator: " ")),
