@@ -274,19 +274,25 @@ extension AppTests {
                 #expect(form.contains("id=\"consent-form\"") && form.contains("Cheeks: up to 1.5 mm") && form.contains("name=\"planID\""))
                 // The same checks as at the clinic: the registered name and a drawing.
                 let read = try #require(try await TreatmentPlanRecord.query(on: app.db).first()).requireID().uuidString
-                let (wrong, wrongPage, _) = try await post(app, "/my/consent", [("typedName", "Someone Else"), ("signature", ""), ("planID", read)],
-                                                           headers: patient)
+                let text = try #require(try await ConsentTemplate.query(on: app.db).first()).requireID().uuidString
+                // Without the text version she read, nothing is signed.
+                #expect(try await post(app, "/my/consent", [("typedName", "Zoe Lefevre"), ("signature", "data:image/png;base64,\(tinyPNG)"),
+                                                             ("planID", read)], headers: patient).0 == .conflict)
+                let (wrong, wrongPage, _) = try await post(app, "/my/consent", [("typedName", "Someone Else"), ("signature", ""), ("planID", read),
+                                                                                 ("templateID", text)], headers: patient)
                 #expect(wrong == .unprocessableEntity && wrongPage.contains("data-field=\"typedName\"") && wrongPage.contains("data-field=\"signature\""))
                 #expect(try await ConsentRecord.query(on: app.db).count() == 0)
                 // She signs the plan she read: a version saved while she read it must be read first.
                 _ = try await course.plan(depths: ["cheeks": 1.0])
                 let signature = "data:image/png;base64,\(tinyPNG)"
-                let (stale, stalePage, _) = try await post(app, "/my/consent", [("typedName", "Zoe Lefevre"), ("signature", signature), ("planID", read)],
+                let (stale, stalePage, _) = try await post(app, "/my/consent", [("typedName", "Zoe Lefevre"), ("signature", signature), ("planID", read),
+                                                                                   ("templateID", text)],
                                                           headers: patient)
                 #expect(stale == .conflict && stalePage.contains("changed your treatment plan") && stalePage.contains("Cheeks: up to 1.0 mm"))
                 #expect(try await ConsentRecord.query(on: app.db).count() == 0)
                 let current = try #require(try await TreatmentPlanRecord.query(on: app.db).filter(\.$version == 2).first()).requireID().uuidString
-                let (signed, _, _) = try await post(app, "/my/consent", [("typedName", "Zoe Lefevre"), ("signature", signature), ("planID", current)],
+                let (signed, _, _) = try await post(app, "/my/consent", [("typedName", "Zoe Lefevre"), ("signature", signature), ("planID", current),
+                                                                                 ("templateID", text)],
                                                     headers: patient)
                 #expect(signed == .seeOther)
                 let consent = try #require(try await ConsentRecord.query(on: app.db).first())
@@ -414,6 +420,86 @@ extension AppTests {
                 #expect(try await post(app, "/patients/\(zoeID)/photos/\(photoID)/share", [("shared", "1")], headers: practitioner).0 == .seeOther)
                 #expect(try await get(app, "/my/progress", headers: patient).1.contains("/my/photos/\(photoID)"))
                 #expect(try await get(app, "/my/progress", headers: patient).1.contains("1 of"))
+            }
+        }
+
+        @Test func answersFromHomeClearNoSessionUntilAPractitionerReviewsThem() async throws {
+            try await withDermis { app, settings in
+                let staff = try await makeStaff(app, role: .practitioner)
+                let zoeID = try await zoe(app).requireID()
+                let course = Course(app: app, session: try await staffSignIn(app, staff, clock: settings.clock), patientID: zoeID)
+                // Cleared at the clinic, planned and consented: ready.
+                try await course.ready()
+                #expect(try await course.call(.GET, "/readiness").1["ready"] as? Bool == true)
+                // Her own answers from home, a minute later and clear as well: they replace the clinic's, and clear nothing
+                // until reviewed.
+                settings.manualClock.advance(by: 60)
+                let patient = try await signIn(app)
+                let (saved, _, _) = try await post(app, "/my/intake", [("pregnant", "no"), ("nursing", "no"), ("fitzpatrickType", "3"), ("zone", "cheeks"),
+                                                                         ("zone", "forehead")], headers: patient)
+                #expect(saved == .created)
+                let waiting = try await course.call(.GET, "/readiness").1
+                #expect(waiting["ready"] as? Bool == false && waiting["cleared"] as? Bool == false)
+                let (refused, _, refusedText) = try await course.start()
+                #expect(refused == .conflict || refused == .unprocessableEntity, "\(refusedText)")
+                #expect(refusedText.contains("reviews the answers"))
+                let screening = try #require(try await ScreeningRecord.query(on: app.db).filter(\.$source == RecordSource.patientPortal).first())
+                let page = "/patients/\(zoeID)/screenings/\(try screening.requireID())"
+                #expect(try await get(app, page, headers: course.session).1.contains("id=\"review-answers\""))
+                // Front desk may not review; the practitioner does, and the session can start.
+                let desk = try await staffSignIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+                #expect(try await post(app, page + "/review", [], headers: desk).0 == .forbidden)
+                #expect(try await post(app, page + "/review", [], headers: course.session).0 == .seeOther)
+                let reviewed = try #require(try await ScreeningRecord.find(screening.requireID(), on: app.db))
+                #expect(reviewed.reviewedBy == staff.id && reviewed.reviewedAt != nil)
+                #expect(try await course.call(.GET, "/readiness").1["ready"] as? Bool == true)
+                #expect(try await get(app, page, headers: course.session).1.contains("Reviewed: by"))
+            }
+        }
+
+        @Test func aStaffCookieBesideThePatientsNeverActsOnTheirPagesAndAContactChangeSignsThemOut() async throws {
+            try await withDermis { app, settings in
+                let desk = try await makeStaff(app, role: .frontDesk)
+                let staff = try await staffSignIn(app, desk, clock: settings.clock)
+                // A clinic tablet with a staff session open: the patient's sign-in is still the patient's alone.
+                _ = try await post(app, "/my/sign-in", [("address", Self.zoeEmail)], headers: staff)
+                let token = try self.token(in: try #require(try await signInMessages(app).last))
+                let (page, body, _) = try await get(app, "/my/link/\(token)", headers: staff)
+                #expect(page == .ok && body.contains("This link signs in Zoë L."))
+                let (used, _, headers) = try await post(app, "/my/link/\(token)", [], headers: staff)
+                #expect(used == .seeOther)
+                let zoeID = try await zoe(app).requireID()
+                let rows = try await AuditEvent.query(on: app.db).filter(\.$objectType ~~ ["PortalSession", "PortalSignInLink"]).all()
+                #expect(!rows.isEmpty && rows.allSatisfy { $0.actorEmail != desk.user.email && $0.actorID != desk.id })
+                #expect(rows.first { $0.objectType == "PortalSession" }?.actorID == zoeID)
+                // Her e-mail address changes: she is signed out, and a link sent to the old address no longer works.
+                let cookie = try #require(headers[.setCookie].first { $0.hasPrefix("dermis_patient=") }?.components(separatedBy: ";").first)
+                var patient = sameSite
+                patient.add(name: .cookie, value: cookie)
+                _ = try await post(app, "/my/sign-in", [("address", Self.zoeEmail)])
+                let unused = try self.token(in: try #require(try await signInMessages(app).last))
+                let client = TestClient(app: app, headers: staff)
+                let zoe = try await zoe(app)
+                let changed = try await client.send(.PUT, "/api/v1/patients/\(zoeID)", [
+                    "givenName": zoe.givenName, "familyName": zoe.familyName, "dateOfBirth": zoe.dateOfBirth, "phone": zoe.phoneE164 ?? "",
+                    "email": "zoe.new@example.com"], ifMatch: zoe.version)
+                #expect(changed.status == .ok, "\(changed.text)")
+                #expect(try await get(app, "/my", headers: patient).0 == .seeOther)
+                #expect(try await post(app, "/my/link/\(unused)", []).0 == .gone)
+            }
+        }
+
+        @Test func manyRequestsAtOnceGetNoMoreLinksThanTheLimit() async throws {
+            try await withDermis { app, _ in
+                // 12 asks at once for one address (its limit is 3 an hour).
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for _ in 0..<12 { group.addTask { _ = try await post(app, "/my/sign-in", [("address", Self.zoeEmail)]) } }
+                    try await group.waitForAll()
+                }
+                // Never more than the limit: each request counts its own attempt with every one committed before it. (Under a
+                // burst some may count more than came before them, so fewer may pass; one at a time, exactly the limit do.)
+                let sent = try await signInMessages(app).count
+                #expect(sent <= PortalSessions.linksPerAddressPerHour, "\(sent) links went out")
             }
         }
 

@@ -64,6 +64,7 @@ extension AppTests {
             GET /my/account                                             patient
             POST /patients/:patientID/portal/end                        all
             POST /patients/:patientID/questions/:questionID/answered    clinical
+            POST /patients/:patientID/screenings/:screeningID/review    clinical
             POST /patients/:patientID/photos/:photoID/share             clinical
             POST /care/:token/check-ins                                 patientLink
             GET /account                                                all

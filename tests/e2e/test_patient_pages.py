@@ -15,7 +15,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
-from conftest import ROOT, RunningServer, axe_problems, free_port, run_dermis, sign_in, submit_and_wait
+from conftest import ROOT, RunningServer, axe_problems, free_port, post_form, run_dermis, sign_in, submit_and_wait
 from mailserver import MailServer
 from test_booking import fresh_postgres_database
 
@@ -74,6 +74,13 @@ def checked(browser, name, seen):
     seen.append(name)
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def staff_cookie(server, email, password):
+    """A staff session cookie from the real sign-in form (the practitioner's second device, beside the patient's phone)."""
+    status, _, headers = post_form(server.base + "/login", {"email": email, "password": password}, server.base)
+    assert status == 303
+    return headers["Set-Cookie"].split(";")[0]
 
 
 def sign_the_pad(browser):
@@ -146,6 +153,16 @@ def test_a_new_patient_signs_in_answers_signs_books_and_checks_in_on_a_phone(cli
         assert browser.find_element(By.ID, "notice").is_displayed()
         assert browser.find_element(By.CSS_SELECTOR, "li[data-step='consent'].done")
 
+        # Her answers from home clear no session until the practitioner has gone through them with her.
+        status, refused = api(server, token, f"/api/v1/patients/{patient_id}/sessions", {})
+        assert status in (409, 422) and "reviews the answers" in str(refused), refused
+        status, latest = api(server, token, f"/api/v1/patients/{patient_id}/screenings/latest")
+        assert status == 200, latest
+        practitioner = staff_cookie(server, DOCTOR, server.demo_logins()[DOCTOR])
+        status, _, _ = post_form(server.base + f"/patients/{patient_id}/screenings/{latest['screeningID']}/review", {}, server.base,
+                                 headers={"Cookie": practitioner})
+        assert status == 303
+
         # The first session, charted and signed: the aftercare link reaches her too.
         status, chart = api(server, token, f"/api/v1/patients/{patient_id}/sessions", {})
         assert status == 201, chart
@@ -210,6 +227,6 @@ def test_a_new_patient_signs_in_answers_signs_books_and_checks_in_on_a_phone(cli
     checked(browser, f"staff-consent-{database}", seen)
     browser.get(server.base + f"/patients/{patient_id}/course")
     browser.find_element(By.CSS_SELECTOR, "[data-step='Screening'] a").click()
-    assert browser.find_element(By.ID, "from-patient").is_displayed()
+    assert "Reviewed: by" in browser.find_element(By.ID, "from-patient").text
     checked(browser, f"staff-screening-{database}", seen)
     assert len(seen) >= 20

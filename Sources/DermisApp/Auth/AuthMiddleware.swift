@@ -56,6 +56,9 @@ struct AccessMiddleware: AsyncMiddleware {
             throw Abort(.forbidden)
         }
         var audits: String?
+        // The patient's pages (their sign-in too) never act for staff, whatever staff cookie the browser also holds: the
+        // patient is the only actor there, and their clinic's audit chain the one written.
+        if request.url.path == "/my" || request.url.path.hasPrefix("/my/") { request.principal = nil }
         switch rule {
         case .open:
             break
@@ -66,8 +69,6 @@ struct AccessMiddleware: AsyncMiddleware {
             if let refusal = try await PatientLinks.authorize(request) { return refusal }
         case .patient:
             audits = "Patient"
-            // A staff session does not open a patient's pages, nor act in them: the patient is the only actor here.
-            request.principal = nil
             guard let portal = try await PortalSessions.principal(forCookieOf: request) else {
                 try await request.audit(.access, objectType: "Patient", outcome: .denied)
                 if request.method != .GET { throw Abort(.unauthorized, reason: "Your sign-in has ended; ask for a new sign-in link.") }

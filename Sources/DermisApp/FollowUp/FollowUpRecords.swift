@@ -274,13 +274,13 @@ struct CreateFollowUp: AsyncMigration {
 
 /// Rate limits counted in the database, so they hold across restarts and across a chain's instances.
 enum RateLimits {
-    /// True when `bucket` already has `limit` events in the last `window` seconds; else records one and returns false.
+    /// Records this attempt in `bucket`, then answers whether the bucket now holds more than `limit` in the last `window`
+    /// seconds. Recording first is what makes it hold under concurrency: of many requests at once, the k-th to commit its
+    /// row counts at least k, so at most `limit` get through (counting first, each could see room and all pass). Refused
+    /// attempts count too, so hammering a limit keeps it closed.
     static func exceeded(_ bucket: String, limit: Int, window: TimeInterval, now: Date, on db: any Database) async throws -> Bool {
-        let since = now.addingTimeInterval(-window)
-        let count = try await RateEvent.query(on: db).filter(\.$bucket == bucket).filter(\.$at > since).count()
-        if count >= limit { return true }
         try await record(bucket, now: now, on: db)
-        return false
+        return try await count(bucket, window: window, now: now, on: db) > limit
     }
 
     /// How many events `bucket` has had in the window, recording none.

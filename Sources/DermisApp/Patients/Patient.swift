@@ -32,6 +32,13 @@ final class Patient: Model, @unchecked Sendable {
     /// Given then family name, as staff read it and the patient types it on a consent.
     var fullName: String { "\(givenName) \(familyName)" }
 
+    /// Inside a unit of work, makes other writers for this patient wait until it commits (PostgreSQL's row lock; SQLite
+    /// has one writer already): checks made after it see what the other committed.
+    static func lockRow(_ id: UUID, on db: any Database) async throws {
+        guard let sql = db as? any SQLDatabase, sql.dialect.name != "sqlite" else { return }
+        _ = try await sql.raw("SELECT id FROM \(ident: schema) WHERE id = \(bind: id) FOR UPDATE").all()
+    }
+
     var details: PatientDetails {
         PatientDetails(givenName: givenName, familyName: familyName, dateOfBirth: dateOfBirth, phone: phoneE164,
                        email: email, fitzpatrickType: fitzpatrickType)
@@ -237,7 +244,7 @@ struct PatientRegistry {
 
     /// Saves an edit only if nobody saved since `expectedVersion`; 409 otherwise, with nothing written.
     func update(_ id: UUID, with details: PatientDetails.Valid, expectedVersion: Int, by actor: UUID, at now: Date) async throws -> Patient {
-        _ = try await find(id)
+        let before = try await find(id)
         try await ConditionalUpdate.versioned(Patient.self, id: id, version: \.$version, expected: expectedVersion, on: db)
             .where(\.$clinic.$id, .equal, clinicID)
             .set(\.$givenName, to: details.givenName)
@@ -250,6 +257,11 @@ struct PatientRegistry {
             .set(\.$updatedAt, to: now)
             .set(\.$updatedBy, to: actor)
             .run(orThrow: Self.savedSince)
+        // Whoever signed in to the patient's own pages by the old address or number is signed out, and links sent to it
+        // no longer work (a mistyped address corrected, a phone passed on).
+        if before.email?.lowercased() != details.email?.lowercased() || before.phoneE164 != details.phoneE164 {
+            try await PortalSessions.endAll(patientID: id, by: actor, at: now, on: db)
+        }
         return try await find(id)
     }
 

@@ -80,18 +80,22 @@ enum PortalSessions {
         return PortalPrincipal(patientID: try patient.requireID(), clinicID: patient.$clinic.id, sessionID: try session.requireID())
     }
 
-    /// Ends the patient's live sessions (all, or all but `keeping`); `by` is the staff member who ended them, if any.
-    @discardableResult
-    static func end(patientID: UUID, keeping: UUID? = nil, only: UUID? = nil, by staffID: UUID?, at now: Date, on db: any Database) async throws -> Int {
-        var live = PortalSession.query(on: db).filter(\.$patient.$id == patientID).filter(\.$endedAt == nil).filter(\.$expiresAt > now)
-        if let keeping { live = live.filter(\.$id != keeping) }
-        if let only { live = live.filter(\.$id == only) }
-        let count = try await live.count()
-        var update = PortalSession.query(on: db).filter(\.$patient.$id == patientID).filter(\.$endedAt == nil)
-        if let keeping { update = update.filter(\.$id != keeping) }
-        if let only { update = update.filter(\.$id == only) }
-        try await update.set(\.$endedAt, to: now).set(\.$endedBy, to: staffID).update()
-        return count
+    /// Ends one of the patient's sessions (signing out on this device).
+    static func end(session id: UUID, of patientID: UUID, at now: Date, on db: any Database) async throws {
+        try await PortalSession.query(on: db).filter(\.$patient.$id == patientID).filter(\.$id == id).filter(\.$endedAt == nil)
+            .set(\.$endedAt, to: now).update()
+    }
+
+    /// Ends every session of the patient and spends every sign-in link not yet used (sign out everywhere, staff ending
+    /// them, the e-mail address or phone number changing): nothing issued before now signs in any more. `by` is the
+    /// staff member, nil for the patient.
+    static func endAll(patientID: UUID, by staffID: UUID?, at now: Date, on db: any Database) async throws {
+        try await Writes.transaction(db) { db in
+            try await PortalSession.query(on: db).filter(\.$patient.$id == patientID).filter(\.$endedAt == nil)
+                .set(\.$endedAt, to: now).set(\.$endedBy, to: staffID).update()
+            try await PortalSignInLink.query(on: db).filter(\.$patient.$id == patientID).filter(\.$usedAt == nil)
+                .set(\.$usedAt, to: now).update()
+        }
     }
 
     static func live(patientID: UUID, at now: Date, on db: any Database) async throws -> [PortalSession] {

@@ -338,14 +338,17 @@ struct PortalController: RouteCollection {
             guard let plan = try await treatment.latestPlan() else {
                 throw InvalidInput(path: "plan", problem: c.text("consent.error.noPlan"))
             }
-            // She signs the plan she read: a new plan version saved meanwhile must be read first.
+            // She signs the plan and the text she read: a plan or text version saved meanwhile must be read first.
             guard form.planID.flatMap(UUID.init(uuidString:)) == plan.id else {
                 throw DomainError.conflict(c.text("consent.error.planChanged", ["version": "\(plan.version)"]))
+            }
+            guard let templateID = form.templateID.flatMap(UUID.init(uuidString:)) else {
+                throw DomainError.conflict(c.text("consent.error.textChanged"))
             }
             // The same checks as on the clinic's tablet: the current text version, the registered name, a real drawing.
             let drawing = try await TreatmentService.drawnSignature(form.signature ?? "", on: req)
             _ = try await req.audited(.create, objectType: "Consent", patientID: c.patientID) {
-                try await treatment.sign(plan: plan, templateID: form.templateID.flatMap(UUID.init(uuidString:)), typedName: form.typedName ?? "",
+                try await treatment.sign(plan: plan, templateID: templateID, typedName: form.typedName ?? "",
                                          drawing: drawing, source: RecordSource.patientPortal)
             }
             return req.redirect(to: "/my?done=signed", redirectType: .normal)
@@ -461,7 +464,8 @@ struct PortalController: RouteCollection {
             let treatments = try await scheduling.services().filter(\.isTreatment)
             service = treatments.first { $0.isPublic } ?? treatments[0]
         }
-        let locations = try await scheduling.locations()
+        // A booking moves in time at its own location (a move keeps the location).
+        let locations = if let moving { [try await Location.require(moving.$location.id, on: req.db)] } else { try await scheduling.locations() }
         guard !locations.isEmpty else { return try await blocked(t("book.noService")) }
         let chosen = (try? req.query.get(String.self, at: "location")) ?? (try? req.content.get(String.self, at: "location"))
         let location = locations.first { $0.id?.uuidString == chosen?.uppercased() } ?? moving.flatMap { m in locations.first { $0.id == m.$location.id } }
@@ -519,15 +523,19 @@ struct PortalController: RouteCollection {
         let form = try? req.content.decode(SlotForm.self)
         do {
             let start = try start(form, c)
-            let (ok, note) = try await bookable(req, c)
-            guard ok else { throw DomainError.conflict(note ?? "") }
             let scheduling = SchedulingService(req: req, clinicID: try c.clinic.requireID())
-            guard let plan = try await TreatmentService.forPatient(req: req, patient: c.patient).latestPlan() else { throw DomainError.conflict(c.text("book.noPlan")) }
-            let treatments = try await scheduling.services().filter(\.isTreatment)
-            guard let service = treatments.first(where: { $0.isPublic }) ?? treatments.first else { throw DomainError.conflict(c.text("book.noService")) }
-            let location = try await scheduling.location(form?.location.flatMap(UUID.init(uuidString:)))
+            // One booking at a time per patient: the checks (one next session, the interval) and the booking are one unit
+            // of work under the patient's row lock, so two presses at once cannot both pass them.
             _ = try await req.audited(.create, objectType: "Appointment", patientID: c.patientID) {
-                try await scheduling.book(SchedulingService.Booking(
+                try await Patient.lockRow(c.patientID, on: req.db)
+                let (ok, note) = try await bookable(req, c)
+                guard ok else { throw DomainError.conflict(note ?? "") }
+                guard let plan = try await TreatmentService.forPatient(req: req, patient: c.patient).latestPlan() else { throw DomainError.conflict(c.text("book.noPlan")) }
+                let treatments = try await scheduling.services().filter(\.isTreatment)
+                guard let service = treatments.first(where: { $0.isPublic }) ?? treatments.first else { throw DomainError.conflict(c.text("book.noService")) }
+                let location = try await scheduling.location(form?.location.flatMap(UUID.init(uuidString:)))
+                guard location.active else { throw InvalidInput(path: "location", problem: c.text("book.error.location")) }
+                return try await scheduling.book(SchedulingService.Booking(
                     location: location, service: service, zones: try plan.plan.zones.map(\.zone), start: start, practitionerID: nil,
                     patientID: c.patientID, contactName: c.patient.fullName, contactEmail: c.patient.email ?? "", contactPhone: c.patient.phoneE164 ?? "",
                     notes: "Booked by the patient on their own pages.", source: "patient-portal", status: .booked, overrideReason: nil, seriesID: nil),

@@ -170,6 +170,10 @@ struct PortalSignInController: RouteCollection {
         let token: String
         let valid: Bool
         let message: String
+        /// Whose sign-in this is ("Mina R."), so a forwarded link is not pressed unawares; and a warning when another
+        /// patient is signed in on this device.
+        let who: String?
+        let otherSignedIn: Bool
     }
 
     /// The link's state: usable, or why not, with the status to answer.
@@ -194,11 +198,18 @@ struct PortalSignInController: RouteCollection {
         return (link, .ok, "")
     }
 
-    private func renderLink(_ req: Request, token: String, status: HTTPResponseStatus, message: String) async throws -> Response {
+    private func renderLink(_ req: Request, token: String, status: HTTPResponseStatus, message: String, link: PortalSignInLink? = nil) async throws -> Response {
         let clinic = try await req.clinic()
+        let text = req.dermis.patientText
+        var who: String?
+        var other = false
+        if status == .ok, let link, let patient = try await Patient.find(link.$patient.id, on: req.db) {
+            who = text("link.who", ["name": "\(patient.givenName) \(patient.familyName.prefix(1))."])
+            other = try await PortalSessions.principal(forCookieOf: req).map { $0.patientID != link.$patient.id } ?? false
+        }
         return try await req.view.render("my-link", LinkPage(
-            my: MyPage(req, clinic: clinic, title: req.dermis.patientText("link.title"), signedIn: false), token: token, valid: status == .ok,
-            message: message)).encodeResponse(status: status, for: req)
+            my: MyPage(req, clinic: clinic, title: text("link.title"), signedIn: false), token: token, valid: status == .ok,
+            message: message, who: who, otherSignedIn: other)).encodeResponse(status: status, for: req)
     }
 
     func confirmPage(req: Request) async throws -> Response {
@@ -206,7 +217,7 @@ struct PortalSignInController: RouteCollection {
         if status != .ok {
             try await req.audit(.access, objectType: "PortalSignInLink", patientID: link?.$patient.id, outcome: AuditOutcome(Abort(status)))
         }
-        return try await renderLink(req, token: req.parameters.get("token") ?? "", status: status, message: message)
+        return try await renderLink(req, token: req.parameters.get("token") ?? "", status: status, message: message, link: link)
     }
 
     func useLink(req: Request) async throws -> Response {
@@ -242,7 +253,7 @@ struct PortalSignInController: RouteCollection {
     func signOut(req: Request) async throws -> Response {
         let portal = try req.portalPatient()
         try await req.audited(.update, objectType: "PortalSession", objectID: portal.sessionID.uuidString, patientID: portal.patientID) {
-            try await PortalSessions.end(patientID: portal.patientID, only: portal.sessionID, by: nil, at: req.dermis.clock.now(), on: req.db)
+            try await PortalSessions.end(session: portal.sessionID, of: portal.patientID, at: req.dermis.clock.now(), on: req.db)
         }
         let response = req.redirect(to: "/my/sign-in?signedOut=1", redirectType: .normal)
         PortalSessions.setCookie("", on: response, request: req, expire: true)
@@ -252,7 +263,7 @@ struct PortalSignInController: RouteCollection {
     func signOutEverywhere(req: Request) async throws -> Response {
         let portal = try req.portalPatient()
         try await req.audited(.update, objectType: "PortalSession", patientID: portal.patientID) {
-            try await PortalSessions.end(patientID: portal.patientID, by: nil, at: req.dermis.clock.now(), on: req.db)
+            try await PortalSessions.endAll(patientID: portal.patientID, by: nil, at: req.dermis.clock.now(), on: req.db)
         }
         let response = req.redirect(to: "/my/sign-in?signedOut=1", redirectType: .normal)
         PortalSessions.setCookie("", on: response, request: req, expire: true)
@@ -264,7 +275,7 @@ struct PortalSignInController: RouteCollection {
         let patient = try await req.patient()
         let patientID = try patient.requireID()
         try await req.audited(.update, objectType: "PortalSession", patientID: patientID) {
-            try await PortalSessions.end(patientID: patientID, by: staff.userID, at: req.dermis.clock.now(), on: req.db)
+            try await PortalSessions.endAll(patientID: patientID, by: staff.userID, at: req.dermis.clock.now(), on: req.db)
         }
         return req.redirect(to: "/patients/\(patientID)", redirectType: .normal)
     }

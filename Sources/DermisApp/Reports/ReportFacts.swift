@@ -100,10 +100,9 @@ final class SeriesScoreFact: Model, @unchecked Sendable {
 
 enum ReportFacts {
     /// Two writes for one patient at once (two charts signed, a practitioner's scores and the patient's own GAIS) take
-    /// turns on the patient's row, so each numbers and rewrites what the other committed. SQLite has one writer already.
+    /// turns on the patient's row, so each numbers and rewrites what the other committed.
     private static func lock(_ patientID: UUID, on db: any Database) async throws {
-        guard let sql = db as? any SQLDatabase, sql.dialect.name != "sqlite" else { return }
-        _ = try await sql.raw("SELECT id FROM patient WHERE id = \(bind: patientID) FOR UPDATE").all()
+        try await Patient.lockRow(patientID, on: db)
     }
 
     /// Rewrites a patient's series rows from their session facts, zones and scores (a few rows: one patient's).

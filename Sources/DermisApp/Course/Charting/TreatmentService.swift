@@ -239,7 +239,9 @@ struct TreatmentService {
             var problems: [String] = []
             if screening == nil { problems.append("There is no screening: take the intake first.") }
             else if !clearance.current { problems.append("The screening expired on \(clearance.expiresOn?.description ?? "?"): take a new intake.") }
-            else if !clearance.cleared { problems.append("The screening does not clear treatment (\(clearance.blocking.joined(separator: ", "))); a practitioner may record an override.") }
+            else if clearance.awaitsReview && clearance.blocking == [ScreeningClearance.reviewPending] {
+                problems.append("The patient answered the intake at home: a practitioner reviews the answers with them on the screening page first.")
+            } else if !clearance.cleared { problems.append("The screening does not clear treatment (\(clearance.blocking.joined(separator: ", "))); a practitioner may record an override.") }
             if let plan {
                 if consent == nil { problems.append("Plan version \(plan.version) has no signed consent.") }
                 for issue in unscreened { problems.append("Plan version \(plan.version): \(issue.problem).") }

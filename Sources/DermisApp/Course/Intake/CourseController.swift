@@ -15,6 +15,7 @@ struct CourseController: RouteCollection {
         // Front desk collects an intake (a blank form) and sees whether the patient is ready, never the answers or reasons.
         patient.get("screenings", ":screeningID", use: showScreening).access(clinical)
         patient.post("screenings", ":screeningID", "overrides", use: overrideRule).access(clinical)
+        patient.post("screenings", ":screeningID", "review", use: reviewAnswers).access(clinical)
         let api = routes.grouped("api", "v1", "patients", ":patientID")
         api.post("intakes", use: apiSaveIntake).access(anyStaff)
         api.get("screenings", "latest", use: apiLatestScreening).access(clinical)
@@ -294,6 +295,9 @@ struct CourseController: RouteCollection {
         let expiresOn: String
         /// The intake it read was the patient's own, given at home: "version 3, 2026-11-30".
         let fromPatient: String?
+        /// Those answers await a practitioner's review before the screening clears anything; or who reviewed them.
+        let awaitsReview: Bool
+        let reviewed: String?
         let errors: [ErrorLine]
     }
 
@@ -313,7 +317,8 @@ struct CourseController: RouteCollection {
         let (clearance, overrides) = try await service.clearance(of: record)
         let intake = try await IntakeRecord.find(record.$intake.id, on: req.db)
         let fromPatient = intake.flatMap { $0.source == RecordSource.patientPortal ? "version \($0.version), \(AuditLog.isoDay($0.createdAt))" : nil }
-        let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$id ~~ overrides.map(\.by)).all().map { ($0.id!, $0.name) },
+        let people = overrides.map(\.by) + [record.reviewedBy].compactMap { $0 }
+        let names = Dictionary(try await StaffUser.query(on: req.db).filter(\.$id ~~ people).all().map { ($0.id!, $0.name) },
                                uniquingKeysWith: { a, _ in a })
         let user = try await StaffUser.find(staff.userID, on: req.db)
         let clinical = staff.role == .admin || staff.role == .practitioner
@@ -333,7 +338,21 @@ struct CourseController: RouteCollection {
             screenedOn: record.screenedOn, protocolVersion: record.protocolVersion,
             reasons: result.reasons.map(view), precautions: result.precautions.map(view),
             current: clearance.current, cleared: clearance.cleared, expiresOn: clearance.expiresOn?.description ?? "", fromPatient: fromPatient,
+            awaitsReview: record.awaitsReview,
+            reviewed: record.reviewedBy.map { by in "by \(names[by] ?? "?") at \(AuditLog.isoMilliseconds(record.reviewedAt ?? record.createdAt))" },
             errors: errors))
+    }
+
+    /// The practitioner has gone through the patient's answers from home with them: the screening now counts.
+    func reviewAnswers(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await req.patient()
+        let service = ScreeningService(req: req, patient: patient)
+        let screeningID = try req.uuidParameter("screeningID", notFound: "No such screening.")
+        try await req.audited(.update, objectType: "Screening", objectID: screeningID.uuidString, patientID: patient.id) {
+            try await service.review(try await service.screening(screeningID), by: staff)
+        }
+        return req.redirect(to: "/patients/\(try patient.requireID())/screenings/\(screeningID)", redirectType: .normal)
     }
 
     struct OverrideForm: Content {

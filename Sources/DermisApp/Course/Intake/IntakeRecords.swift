@@ -37,8 +37,16 @@ final class ScreeningRecord: Model, @unchecked Sendable {
     @Field(key: "screened_on") var screenedOn: String
     @Field(key: "created_at") var createdAt: Date
     @Field(key: "created_by") var createdBy: UUID
+    /// `patient-portal` when it screened the patient's own answers from home (nil: answers taken at the clinic).
+    @OptionalField(key: "source") var source: String?
+    /// A practitioner reviewed the patient's own answers with them: only then can a screening from home clear a session.
+    @OptionalField(key: "reviewed_at") var reviewedAt: Date?
+    @OptionalField(key: "reviewed_by") var reviewedBy: UUID?
 
     init() {}
+
+    /// Answers from home that no practitioner has reviewed yet.
+    var awaitsReview: Bool { source == RecordSource.patientPortal && reviewedAt == nil }
 
     var screening: ScreeningResult {
         get throws { try decodeInput(ScreeningResult.self, from: Data(result.utf8)) }
@@ -155,6 +163,7 @@ struct ScreeningService {
             screening.screenedOn = today.description
             screening.createdAt = now
             screening.createdBy = staff.userID
+            screening.source = source
             try await screening.create(on: db)
             return (intakeRecord, screening)
         }
@@ -186,6 +195,20 @@ struct ScreeningService {
 
     func overrides(of screening: ScreeningRecord) async throws -> [ScreeningOverride] {
         try await ScreeningOverride.query(on: db).filter(\.$screening.$id == screening.requireID()).sort(\.$at).all()
+    }
+
+    /// A practitioner's review of the patient's own answers from home, with the patient: from then on the screening
+    /// clears (or blocks) like one taken at the clinic. Reviewing twice changes nothing.
+    func review(_ screening: ScreeningRecord, by staff: Principal) async throws {
+        guard screening.source == RecordSource.patientPortal else {
+            throw DomainError.conflict("These answers were taken at the clinic; there is nothing from home to review.")
+        }
+        guard screening.reviewedAt == nil else { return }
+        try await ConditionalUpdate(ScreeningRecord.self, id: try screening.requireID(), on: db)
+            .whereNull(\.$reviewedAt)
+            .set(\.$reviewedAt, to: req.dermis.clock.now())
+            .set(\.$reviewedBy, to: staff.userID)
+            .run(orThrow: DomainError.conflict("Someone reviewed these answers at the same moment."))
     }
 
     /// Records a documented override. Deferrals and precautions: any practitioner or admin. Not-eligible: physicians only.
@@ -223,6 +246,11 @@ struct ScreeningClearance: Sendable {
     let cleared: Bool
     let blocking: [String]
     let expiresOn: CalendarDate?
+    /// The screening read the patient's own answers from home and no practitioner has reviewed them: it clears nothing.
+    let awaitsReview: Bool
+
+    /// What `blocking` holds for answers from home not yet reviewed.
+    static let reviewPending = "the patient's answers from home await a practitioner's review"
 
     init(_ screening: ScreeningRecord?, overrides: [ScreeningOverride], today: CalendarDate, validDays: Int) throws {
         guard let screening, let screenedOn = CalendarDate(iso: screening.screenedOn) else {
@@ -230,6 +258,7 @@ struct ScreeningClearance: Sendable {
             cleared = false
             blocking = ["no screening"]
             expiresOn = nil
+            awaitsReview = false
             return
         }
         let expires = screenedOn.adding(days: validDays)
@@ -238,7 +267,21 @@ struct ScreeningClearance: Sendable {
         let overridden = Set(overrides.map(\.rule))
         let result = try screening.screening
         let open = result.reasons.map(\.rule).filter { !overridden.contains($0) }
-        blocking = open
-        cleared = open.isEmpty
+        awaitsReview = screening.awaitsReview
+        blocking = open + (awaitsReview ? [Self.reviewPending] : [])
+        cleared = blocking.isEmpty
+    }
+}
+
+/// Screenings of the patient's own answers, and their review by a practitioner.
+struct PatientAnswersReview: AsyncMigration {
+    func prepare(on database: any Database) async throws {
+        try await database.schema(ScreeningRecord.schema).field("source", .string).update()
+        try await database.schema(ScreeningRecord.schema).field("reviewed_at", .datetime).update()
+        try await database.schema(ScreeningRecord.schema).field("reviewed_by", .uuid).update()
+    }
+
+    func revert(on database: any Database) async throws {
+        for field in ["reviewed_by", "reviewed_at", "source"] { try await database.schema(ScreeningRecord.schema).deleteField(.string(field)).update() }
     }
 }
