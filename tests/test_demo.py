@@ -120,3 +120,33 @@ def test_the_same_figures_as_json_and_csv_and_front_desk_is_refused(demo):
 def demo_data(server) -> Path:
     args = server.process.args
     return Path(args[args.index("--data-dir") + 1])
+
+
+def test_the_staff_pages_have_no_serious_accessibility_problems(demo, browser):
+    """axe-core on the staff pages of the demo clinic, as the practitioner and as the front desk: every page a day's work
+    opens (the today board, calendar, patients, a patient mid-series with their course, intake, photos, follow-up and
+    messages, the plan page, adverse events, reports, the account) — no serious or critical violation."""
+    from conftest import axe_problems
+
+    logins = demo.demo_logins()
+    problems = {}
+    for person in ("ines.doctor@demo.dermis.test", "desk@demo.dermis.test"):
+        sign_in(browser, demo, person, logins[person])
+        browser.get(demo.base + "/today")
+        course = browser.find_element(By.CSS_SELECTOR, "tr.ready td:nth-child(2) a").get_attribute("href")
+        patient = course.removesuffix("/course")
+        assert patient != course, course
+        pages = ["/today", "/calendar", "/patients", "/patients/new", "/plan", "/account", patient, patient + "/course",
+                 patient + "/intake/new", patient + "/messages", patient + "/edit"]
+        if person.startswith("ines"):
+            pages += ["/adverse-events", "/reports", patient + "/photos", patient + "/photos/compare?zone=cheeks&view=front"]
+            browser.get(patient + "/course")
+            pages += [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#follow-ups a")[:1]]
+            pages += [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "[data-step='Screening'] a, [data-step='Consent'] a")]
+        for page in pages:
+            browser.get(page if page.startswith("http") else demo.base + page)
+            assert browser.find_elements(By.CSS_SELECTOR, "main h1"), f"{page} did not open as a page"
+            found = axe_problems(browser)
+            if found:
+                problems[f"{person} {browser.current_url}"] = found
+    assert not problems, "\n".join(f"{page}:\n  " + "\n  ".join(found) for page, found in problems.items())
