@@ -71,7 +71,7 @@ struct AccessMiddleware: AsyncMiddleware {
             audits = "Patient"
             guard let portal = try await PortalSessions.principal(forCookieOf: request) else {
                 try await request.audit(.access, objectType: "Patient", outcome: .denied)
-                if request.method != .GET { throw Abort(.unauthorized, reason: "Your sign-in has ended; ask for a new sign-in link.") }
+                if request.method != .GET { throw Abort(.unauthorized, reason: request.dermis.patientText("session.ended")) }
                 return request.redirect(to: "/my/sign-in")
             }
             request.portal = portal

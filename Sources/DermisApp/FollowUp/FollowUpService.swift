@@ -232,18 +232,29 @@ enum PatientLinks {
     /// Requests one link may make in an hour.
     static let requestsPerLinkPerHour = 300
 
+    /// Unknown tokens one client address has tried this hour, of any kind of patient link (aftercare or sign-in): one
+    /// guessing budget per address.
+    static func tooManyMisses(_ req: Request) async throws -> Bool {
+        try await RateLimits.count(missBucket(req), window: 3600, now: req.dermis.clock.now(), on: req.db) >= missesPerAddressPerHour
+    }
+
+    static func recordMiss(_ req: Request) async throws {
+        try await RateLimits.record(missBucket(req), now: req.dermis.clock.now(), on: req.db)
+    }
+
+    private static func missBucket(_ req: Request) -> String { "link-miss:\(req.clientAddress)" }
+
     /// Nil when the request may go on (the link is then `req.patientLink`), else the refusal to send.
     static func authorize(_ req: Request) async throws -> Response? {
         let now = req.dermis.clock.now()
-        let missBucket = "link-miss:\(req.clientAddress)"
-        if try await RateLimits.count(missBucket, window: 3600, now: now, on: req.db) >= missesPerAddressPerHour {
+        if try await tooManyMisses(req) {
             req.logger.warning("Patient-link lookups refused: too many unknown links from one address")
-            return try await refusal(req, .tooManyRequests, req.dermis.patientText("care.link.tooMany"))
+            return try await refusal(req, .tooManyRequests, req.dermis.patientText("links.tooMany"))
         }
         let token = req.parameters.get("token") ?? ""
         guard (20...100).contains(token.count),
               let link = try await PatientLink.query(on: req.db).filter(\.$tokenHash == Secrets.digest(token)).first() else {
-            try await RateLimits.record(missBucket, now: now, on: req.db)
+            try await recordMiss(req)
             return try await refusal(req, .notFound, req.dermis.patientText("care.link.unknown"))
         }
         if link.revokedAt != nil {

@@ -3,8 +3,8 @@ import Vapor
 
 /// Every sentence the patient's own pages show, from one catalogue (`Resources/Messages/patient.en.json`), so a clinic
 /// can translate them: `DERMIS_PATIENT_TEXT_FILE` names a JSON file of the same keys whose values replace the English
-/// ones. A key the file does not know, or a `{placeholder}` it drops or invents, stops the server at start with the key
-/// named — a translation never silently loses a date or a link. Clinical facts (times, depths, rules, sources) are not
+/// ones (keys it leaves out stay English). A key the catalogue does not have, or a sentence that drops or invents a
+/// `{placeholder}`, stops the server at start with the key named — a translation never silently loses a date or a link. Clinical facts (times, depths, rules, sources) are not
 /// here: they come from the protocol data, and the catalogue only words the sentences around them.
 struct PatientText: Sendable {
     let strings: [String: String]

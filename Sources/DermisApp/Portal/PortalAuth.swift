@@ -29,14 +29,13 @@ extension Request {
 /// patient (this device or all), by staff, or by time. Only the token's digest is stored.
 enum PortalSessions {
     static let lifetime: TimeInterval = 30 * 86_400
-    /// The sign-in link's life and the requests it may take.
+    /// How long a sign-in link works.
     static let linkLifetime: TimeInterval = 15 * 60
     /// Links one address may ask for in an hour, and one patient in a day (whatever address or device asked).
     static let linksPerAddressPerHour = 3
     static let linksPerPatientPerDay = 6
-    /// Sign-in requests, and unknown link tokens, one client address may make in an hour.
+    /// Sign-in requests one client address may make in an hour (unknown tokens: `PatientLinks.missesPerAddressPerHour`).
     static let requestsPerClientPerHour = 30
-    static let missesPerClientPerHour = 20
 
     static func cookieName(secure: Bool) -> String { secure ? "__Host-dermis_patient" : "dermis_patient" }
 

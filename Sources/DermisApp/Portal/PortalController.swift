@@ -43,6 +43,34 @@ struct PortalController: RouteCollection {
         func page(_ req: Request, _ titleKey: String) -> MyPage { MyPage(req, clinic: clinic, title: text(titleKey), signedIn: true) }
     }
 
+    /// A form's problems in the patient's words where the catalogue has them (the services name them for staff), each
+    /// still naming its field.
+    static func patientWords(_ invalid: InvalidInput, _ c: Context) -> [ErrorLine] {
+        invalid.issues.map { issue in
+            let path = issue.path
+            let code = path.split(separator: ".").dropFirst().first.map(String.init) ?? ""
+            let name = c.text.strings["vocabulary.\(code)"] ?? CourseController.words(code)
+            let words: String? = switch path {
+            case "pregnant", "nursing": c.text("intake.error.yesNo")
+            case "fitzpatrickType": c.text("intake.error.skinType")
+            case "typedName": c.text("consent.error.typedName", ["name": c.patient.fullName])
+            case "signature": c.text("consent.error.signature")
+            case "location": c.text("book.error.location")
+            case _ where path.hasPrefix("lastDose."): c.text("intake.error.lastDose", ["name": name])
+            case _ where path.hasPrefix("medication."): c.text("intake.error.medication", ["name": name])
+            case _ where path.hasPrefix("procedureDate."): c.text("intake.error.procedureDate")
+            default: nil
+            }
+            return ErrorLine(field: path, message: words ?? issue.description)
+        }
+    }
+
+    /// The clinic's number for "call the clinic", or words for it when the location has none.
+    static func phone(_ location: Location?, _ c: Context) -> String {
+        guard let phone = location?.phone, !phone.isEmpty else { return c.text("clinic.phoneFallback") }
+        return phone
+    }
+
     static func context(_ req: Request) async throws -> Context {
         let portal = try req.portalPatient()
         guard let patient = try await Patient.find(portal.patientID, on: req.db) else { throw Abort(.unauthorized) }
@@ -81,11 +109,17 @@ struct PortalController: RouteCollection {
         let aftercare: [Option]
         let questions: [Option]
         let notice: String?
+        let errors: [ErrorLine]
     }
 
     func home(req: Request) async throws -> Response {
         let c = try await Self.context(req)
-        return try await req.audited(.read, objectType: "Patient", patientID: c.patientID) {
+        return try await renderHome(req, c, errors: [], status: .ok)
+    }
+
+    /// The home page, with a refusal named when an appointment could not be changed.
+    private func renderHome(_ req: Request, _ c: Context, errors: [ErrorLine], status: HTTPResponseStatus) async throws -> Response {
+        try await req.audited(.read, objectType: "Patient", patientID: c.patientID) {
             let t = c.text
             let treatment = try TreatmentService.forPatient(req: req, patient: c.patient)
             let state = try await treatment.readiness()
@@ -101,8 +135,9 @@ struct PortalController: RouteCollection {
                 steps.append(Step(id: "consent", text: t("home.step.consent.noPlan"), done: false, link: nil, action: nil))
             }
             let (canBook, bookNote) = try await bookable(req, c)
-            let links = try await PatientLink.query(on: req.db).filter(\.$patient.$id == c.patientID).filter(\.$revokedAt == nil)
-                .filter(\.$expiresAt > req.dermis.clock.now()).sort(\.$createdAt, .descending).all()
+            let now = req.dermis.clock.now()
+            let links = try await PatientLink.query(on: req.db).filter(\.$patient.$id == c.patientID).sort(\.$createdAt, .descending).all()
+                .filter { $0.isUsable(at: now) }
             let aftercare = links.map { link in
                 Option(id: link.chartID.uuidString,
                        name: t("home.aftercare.item", ["until": LocalTime.words(link.expiresAt, in: c.zone)]), selected: false)
@@ -111,11 +146,11 @@ struct PortalController: RouteCollection {
                 .limit(10).all().map { q in
                     Option(id: q.id?.uuidString ?? "", name: "\(LocalTime.words(q.askedAt, in: c.zone)): \(q.text)", selected: q.answeredAt != nil)
                 }
-            let notice = (try? req.query.get(String.self, at: "done")).flatMap { ["cancelled", "moved", "booked", "asked", "signed", "intake"].contains($0) ? t("home.done.\($0)") : nil }
+            let notice = (try? req.query.get(String.self, at: "done")).flatMap { ["cancelled", "moved", "booked", "asked", "signed"].contains($0) ? t("home.done.\($0)") : nil }
             return try await req.view.render("my-home", HomePage(
                 my: c.page(req, "home.title"), greeting: t("home.greeting", ["name": c.patient.givenName]), steps: steps,
                 appointments: try await appointments(req, c), canBook: canBook, bookNote: bookNote, aftercare: aftercare,
-                questions: questions, notice: notice)).encodeResponse(for: req)
+                questions: questions, notice: notice, errors: errors)).encodeResponse(status: status, for: req)
         }
     }
 
@@ -132,12 +167,13 @@ struct PortalController: RouteCollection {
         return upcoming.map { a in
             let location = locations.first { $0.id == a.$location.id }
             let may = Self.mayChange(a, noticeHours: hours, now: now)
+            let zone = location?.zone ?? c.zone
             return AppointmentRow(
-                id: a.id!.uuidString, when: LocalTime.words(a.startsAt, in: location?.zone ?? c.zone),
+                id: a.id!.uuidString, when: LocalTime.words(a.startsAt, in: zone),
                 service: services.first { $0.id == a.$service.id }?.name ?? "", location: location?.name ?? "", address: location?.address ?? "",
                 phone: location?.phone ?? "", pending: a.appointmentStatus == .pending, mayChange: may,
-                changeNote: may ? c.text("appointments.changeUntil", ["when": LocalTime.words(a.startsAt.addingTimeInterval(-Double(hours) * 3600), in: c.zone)])
-                    : c.text("appointments.tooLate", ["hours": "\(hours)", "phone": location?.phone ?? ""]))
+                changeNote: may ? c.text("appointments.changeUntil", ["when": LocalTime.words(a.startsAt.addingTimeInterval(-Double(hours) * 3600), in: zone)])
+                    : c.text("appointments.tooLate", ["hours": "\(hours)", "phone": Self.phone(location, c)]))
         }
     }
 
@@ -182,8 +218,11 @@ struct PortalController: RouteCollection {
             let planned = try plan?.plan.zones ?? []
             let chosen = planned.isEmpty ? (try await ScreeningService(req: req, patient: c.patient).latestIntake()?.intake.treatmentZones ?? []) : planned.map(\.zone)
             let guide = PatientGuide(zones: chosen, plannedDepthsMm: planned.map(\.depthMm), protocol: p)
+            // The plan's passes once planned; before, the protocol's default — each with where it comes from.
+            let passes = planned.map(\.passes).max() ?? guide.passes
             let steps = guide.steps.map { step in
-                GuideLine(text: t("expect.step.\(step.kind)", ["minutes": "\(step.minutes)", "passes": "\(guide.passes)"]), source: step.source)
+                GuideLine(text: t("expect.step.\(step.kind)", ["minutes": "\(step.minutes)", "passes": "\(passes)"]),
+                          source: step.kind == "needling" && planned.isEmpty ? "\(step.source); \(guide.passesSource)" : step.source)
             }
             let downtime = guide.downtime.plannedDepthMm.map {
                 t("expect.downtime.planned", ["depth": formatMillimetres($0), "min": "\(guide.downtime.minDays)", "max": "\(guide.downtime.maxDays)"])
@@ -201,7 +240,8 @@ struct PortalController: RouteCollection {
             let page = ExpectPage(
                 my: c.page(req, "expect.title"),
                 intro: t("expect.intro"),
-                areas: t(plan == nil ? "expect.areas.chosen" : "expect.areas.planned", ["areas": guide.areas.map(\.name).joined(separator: ", ")]),
+                areas: t(plan != nil ? "expect.areas.planned" : (chosen.isEmpty ? "expect.areas.default" : "expect.areas.chosen"),
+                         ["areas": guide.areas.map(\.name).joined(separator: ", ")]),
                 total: t("expect.total", ["minutes": "\(guide.totalMinutes)"]),
                 steps: steps, downtime: downtime, downtimeSource: guide.downtime.sources.joined(separator: "; "),
                 before: before,
@@ -245,7 +285,6 @@ struct PortalController: RouteCollection {
         let my: MyPage
         let deferred: Bool
         let reasons: [String]
-        let until: String?
         let message: String
     }
 
@@ -269,10 +308,10 @@ struct PortalController: RouteCollection {
             let message = deferred ? (result.until.map { c.text("intake.deferred.until", ["date": Self.dayWords($0)]) } ?? c.text("intake.deferred.open"))
                 : c.text("intake.review")
             return try await req.view.render("my-intake-done", IntakeResultPage(
-                my: c.page(req, "intake.done.title"), deferred: deferred, reasons: reasons, until: result.until.map(Self.dayWords), message: message))
+                my: c.page(req, "intake.done.title"), deferred: deferred, reasons: reasons, message: message))
                 .encodeResponse(status: .created, for: req)
         } catch let invalid as InvalidInput {
-            return try await renderIntake(req, c, form: form, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+            return try await renderIntake(req, c, form: form, errors: Self.patientWords(invalid, c), status: .unprocessableEntity)
         }
     }
 
@@ -353,7 +392,7 @@ struct PortalController: RouteCollection {
             }
             return req.redirect(to: "/my?done=signed", redirectType: .normal)
         } catch let invalid as InvalidInput {
-            return try await renderConsent(req, c, typedName: form.typedName ?? "", question: "", errors: ErrorLine.list(invalid),
+            return try await renderConsent(req, c, typedName: form.typedName ?? "", question: "", errors: Self.patientWords(invalid, c),
                                            status: .unprocessableEntity)
         } catch DomainError.conflict(let message) {
             return try await renderConsent(req, c, typedName: form.typedName ?? "", question: "", errors: [ErrorLine(field: "planID", message: message)],
@@ -375,7 +414,8 @@ struct PortalController: RouteCollection {
         if text.isEmpty { issue = FieldIssue(path: "question", problem: c.text("question.error.empty")) }
         if text.count > Self.maximumQuestion { issue = FieldIssue(path: "question", problem: c.text("question.error.long", ["max": "\(Self.maximumQuestion)"])) }
         if let issue {
-            return try await renderConsent(req, c, typedName: "", question: text, errors: ErrorLine.list(InvalidInput([issue])), status: .unprocessableEntity)
+            return try await renderConsent(req, c, typedName: "", question: text, errors: [ErrorLine(field: issue.path, message: issue.problem)],
+                                           status: .unprocessableEntity)
         }
         let now = req.dermis.clock.now()
         if try await RateLimits.exceeded("portal-question:\(c.patientID)", limit: 10, window: 86_400, now: now, on: req.db) {
@@ -396,7 +436,7 @@ struct PortalController: RouteCollection {
     }
 
     private func clinicPhone(_ req: Request, _ c: Context) async throws -> String {
-        try await Location.query(on: req.db).filter(\.$clinic.$id == c.clinic.requireID()).filter(\.$active == true).first()?.phone ?? ""
+        Self.phone(try await Location.query(on: req.db).filter(\.$clinic.$id == c.clinic.requireID()).filter(\.$active == true).first(), c)
     }
 
     // MARK: Booking the next session
@@ -410,7 +450,8 @@ struct PortalController: RouteCollection {
         if let next = try await Appointment.query(on: req.db).filter(\.$patient.$id == c.patientID).filter(\.$startsAt > now)
             .filter(\.$service.$id ~~ services.compactMap(\.id))
             .filter(\.$status ~~ [AppointmentStatus.booked.rawValue, AppointmentStatus.pending.rawValue]).sort(\.$startsAt).first() {
-            return (false, c.text("book.alreadyBooked", ["when": LocalTime.words(next.startsAt, in: c.zone)]))
+            let zone = try await Location.find(next.$location.id, on: req.db)?.zone ?? c.zone
+            return (false, c.text("book.alreadyBooked", ["when": LocalTime.words(next.startsAt, in: zone)]))
         }
         let signed = try await treatment.sessions().filter(\.isSigned)
         if Set(signed.filter { $0.$plan.id == plan.id }.map(\.chartID)).count >= (try plan.plan.series.sessions) {
@@ -538,17 +579,17 @@ struct PortalController: RouteCollection {
                 return try await scheduling.book(SchedulingService.Booking(
                     location: location, service: service, zones: try plan.plan.zones.map(\.zone), start: start, practitionerID: nil,
                     patientID: c.patientID, contactName: c.patient.fullName, contactEmail: c.patient.email ?? "", contactPhone: c.patient.phoneE164 ?? "",
-                    notes: "Booked by the patient on their own pages.", source: "patient-portal", status: .booked, overrideReason: nil, seriesID: nil),
+                    notes: "Booked by the patient on their own pages.", source: RecordSource.patientPortal, status: .booked, overrideReason: nil, seriesID: nil),
                     by: nil)
             }
             return req.redirect(to: "/my?done=booked", redirectType: .normal)
         } catch let invalid as InvalidInput {
-            return try await slotPage(req, c, moving: nil, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
-        } catch let conflict as SchedulingService.Conflict {
-            return try await slotPage(req, c, moving: nil, errors: [ErrorLine(field: "start", message: c.text("book.error.taken", ["why": conflict.message]))],
-                                      status: .conflict)
-        } catch DomainError.conflict(let message) {
-            return try await slotPage(req, c, moving: nil, errors: [ErrorLine(field: "start", message: message)], status: .conflict)
+            return try await slotPage(req, c, moving: nil, errors: Self.patientWords(invalid, c), status: .unprocessableEntity)
+        } catch is SchedulingService.Conflict {
+            return try await slotPage(req, c, moving: nil, errors: [ErrorLine(field: "start", message: c.text("book.error.taken"))], status: .conflict)
+        } catch DomainError.conflict {
+            // No longer bookable (a session booked meanwhile, the series complete): the page says why, once.
+            return try await slotPage(req, c, moving: nil, errors: [], status: .conflict)
         }
     }
 
@@ -569,22 +610,35 @@ struct PortalController: RouteCollection {
         }
     }
 
-    /// Refuses a change inside the clinic's notice period, saying to call instead.
-    private func requireChangeable(_ req: Request, _ c: Context, _ a: Appointment) async throws {
+    /// Why the patient may not change this booking themselves, in their words, or nil when they may: it must still be
+    /// booked (or held) and at least the clinic's notice period away.
+    private func refusal(_ req: Request, _ c: Context, _ a: Appointment) async throws -> String? {
+        guard [.booked, .pending].contains(a.appointmentStatus), a.startsAt > req.dermis.clock.now() else {
+            return c.text("appointments.notChangeable")
+        }
         let hours = noticeHours(c)
         guard Self.mayChange(a, noticeHours: hours, now: req.dermis.clock.now()) else {
-            let phone = try await Location.find(a.$location.id, on: req.db)?.phone ?? ""
-            throw Abort(.conflict, reason: c.text("appointments.tooLate", ["hours": "\(hours)", "phone": phone]))
+            return c.text("appointments.tooLate", ["hours": "\(hours)", "phone": Self.phone(try await Location.find(a.$location.id, on: req.db), c)])
         }
+        return nil
+    }
+
+    /// A change the patient may not make, refused on their home page with the reason (409), nothing changed.
+    private struct Refused: Error {
+        let message: String
+    }
+
+    private func requireChangeable(_ req: Request, _ c: Context, _ a: Appointment) async throws {
+        if let message = try await refusal(req, c, a) { throw Refused(message: message) }
     }
 
     func moveForm(req: Request) async throws -> Response {
         let c = try await Self.context(req)
-        return try await req.audited(.read, objectType: "Appointment", patientID: c.patientID) {
-            let a = try await ownAppointment(req, c)
-            try await requireChangeable(req, c, a)
-            return try await slotPage(req, c, moving: a, errors: [], status: .ok)
+        let a = try await req.audited(.read, objectType: "Appointment", patientID: c.patientID) { try await ownAppointment(req, c) }
+        if let message = try await refusal(req, c, a) {
+            return try await renderHome(req, c, errors: [ErrorLine(field: "appointment", message: message)], status: .conflict)
         }
+        return try await slotPage(req, c, moving: a, errors: [], status: .ok)
     }
 
     func move(req: Request) async throws -> Response {
@@ -600,19 +654,29 @@ struct PortalController: RouteCollection {
             }
             return req.redirect(to: "/my?done=moved", redirectType: .normal)
         } catch let invalid as InvalidInput {
-            return try await slotPage(req, c, moving: a, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
-        } catch let conflict as SchedulingService.Conflict {
-            return try await slotPage(req, c, moving: a, errors: [ErrorLine(field: "start", message: c.text("book.error.taken", ["why": conflict.message]))],
-                                      status: .conflict)
+            return try await slotPage(req, c, moving: a, errors: Self.patientWords(invalid, c), status: .unprocessableEntity)
+        } catch is SchedulingService.Conflict {
+            return try await slotPage(req, c, moving: a, errors: [ErrorLine(field: "start", message: c.text("book.error.taken"))], status: .conflict)
+        } catch let refused as Refused {
+            return try await renderHome(req, c, errors: [ErrorLine(field: "appointment", message: refused.message)], status: .conflict)
+        } catch DomainError.conflict {
+            // Changed at the clinic meanwhile (moved, cancelled): the page shows it as it is now.
+            return try await renderHome(req, c, errors: [ErrorLine(field: "appointment", message: c.text("appointments.changedMeanwhile"))], status: .conflict)
         }
     }
 
     func cancel(req: Request) async throws -> Response {
         let c = try await Self.context(req)
         let a = try await req.audited(.read, objectType: "Appointment", patientID: c.patientID) { try await ownAppointment(req, c) }
-        try await req.audited(.update, objectType: "Appointment", objectID: a.id?.uuidString, patientID: c.patientID) {
-            try await requireChangeable(req, c, a)
-            _ = try await SchedulingService(req: req, clinicID: try c.clinic.requireID()).setStatus(a, to: .cancelled, expectedVersion: a.version)
+        do {
+            try await req.audited(.update, objectType: "Appointment", objectID: a.id?.uuidString, patientID: c.patientID) {
+                try await requireChangeable(req, c, a)
+                _ = try await SchedulingService(req: req, clinicID: try c.clinic.requireID()).setStatus(a, to: .cancelled, expectedVersion: a.version)
+            }
+        } catch let refused as Refused {
+            return try await renderHome(req, c, errors: [ErrorLine(field: "appointment", message: refused.message)], status: .conflict)
+        } catch DomainError.conflict {
+            return try await renderHome(req, c, errors: [ErrorLine(field: "appointment", message: c.text("appointments.changedMeanwhile"))], status: .conflict)
         }
         return req.redirect(to: "/my?done=cancelled", redirectType: .normal)
     }
@@ -657,7 +721,9 @@ struct PortalController: RouteCollection {
             let plan = try await treatment.latestPlan()
             let signed = try await treatment.sessions().filter(\.isSigned)
             let planned = try plan?.plan.series.sessions
-            let series = planned.map { t("progress.series", ["done": "\(Set(signed.map(\.chartID)).count)", "of": "\($0)"]) } ?? t("progress.noPlan")
+            // Sessions of the current plan's series (an earlier course is not counted against it).
+            let done = Set(signed.filter { $0.$plan.id == plan?.id }.map(\.chartID)).count
+            let series = planned.map { t("progress.series", ["done": "\(done)", "of": "\($0)"]) } ?? t("progress.noPlan")
             var next: String?
             if let plan, let rule = try await SchedulingService(req: req, clinicID: try c.clinic.requireID())
                 .seriesRule(patientID: c.patientID, zones: try plan.plan.zones.map(\.zone), ignoring: nil), let earliest = rule.earliest {

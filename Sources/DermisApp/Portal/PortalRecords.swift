@@ -26,8 +26,8 @@ final class PortalSignInLink: Model, @unchecked Sendable {
     }
 }
 
-/// A patient's signed-in device: its cookie's digest, when it started and was last used, and when it ended (by the
-/// patient, by staff, or by expiry). Separate from staff sessions: it opens only `/my` pages, and only this patient's.
+/// A patient's signed-in device: its cookie's digest, when it started and was last used, when it expires, and when the
+/// patient or staff ended it. Separate from staff sessions: it opens only `/my` pages, and only this patient's.
 final class PortalSession: Model, @unchecked Sendable {
     static let schema = "portal_session"
 
@@ -46,7 +46,7 @@ final class PortalSession: Model, @unchecked Sendable {
     init() {}
 }
 
-/// A question the patient sent the clinic from the consent page (or anywhere in the portal), and its answer.
+/// A question the patient sent the clinic from the consent page, and when a practitioner marked it answered.
 final class PortalQuestion: Model, @unchecked Sendable {
     static let schema = "portal_question"
 

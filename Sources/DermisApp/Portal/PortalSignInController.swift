@@ -42,10 +42,9 @@ struct PortalSignInController: RouteCollection {
 
     private func render(_ req: Request, clinic: Clinic, address: String, sent: Bool, notice: String?, errors: [ErrorLine],
                         status: HTTPResponseStatus) async throws -> Response {
-        let chosen = (try? req.query.get(String.self, at: "clinic")) ?? (try? req.content.get(String.self, at: "clinic"))
-        return try await req.view.render("my-sign-in", SignInPage(
+        try await req.view.render("my-sign-in", SignInPage(
             my: MyPage(req, clinic: clinic, title: req.dermis.patientText("signIn.title"), signedIn: false), address: address, sent: sent,
-            notice: notice, errors: errors, clinic: chosen.flatMap(UUID.init(uuidString:))?.uuidString)).encodeResponse(status: status, for: req)
+            notice: notice, errors: errors, clinic: clinic.id?.uuidString)).encodeResponse(status: status, for: req)
     }
 
     /// What the patient typed, as the clinic stores it: a lower-case e-mail address, or an E.164 number.
@@ -180,14 +179,11 @@ struct PortalSignInController: RouteCollection {
     private func inspect(_ req: Request) async throws -> (PortalSignInLink?, HTTPResponseStatus, String) {
         let text = req.dermis.patientText
         let now = req.dermis.clock.now()
-        let misses = "portal-miss:\(req.clientAddress)"
-        if try await RateLimits.count(misses, window: 3600, now: now, on: req.db) >= PortalSessions.missesPerClientPerHour {
-            return (nil, .tooManyRequests, text("link.tooMany"))
-        }
+        if try await PatientLinks.tooManyMisses(req) { return (nil, .tooManyRequests, text("links.tooMany")) }
         let token = req.parameters.get("token") ?? ""
         guard (20...100).contains(token.count),
               let link = try await PortalSignInLink.query(on: req.db).filter(\.$tokenHash == Secrets.digest(token)).first() else {
-            try await RateLimits.record(misses, now: now, on: req.db)
+            try await PatientLinks.recordMiss(req)
             return (nil, .notFound, text("link.unknown"))
         }
         let patient = try await Patient.find(link.$patient.id, on: req.db)

@@ -18,9 +18,6 @@ struct TreatmentService {
 
     // MARK: Plans
 
-    /// Runs the engine, applies the practitioner's adjustments and saves the result as the next plan version. A zone the
-    /// current screening did not check is refused — unless a physician documents why (`unscreenedOverrideReason`), which
-    /// is stored with the plan and audited.
     /// The service acting for the patient on their own pages: the patient's id stands as the actor of what they record
     /// (their intake, their signature), with the least of roles, so no clinical step (a plan, a chart) can start from it.
     static func forPatient(req: Request, patient: Patient) throws -> TreatmentService {
@@ -29,6 +26,9 @@ struct TreatmentService {
             role: .frontDesk, maxDepthMm: nil, sessionID: nil, stage: .full))
     }
 
+    /// Runs the engine, applies the practitioner's adjustments and saves the result as the next plan version. A zone the
+    /// current screening did not check is refused — unless a physician documents why (`unscreenedOverrideReason`), which
+    /// is stored with the plan and audited.
     func savePlan(_ request: PlanRequest, adjustments: [PlanAdjustment], unscreenedOverrideReason: String? = nil) async throws -> TreatmentPlanRecord {
         let today = try await req.today(in: req.clinic())
         let engine = try Planning.plan(request, today: today, protocol: p)
