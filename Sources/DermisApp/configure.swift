@@ -54,6 +54,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(ReportFacts.Migration())
     app.migrations.add(CreatePortal())
     app.migrations.add(PatientAnswersReview())
+    app.migrations.add(Invoice.Migration())
     try await app.autoMigrate()
     if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)

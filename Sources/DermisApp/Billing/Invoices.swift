@@ -1,0 +1,213 @@
+import DermisCore
+import Fluent
+import Foundation
+import SQLKit
+import Vapor
+
+/// A clinic's billing settings and its invoice counter: the currency it bills in (ISO 4217), whether its prices
+/// include tax, and the next invoice number. One row per clinic; the counter is what keeps numbers gapless.
+final class ClinicBilling: Model, @unchecked Sendable {
+    static let schema = "clinic_billing"
+
+    /// The clinic's id.
+    @ID(custom: .id, generatedBy: .user) var id: UUID?
+    @Field(key: "currency") var currency: String
+    @Field(key: "prices_include_tax") var pricesIncludeTax: Bool
+    @Field(key: "next_number") var nextNumber: Int
+    @Field(key: "updated_at") var updatedAt: Date
+
+    init() {}
+}
+
+/// An issued invoice or credit note: numbered in the clinic's one gapless sequence, its lines and amounts frozen at
+/// issue. Nothing is ever edited after issue; a refund is a credit note that names the invoice it credits.
+final class Invoice: Model, @unchecked Sendable {
+    static let schema = "invoice"
+
+    @ID(key: .id) var id: UUID?
+    @Parent(key: "clinic_id") var clinic: Clinic
+    @Field(key: "number") var number: Int
+    /// `invoice` or `credit-note`.
+    @Field(key: "kind") var kind: String
+    @OptionalField(key: "credits_invoice_id") var creditsInvoiceID: UUID?
+    @OptionalField(key: "patient_id") var patientID: UUID?
+    @Field(key: "currency") var currency: String
+    @Field(key: "prices_include_tax") var pricesIncludeTax: Bool
+    /// The lines as issued (JSON of `[InvoiceLine]`) and their worked-out amounts (JSON of `[LineTotals]`).
+    @Field(key: "lines") var lines: String
+    @Field(key: "line_totals") var lineTotals: String
+    @Field(key: "net") var net: Int64
+    @Field(key: "tax") var tax: Int64
+    @Field(key: "gross") var gross: Int64
+    @OptionalField(key: "reason") var reason: String?
+    @Field(key: "issued_at") var issuedAt: Date
+    @Field(key: "issued_by") var issuedBy: UUID
+
+    init() {}
+
+    static let invoiceKind = "invoice"
+    static let creditNoteKind = "credit-note"
+
+    var decodedLines: [InvoiceLine] { get throws { try JSONDecoder().decode([InvoiceLine].self, from: Data(lines.utf8)) } }
+    var decodedLineTotals: [LineTotals] { get throws { try JSONDecoder().decode([LineTotals].self, from: Data(lineTotals.utf8)) } }
+
+    struct Migration: AsyncMigration {
+        func prepare(on database: any Database) async throws {
+            try await database.schema(ClinicBilling.schema)
+                .field(.id, .uuid, .identifier(auto: false), .references(Clinic.schema, .id))
+                .field("currency", .string, .required)
+                .field("prices_include_tax", .bool, .required)
+                .field("next_number", .int, .required)
+                .field("updated_at", .datetime, .required)
+                .create()
+            try await database.schema(Invoice.schema)
+                .id()
+                .field("clinic_id", .uuid, .required, .references(Clinic.schema, .id))
+                .field("number", .int, .required)
+                .field("kind", .string, .required)
+                .field("credits_invoice_id", .uuid, .references(Invoice.schema, .id))
+                .field("patient_id", .uuid, .references(Patient.schema, .id))
+                .field("currency", .string, .required)
+                .field("prices_include_tax", .bool, .required)
+                .field("lines", .string, .required)
+                .field("line_totals", .string, .required)
+                .field("net", .int64, .required)
+                .field("tax", .int64, .required)
+                .field("gross", .int64, .required)
+                .field("reason", .string)
+                .field("issued_at", .datetime, .required)
+                .field("issued_by", .uuid, .required)
+                .unique(on: "clinic_id", "number")
+                .create()
+        }
+
+        func revert(on database: any Database) async throws {
+            try await database.schema(Invoice.schema).delete()
+            try await database.schema(ClinicBilling.schema).delete()
+        }
+    }
+}
+
+/// Issuing invoices and credit notes for one clinic. The number comes from the clinic's counter row, taken in the same
+/// unit of work as the invoice: the counter's row lock makes concurrent sales (on any number of PostgreSQL instances)
+/// take turns, and a sale that rolls back takes its number back with it — so numbers have no gaps and no duplicates.
+struct InvoiceStore {
+    let db: any Database
+    let clinicID: UUID
+
+    /// The clinic's billing settings; nil until an admin has chosen the currency.
+    func billing() async throws -> ClinicBilling? {
+        try await ClinicBilling.find(clinicID, on: db)
+    }
+
+    /// Sets the clinic's currency and whether its prices include tax (the counter is kept).
+    func configure(currency code: String, pricesIncludeTax: Bool, at now: Date) async throws -> ClinicBilling {
+        guard let currency = Currency(code) else {
+            throw InvalidInput(path: "currency", problem: "'\(code)' is not an ISO 4217 code Dermis bills in (\(Currency.knownCodes.joined(separator: ", ")))")
+        }
+        return try await Writes.transaction(db) { db in
+            if let existing = try await ClinicBilling.find(clinicID, on: db) {
+                let issued = try await Invoice.query(on: db).filter(\.$clinic.$id == clinicID).count()
+                if issued > 0 && existing.currency != currency.code {
+                    throw DomainError.conflict("Invoices were issued in \(existing.currency); the currency cannot change under them.")
+                }
+                existing.currency = currency.code
+                existing.pricesIncludeTax = pricesIncludeTax
+                existing.updatedAt = now
+                try await existing.save(on: db)
+                return existing
+            }
+            let billing = ClinicBilling()
+            billing.id = clinicID
+            billing.currency = currency.code
+            billing.pricesIncludeTax = pricesIncludeTax
+            billing.nextNumber = 1
+            billing.updatedAt = now
+            try await billing.create(on: db)
+            return billing
+        }
+    }
+
+    /// Takes the next number inside the caller's unit of work (the counter row stays locked until it commits).
+    private func takeNumber(on db: any Database) async throws -> Int {
+        guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
+        let column = Column<ClinicBilling>.name(\.$nextNumber)
+        guard let row = try await sql.raw("""
+            UPDATE \(ident: ClinicBilling.schema) SET \(ident: column) = \(ident: column) + 1 WHERE id = \(bind: clinicID)
+            RETURNING \(ident: column) - 1 AS taken
+            """).first() else {
+            throw DomainError.conflict("The clinic has no currency set yet: an admin chooses it under billing first.")
+        }
+        return try row.decode(column: "taken", as: Int.self)
+    }
+
+    /// Issues an invoice of `lines` to the patient (or to nobody, a walk-in sale), at the clinic's settings.
+    func issue(_ lines: [InvoiceLine], patientID: UUID?, by staffID: UUID, at now: Date) async throws -> Invoice {
+        guard let billing = try await billing() else {
+            throw DomainError.conflict("The clinic has no currency set yet: an admin chooses it under billing first.")
+        }
+        let totals = try InvoiceTotals(lines, pricesIncludeTax: billing.pricesIncludeTax)
+        return try await Writes.transaction(db) { db in
+            let invoice = try Self.make(kind: Invoice.invoiceKind, clinicID: clinicID, billing: billing, lines: lines, totals: totals.lines,
+                                        patientID: patientID, by: staffID, at: now)
+            invoice.number = try await takeNumber(on: db)
+            try await invoice.create(on: db)
+            return invoice
+        }
+    }
+
+    /// A credit note refunding `amount` (gross minor units) of an invoice, split over its lines pro rata to what is left
+    /// of each after earlier credit notes. Never more than is left; the invoice itself is never changed.
+    func credit(_ invoiceID: UUID, amount: Int64, reason: String, by staffID: UUID, at now: Date) async throws -> Invoice {
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (3...500).contains(reason.count) else { throw InvalidInput(path: "reason", problem: "say why (3 to 500 characters)") }
+        return try await Writes.transaction(db) { db in
+            // The invoice's row first: two refunds of one invoice at once take turns, so together they never exceed it.
+            guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
+            if sql.dialect.name != "sqlite" {
+                _ = try await sql.raw("SELECT id FROM \(ident: Invoice.schema) WHERE id = \(bind: invoiceID) FOR UPDATE").all()
+            }
+            guard let invoice = try await Invoice.query(on: db).filter(\.$id == invoiceID).filter(\.$clinic.$id == clinicID)
+                .filter(\.$kind == Invoice.invoiceKind).first() else { throw DomainError.notFound("No such invoice.") }
+            let earlier = try await Invoice.query(on: db).filter(\.$creditsInvoiceID == invoiceID).all()
+            var refunded = try invoice.decodedLineTotals.map { _ in LineTotals(net: 0, tax: 0, gross: 0) }
+            for note in earlier {
+                for (i, line) in try note.decodedLineTotals.enumerated() where refunded.indices.contains(i) {
+                    refunded[i].net += line.net
+                    refunded[i].tax += line.tax
+                    refunded[i].gross += line.gross
+                }
+            }
+            let totals = try InvoiceTotals(try invoice.decodedLines, pricesIncludeTax: invoice.pricesIncludeTax)
+            let parts = try totals.refund(amount, alreadyRefunded: refunded)
+            guard let billing = try await ClinicBilling.find(clinicID, on: db) else { throw DomainError.conflict("The clinic has no billing settings.") }
+            let note = try Self.make(kind: Invoice.creditNoteKind, clinicID: clinicID, billing: billing, lines: try invoice.decodedLines, totals: parts,
+                                     patientID: invoice.patientID, by: staffID, at: now)
+            note.currency = invoice.currency
+            note.pricesIncludeTax = invoice.pricesIncludeTax
+            note.creditsInvoiceID = invoiceID
+            note.reason = reason
+            note.number = try await takeNumber(on: db)
+            try await note.create(on: db)
+            return note
+        }
+    }
+
+    private static func make(kind: String, clinicID: UUID, billing: ClinicBilling, lines: [InvoiceLine], totals: [LineTotals], patientID: UUID?,
+                             by staffID: UUID, at now: Date) throws -> Invoice {
+        let invoice = Invoice()
+        invoice.$clinic.id = clinicID
+        invoice.kind = kind
+        invoice.patientID = patientID
+        invoice.currency = billing.currency
+        invoice.pricesIncludeTax = billing.pricesIncludeTax
+        invoice.lines = String(decoding: try JSONEncoder().encode(lines), as: UTF8.self)
+        invoice.lineTotals = String(decoding: try JSONEncoder().encode(totals), as: UTF8.self)
+        invoice.net = totals.map(\.net).reduce(0, +)
+        invoice.tax = totals.map(\.tax).reduce(0, +)
+        invoice.gross = totals.map(\.gross).reduce(0, +)
+        invoice.issuedAt = now
+        invoice.issuedBy = staffID
+        return invoice
+    }
+}
