@@ -514,7 +514,8 @@ struct PortalController: RouteCollection {
         let today = CalendarDate(req.dermis.clock.now(), in: location.zone)
         var from = today
         if let typed = try? req.query.get(String.self, at: "from"), let day = CalendarDate(iso: typed), day > today { from = day }
-        let rule = try await scheduling.seriesRule(patientID: c.patientID, zones: zones, ignoring: moving?.id)
+        // The series interval binds treatments only (a consultation carries no zones, and moves freely).
+        let rule = service.isTreatment ? try await scheduling.seriesRule(patientID: c.patientID, zones: zones, ignoring: moving?.id) : nil
         if let earliest = rule?.earliest, earliest > from { from = earliest }
         let to = from.adding(days: 13)
         let found = try await scheduling.availability(SchedulingService.Search(
