@@ -179,6 +179,7 @@ public struct InvoiceTotals: Hashable, Sendable, Codable {
     public static let roundingRule = "Tax is worked out on each line and rounded to the nearest minor unit (a half rounds up); totals are the sums of the lines."
 
     public static let maximumQuantity = 1_000
+    public static let maximumDescription = 200
     /// 10 million major units of a two-digit currency: far above any clinic sale, far below any overflow.
     public static let maximumUnitPrice: Int64 = 1_000_000_000
 
@@ -187,8 +188,9 @@ public struct InvoiceTotals: Hashable, Sendable, Codable {
         var issues: [FieldIssue] = []
         if lines.isEmpty { issues.append(FieldIssue(path: "lines", problem: "an invoice needs at least one line")) }
         for (i, line) in lines.enumerated() {
-            if line.description.trimmingCharacters(in: .whitespaces).isEmpty {
-                issues.append(FieldIssue(path: "lines[\(i)].description", problem: "is required"))
+            let words = line.description.trimmingCharacters(in: .whitespaces)
+            if words.isEmpty || words.count > Self.maximumDescription {
+                issues.append(FieldIssue(path: "lines[\(i)].description", problem: "is required, at most \(Self.maximumDescription) characters"))
             }
             if !(1...Self.maximumQuantity).contains(line.quantity) {
                 issues.append(FieldIssue(path: "lines[\(i)].quantity", problem: "must be a whole number from 1 to \(Self.maximumQuantity)"))

@@ -66,6 +66,10 @@ import Testing
 
     @Test func badLinesAreNamedByPath() {
         #expect(throws: InvalidInput.self) { try InvoiceTotals([], pricesIncludeTax: false) }
+        #expect(throws: InvalidInput.self) {
+            try InvoiceTotals([InvoiceLine(description: String(repeating: "x", count: 201), quantity: 1, unitPrice: 1, taxRate: vat)],
+                              pricesIncludeTax: false)
+        }
         do {
             _ = try InvoiceTotals([InvoiceLine(description: " ", quantity: 0, unitPrice: -1, taxRate: vat)], pricesIncludeTax: false)
             Issue.record("accepted a bad line")

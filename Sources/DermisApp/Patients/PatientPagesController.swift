@@ -142,7 +142,7 @@ struct PatientPagesController: RouteCollection {
         let patient = try await req.audited(.read, objectType: "Patient") {
             try await PatientRegistry(db: req.db, clinicID: staff.clinicID).find(id)
         }
-        let devices = try await PortalSessions.live(patientID: id, at: req.dermis.clock.now(), on: req.db).count
+        let devices = try await PortalSessions.liveCount(patientID: id, at: req.dermis.clock.now(), on: req.db)
         return try await req.view.render("patient", ShowPage(page: try await PageHeader(req, title: patient.familyName),
                                                              patient: PatientRow(patient), saved: (try? req.query.get(String.self, at: "saved")) != nil,
                                                              portalDevices: devices))

@@ -98,8 +98,16 @@ enum PortalSessions {
     }
 
     static func live(patientID: UUID, at now: Date, on db: any Database) async throws -> [PortalSession] {
-        try await PortalSession.query(on: db).filter(\.$patient.$id == patientID).filter(\.$endedAt == nil).filter(\.$expiresAt > now)
-            .sort(\.$lastSeenAt, .descending).all()
+        try await liveQuery(patientID, now, db).sort(\.$lastSeenAt, .descending).all()
+    }
+
+    /// How many devices the patient is signed in on (a count: the staff's patient page only shows the number).
+    static func liveCount(patientID: UUID, at now: Date, on db: any Database) async throws -> Int {
+        try await liveQuery(patientID, now, db).count()
+    }
+
+    private static func liveQuery(_ patientID: UUID, _ now: Date, _ db: any Database) -> QueryBuilder<PortalSession> {
+        PortalSession.query(on: db).filter(\.$patient.$id == patientID).filter(\.$endedAt == nil).filter(\.$expiresAt > now)
     }
 
     /// "Safari on iPhone": enough for a patient to tell their devices apart, nothing more of the user agent.

@@ -134,7 +134,8 @@ struct PortalController: RouteCollection {
             } else {
                 steps.append(Step(id: "consent", text: t("home.step.consent.noPlan"), done: false, link: nil, action: nil))
             }
-            let (canBook, bookNote) = try await bookable(req, c)
+            let next = try await bookable(req, c, plan: .some(state.plan))
+            let (canBook, bookNote) = (next.note == nil, next.note)
             let now = req.dermis.clock.now()
             let links = try await PatientLink.query(on: req.db).filter(\.$patient.$id == c.patientID).sort(\.$createdAt, .descending).all()
                 .filter { $0.isUsable(at: now) }
@@ -441,24 +442,34 @@ struct PortalController: RouteCollection {
 
     // MARK: Booking the next session
 
-    /// Whether the patient may book the next treatment of their series here, and if not, why (in their words).
-    private func bookable(_ req: Request, _ c: Context) async throws -> (Bool, String?) {
+    /// What the patient's next session would be booked as: their plan and the clinic's treatment service; or why they
+    /// may not book it here, in their words.
+    enum Bookable {
+        case yes(plan: TreatmentPlanRecord, service: Service)
+        case no(String)
+
+        var note: String? { if case .no(let note) = self { note } else { nil } }
+    }
+
+    /// Whether the patient may book the next treatment of their series (`plan`: their latest, when already read).
+    private func bookable(_ req: Request, _ c: Context, plan known: TreatmentPlanRecord?? = nil) async throws -> Bookable {
         let treatment = try TreatmentService.forPatient(req: req, patient: c.patient)
-        guard let plan = try await treatment.latestPlan() else { return (false, c.text("book.noPlan")) }
+        let latest = if let known { known } else { try await treatment.latestPlan() }
+        guard let plan = latest else { return .no(c.text("book.noPlan")) }
         let now = req.dermis.clock.now()
         let services = try await SchedulingService(req: req, clinicID: c.clinic.requireID()).services().filter(\.isTreatment)
         if let next = try await Appointment.query(on: req.db).filter(\.$patient.$id == c.patientID).filter(\.$startsAt > now)
             .filter(\.$service.$id ~~ services.compactMap(\.id))
             .filter(\.$status ~~ [AppointmentStatus.booked.rawValue, AppointmentStatus.pending.rawValue]).sort(\.$startsAt).first() {
             let zone = try await Location.find(next.$location.id, on: req.db)?.zone ?? c.zone
-            return (false, c.text("book.alreadyBooked", ["when": LocalTime.words(next.startsAt, in: zone)]))
+            return .no(c.text("book.alreadyBooked", ["when": LocalTime.words(next.startsAt, in: zone)]))
         }
         let signed = try await treatment.sessions().filter(\.isSigned)
         if Set(signed.filter { $0.$plan.id == plan.id }.map(\.chartID)).count >= (try plan.plan.series.sessions) {
-            return (false, c.text("book.seriesComplete"))
+            return .no(c.text("book.seriesComplete"))
         }
-        guard !services.isEmpty else { return (false, c.text("book.noService")) }
-        return (true, nil)
+        guard let service = services.first(where: { $0.isPublic }) ?? services.first else { return .no(c.text("book.noService")) }
+        return .yes(plan: plan, service: service)
     }
 
     struct SlotDay: Encodable {
@@ -498,12 +509,12 @@ struct PortalController: RouteCollection {
             service = try await Service.require(moving.$service.id, on: req.db)
             zones = moving.zoneList
         } else {
-            let (ok, note) = try await bookable(req, c)
-            guard ok else { return try await blocked(note ?? "") }
-            guard let plan = try await TreatmentService.forPatient(req: req, patient: c.patient).latestPlan() else { return try await blocked(t("book.noPlan")) }
-            zones = try plan.plan.zones.map(\.zone)
-            let treatments = try await scheduling.services().filter(\.isTreatment)
-            service = treatments.first { $0.isPublic } ?? treatments[0]
+            switch try await bookable(req, c) {
+            case .no(let note): return try await blocked(note)
+            case .yes(let plan, let treatment):
+                zones = try plan.plan.zones.map(\.zone)
+                service = treatment
+            }
         }
         // A booking moves in time at its own location (a move keeps the location).
         let locations = if let moving { [try await Location.require(moving.$location.id, on: req.db)] } else { try await scheduling.locations() }
@@ -570,11 +581,8 @@ struct PortalController: RouteCollection {
             // of work under the patient's row lock, so two presses at once cannot both pass them.
             _ = try await req.audited(.create, objectType: "Appointment", patientID: c.patientID) {
                 try await Patient.lockRow(c.patientID, on: req.db)
-                let (ok, note) = try await bookable(req, c)
-                guard ok else { throw DomainError.conflict(note ?? "") }
-                guard let plan = try await TreatmentService.forPatient(req: req, patient: c.patient).latestPlan() else { throw DomainError.conflict(c.text("book.noPlan")) }
-                let treatments = try await scheduling.services().filter(\.isTreatment)
-                guard let service = treatments.first(where: { $0.isPublic }) ?? treatments.first else { throw DomainError.conflict(c.text("book.noService")) }
+                let next = try await bookable(req, c)
+                guard case .yes(let plan, let service) = next else { throw DomainError.conflict(next.note ?? "") }
                 let location = try await scheduling.location(form?.location.flatMap(UUID.init(uuidString:)))
                 guard location.active else { throw InvalidInput(path: "location", problem: c.text("book.error.location")) }
                 return try await scheduling.book(SchedulingService.Booking(
