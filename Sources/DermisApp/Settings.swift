@@ -58,6 +58,12 @@ public struct DermisSettings: Sendable {
     public var reloadTemplates: Bool = false
     /// The bearer token a Prometheus scraper sends to `GET /metrics` (`DERMIS_METRICS_TOKEN`); unset, no metrics page.
     public var metricsToken: String?
+    /// Card payments through a provider's hosted checkout (deposits): its API base URL (`DERMIS_PAYMENTS_URL`, a
+    /// Stripe-compatible API), its secret API key (`DERMIS_PAYMENTS_SECRET`) and the secret its webhooks are signed with
+    /// (`DERMIS_PAYMENTS_WEBHOOK_SECRET`). Without a URL no deposit is taken online. Card data never reaches Dermis.
+    public var paymentsURL: String? = nil
+    public var paymentsSecret: String? = nil
+    public var paymentsWebhookSecret: String? = nil
     /// Scheduled backups while serving (SQLite only): the folder that holds them (`DERMIS_BACKUP_DIR`), every how many
     /// hours (`DERMIS_BACKUP_HOURS`, default 24) and how many to keep (`DERMIS_BACKUP_KEEP`, default 7). Checked at
     /// start by `BackupSchedule.configure`.
@@ -115,7 +121,7 @@ public struct DermisSettings: Sendable {
 
     /// Settings from the environment (`DERMIS_DATA_DIR`, `DATABASE_URL`, `DERMIS_PROTOCOL_FILE`); flags override them.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> DermisSettings {
-        DermisSettings(
+        var settings = DermisSettings(
             dataDirectory: environment["DERMIS_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "./data",
             databaseURL: environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 },
             protocolFile: environment["DERMIS_PROTOCOL_FILE"].flatMap { $0.isEmpty ? nil : $0 },
@@ -141,6 +147,10 @@ public struct DermisSettings: Sendable {
             backupHours: environment["DERMIS_BACKUP_HOURS"].flatMap { $0.isEmpty ? nil : $0 },
             backupKeep: environment["DERMIS_BACKUP_KEEP"].flatMap { $0.isEmpty ? nil : $0 },
             patientTextFile: environment["DERMIS_PATIENT_TEXT_FILE"].flatMap { $0.isEmpty ? nil : $0 })
+        settings.paymentsURL = environment["DERMIS_PAYMENTS_URL"].flatMap { $0.isEmpty ? nil : $0 }
+        settings.paymentsSecret = environment["DERMIS_PAYMENTS_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        settings.paymentsWebhookSecret = environment["DERMIS_PAYMENTS_WEBHOOK_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        return settings
     }
 
     /// Whether Dermis itself serves HTTPS.

@@ -55,6 +55,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(CreatePortal())
     app.migrations.add(PatientAnswersReview())
     app.migrations.add(Invoice.Migration())
+    app.migrations.add(BillingPolicies())
     try await app.autoMigrate()
     if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
@@ -65,6 +66,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.lifecycle.use(AuditCheckpointsAtShutdown())
     app.imageDecoding = ImageDecoding()
     app.mail = try MailSetup.configure(app, settings: settings)
+    try Application.configurePayments(app, settings: settings)
     app.lifecycle.use(ImageDecodingShutdown())
 
     // Not `.leaf`: Leaf's application renderer switches the shared template cache off whenever Vapor's environment is
@@ -113,6 +115,8 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: OutboxController())
     try app.register(collection: UnsubscribeController())
     try app.register(collection: SMSWebhookController())
+    try app.register(collection: PaymentWebhookController())
+    try app.register(collection: BillingController())
     try app.register(collection: MessagePreferencesController())
     try app.register(collection: MessagingAdminController())
     try app.register(collection: MetricsController())

@@ -15,6 +15,12 @@ final class ClinicBilling: Model, @unchecked Sendable {
     @Field(key: "prices_include_tax") var pricesIncludeTax: Bool
     @Field(key: "next_number") var nextNumber: Int
     @Field(key: "updated_at") var updatedAt: Date
+    /// The deposit an online booking asks for (minor units; nil or 0: none) and the notice, in hours, inside which a
+    /// cancellation keeps it.
+    @OptionalField(key: "deposit_amount") var depositAmount: Int64?
+    @OptionalField(key: "notice_hours") var noticeHours: Int?
+    /// The tax rate of a service that names none.
+    @OptionalField(key: "default_tax_basis_points") var defaultTaxBasisPoints: Int?
 
     init() {}
 }
@@ -42,6 +48,10 @@ final class Invoice: Model, @unchecked Sendable {
     @OptionalField(key: "reason") var reason: String?
     @Field(key: "issued_at") var issuedAt: Date
     @Field(key: "issued_by") var issuedBy: UUID
+    /// Whom it is made out to, in words (the patient's name, or the name an online booking gave).
+    @OptionalField(key: "billed_to") var billedTo: String?
+    /// The booking it is for (a deposit).
+    @OptionalField(key: "appointment_id") var appointmentID: UUID?
 
     init() {}
 
@@ -142,7 +152,8 @@ struct InvoiceStore {
     }
 
     /// Issues an invoice of `lines` to the patient (or to nobody, a walk-in sale), at the clinic's settings.
-    func issue(_ lines: [InvoiceLine], patientID: UUID?, by staffID: UUID, at now: Date) async throws -> Invoice {
+    func issue(_ lines: [InvoiceLine], patientID: UUID?, billedTo: String? = nil, appointmentID: UUID? = nil, by staffID: UUID,
+               at now: Date) async throws -> Invoice {
         guard let billing = try await billing() else {
             throw DomainError.conflict("The clinic has no currency set yet: an admin chooses it under billing first.")
         }
@@ -150,6 +161,8 @@ struct InvoiceStore {
         return try await Writes.transaction(db) { db in
             let invoice = try Self.make(kind: Invoice.invoiceKind, clinicID: clinicID, billing: billing, lines: lines, totals: totals.lines,
                                         patientID: patientID, by: staffID, at: now)
+            invoice.billedTo = billedTo
+            invoice.appointmentID = appointmentID
             invoice.number = try await takeNumber(on: db)
             try await invoice.create(on: db)
             return invoice
@@ -187,8 +200,109 @@ struct InvoiceStore {
             note.pricesIncludeTax = invoice.pricesIncludeTax
             note.creditsInvoiceID = invoiceID
             note.reason = reason
+            note.billedTo = invoice.billedTo
+            note.appointmentID = invoice.appointmentID
             note.number = try await takeNumber(on: db)
             try await note.create(on: db)
+            return note
+        }
+    }
+
+    /// Takes the invoice's row for the rest of the unit of work (PostgreSQL; SQLite writes one at a time anyway), so two
+    /// payments or refunds of one invoice at once take turns and together never pass what it allows.
+    private func lock(_ invoiceID: UUID, on db: any Database) async throws {
+        guard let sql = db as? any SQLDatabase else { throw Abort(.internalServerError) }
+        if sql.dialect.name != "sqlite" {
+            _ = try await sql.raw("SELECT id FROM \(ident: Invoice.schema) WHERE id = \(bind: invoiceID) FOR UPDATE").all()
+        }
+    }
+
+    /// Where an invoice stands: paid, credited (credit notes), refunded (money given back on them) and still due.
+    struct Standing: Sendable {
+        let paid: Int64
+        let credited: Int64
+        let refunded: Int64
+        let notes: [Invoice]
+        let payments: [InvoicePayment]
+        let refunds: [InvoicePayment]
+        func due(of invoice: Invoice) -> Int64 { invoice.gross - credited - paid + refunded }
+    }
+
+    func standing(_ invoice: Invoice, on db: (any Database)? = nil) async throws -> Standing {
+        let db = db ?? self.db
+        let id = try invoice.requireID()
+        let notes = try await Invoice.query(on: db).filter(\.$creditsInvoiceID == id).sort(\.$number).all()
+        let payments = try await InvoicePayment.query(on: db).filter(\.$invoiceID == id).filter(\.$kind == "payment").sort(\.$recordedAt).all()
+        let refunds = notes.isEmpty ? [] : try await InvoicePayment.query(on: db).filter(\.$invoiceID ~~ notes.compactMap(\.id))
+            .filter(\.$kind == "refund").sort(\.$recordedAt).all()
+        return Standing(paid: payments.map(\.amount).reduce(0, +), credited: notes.map(\.gross).reduce(0, +),
+                        refunded: refunds.map(\.amount).reduce(0, +), notes: notes, payments: payments, refunds: refunds)
+    }
+
+    /// Staff record money taken for an invoice: cash or a card terminal's slip. Never more than is still due.
+    func pay(_ invoiceID: UUID, amount: Int64, method: String, reference: String?, by staffID: UUID, at now: Date) async throws -> InvoicePayment {
+        guard InvoicePayment.methods.contains(method) else {
+            throw InvalidInput(path: "method", problem: "must be one of \(InvoicePayment.methods.joined(separator: ", "))")
+        }
+        let reference = reference?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let reference, reference.count > 100 { throw InvalidInput(path: "reference", problem: "at most 100 characters") }
+        return try await Writes.transaction(db) { db in
+            try await lock(invoiceID, on: db)
+            guard let invoice = try await Invoice.query(on: db).filter(\.$id == invoiceID).filter(\.$clinic.$id == clinicID)
+                .filter(\.$kind == Invoice.invoiceKind).first() else { throw DomainError.notFound("No such invoice.") }
+            let due = try await standing(invoice, on: db).due(of: invoice)
+            guard amount > 0 else { throw InvalidInput(path: "amount", problem: "must be more than 0") }
+            guard amount <= due else {
+                let currency = Currency(invoice.currency)
+                throw InvalidInput(path: "amount", problem: "is more than the \(currency.map { "\($0.code) \($0.format(due))" } ?? "\(due)") still due")
+            }
+            let payment = InvoicePayment()
+            payment.$clinic.id = clinicID
+            payment.invoiceID = invoiceID
+            payment.kind = "payment"
+            payment.method = method
+            payment.amount = amount
+            payment.reference = reference?.isEmpty == false ? reference : nil
+            payment.recordedAt = now
+            payment.recordedBy = staffID
+            try await payment.create(on: db)
+            return payment
+        }
+    }
+
+    /// A refund given at the desk: a credit note for `amount` and the money back on it (cash or the terminal), in one
+    /// unit of work. Never more than was paid and not yet given back.
+    /// With method `none` it only cancels what is still owed (a credit note with no money back).
+    func refund(_ invoiceID: UUID, amount: Int64, reason: String, method: String, by staffID: UUID, at now: Date) async throws -> Invoice {
+        guard InvoicePayment.methods.contains(method) || method == "none" else {
+            throw InvalidInput(path: "method", problem: "must be one of \(InvoicePayment.methods.joined(separator: ", ")) or none")
+        }
+        return try await Writes.transaction(db) { db in
+            try await lock(invoiceID, on: db)
+            guard let invoice = try await Invoice.query(on: db).filter(\.$id == invoiceID).filter(\.$clinic.$id == clinicID)
+                .filter(\.$kind == Invoice.invoiceKind).first() else { throw DomainError.notFound("No such invoice.") }
+            let standing = try await standing(invoice, on: db)
+            let currency = Currency(invoice.currency)
+            func words(_ minor: Int64) -> String { currency.map { "\($0.code) \($0.format(minor))" } ?? "\(minor)" }
+            if method == "none" {
+                let due = standing.due(of: invoice)
+                guard amount <= due else { throw InvalidInput(path: "amount", problem: "is more than the \(words(due)) still owed; give money back by cash or terminal") }
+                return try await credit(invoiceID, amount: amount, reason: reason, by: staffID, at: now)
+            }
+            let refundable = standing.paid - standing.refunded
+            guard amount <= refundable else {
+                throw InvalidInput(path: "amount", problem: "is more than the \(words(refundable)) paid and not yet given back")
+            }
+            let note = try await credit(invoiceID, amount: amount, reason: reason, by: staffID, at: now)
+            let payment = InvoicePayment()
+            payment.$clinic.id = clinicID
+            payment.invoiceID = try note.requireID()
+            payment.kind = "refund"
+            payment.method = method
+            payment.amount = amount
+            payment.recordedAt = now
+            payment.recordedBy = staffID
+            try await payment.create(on: db)
             return note
         }
     }

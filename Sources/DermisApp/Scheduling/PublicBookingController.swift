@@ -17,6 +17,7 @@ struct PublicBookingController: RouteCollection {
         routes.post("book", use: book).access(.open)
         routes.get("book", "confirm", ":token", use: confirmPage).access(.open)
         routes.post("book", "confirm", ":token", use: confirm).access(.open)
+        routes.post("book", "confirm", ":token", "deposit", use: payDeposit).access(.open)
         routes.get("book", "confirm", ":token", "calendar.ics", use: ics).access(.open)
     }
 
@@ -265,26 +266,62 @@ struct PublicBookingController: RouteCollection {
         let status: String
         let token: String
         let expired: Bool
+        /// The clinic's deposit policy, in words, when this booking needs one; and where its deposit is.
+        let depositPolicy: String?
+        let depositAmount: String?
+        let depositStatus: String?
+        let depositOutcome: String?
+        /// Back from the provider's checkout, before it has told Dermis the payment went through.
+        let awaitingPayment: Bool
+        let problem: String?
     }
 
     func confirmPage(req: Request) async throws -> Response {
         let appointment = try await pending(req)
+        let clinic = try await clinic(of: appointment, req)
+        // Back from the checkout: ask the provider now rather than wait for its webhook.
+        if (try? req.query.get(String.self, at: "paid")) == "1", appointment.appointmentStatus == .pending,
+           let provider = req.application.payments {
+            let deposits = deposits(req, clinic: try clinic.requireID())
+            if let deposit = try await deposits.deposit(of: appointment), let checkoutID = deposit.checkoutID,
+               deposit.depositStatus == .awaitingPayment, let session = try? await provider.checkout(checkoutID), session.isPaid {
+                try await req.audited(.update, objectType: "Deposit", objectID: deposit.id?.uuidString) {
+                    _ = try await deposits.paid(session, req: req)
+                }
+                return try await renderConfirm(req, try await pending(req), status: .ok)
+            }
+            return try await renderConfirm(req, appointment, status: .ok, awaitingPayment: true)
+        }
         return try await renderConfirm(req, appointment, status: .ok)
     }
 
-    private func renderConfirm(_ req: Request, _ appointment: Appointment, status: HTTPResponseStatus) async throws -> Response {
+    private func deposits(_ req: Request, clinic: UUID) -> Deposits {
+        Deposits(db: req.db, clinicID: clinic, provider: req.application.payments, now: req.dermis.clock.now())
+    }
+
+    private func renderConfirm(_ req: Request, _ appointment: Appointment, status: HTTPResponseStatus, awaitingPayment: Bool = false,
+                               problem: String? = nil) async throws -> Response {
         let clinic = try await clinic(of: appointment, req)
         let location = try await Location.require(appointment.$location.id, on: req.db)
         let expired = appointment.appointmentStatus == .expired
             || (appointment.appointmentStatus == .pending && (appointment.holdExpiresAt ?? .distantPast) <= req.dermis.clock.now())
+        let deposits = deposits(req, clinic: try clinic.requireID())
+        let policy = try await deposits.required(for: appointment)
+        let deposit = try await deposits.deposit(of: appointment)
         return try await req.view.render("book-confirm", ConfirmPage(
             clinicName: clinic.name, clinicPhone: location.phone, when: LocalTime.words(appointment.startsAt, in: location.zone),
-            status: expired ? "expired" : appointment.status, token: req.parameters.get("token") ?? "", expired: expired)).response(status, for: req)
+            status: expired ? "expired" : appointment.status, token: req.parameters.get("token") ?? "", expired: expired,
+            depositPolicy: policy?.words, depositAmount: policy?.amountText, depositStatus: deposit?.status, depositOutcome: deposit?.outcome,
+            awaitingPayment: awaitingPayment, problem: problem)).response(status, for: req)
     }
 
     func confirm(req: Request) async throws -> Response {
         let appointment = try await pending(req)
         let clinic = try await clinic(of: appointment, req)
+        // A clinic that takes deposits confirms an online booking when its deposit is paid, not by this button.
+        if appointment.appointmentStatus == .pending, try await deposits(req, clinic: try clinic.requireID()).required(for: appointment) != nil {
+            return try await renderConfirm(req, appointment, status: .conflict, problem: "This booking is confirmed by paying its deposit.")
+        }
         do {
             let confirmed = try await req.audited(.update, objectType: "Appointment", objectID: appointment.id?.uuidString) {
                 try await SchedulingService(req: req, clinicID: try clinic.requireID()).setStatus(appointment, to: .booked, expectedVersion: appointment.version)
@@ -292,6 +329,32 @@ struct PublicBookingController: RouteCollection {
             return try await renderConfirm(req, confirmed, status: .ok)
         } catch let abort as any AbortError where [.conflict, .gone].contains(abort.status) {
             return try await renderConfirm(req, try await pending(req), status: abort.status)
+        }
+    }
+
+    /// Sends the patient to the provider's checkout for this held booking's deposit (the policy was on the page).
+    func payDeposit(req: Request) async throws -> Response {
+        let appointment = try await pending(req)
+        let clinic = try await clinic(of: appointment, req)
+        let deposits = deposits(req, clinic: try clinic.requireID())
+        let token = req.parameters.get("token") ?? ""
+        let lapsed = appointment.appointmentStatus != .pending || (appointment.holdExpiresAt ?? .distantPast) <= req.dermis.clock.now()
+        guard !lapsed, let policy = try await deposits.required(for: appointment) else {
+            return try await renderConfirm(req, appointment, status: .conflict, problem: lapsed ? nil : "This booking needs no deposit.")
+        }
+        let service = try await Service.require(appointment.$service.id, on: req.db)
+        let returnURL = PortalSignInController.linkBase(req) + "/book/confirm/\(token)"
+        do {
+            // No unit of work around it: the provider is asked over the network, and nothing may wait on that.
+            let url = try await deposits.checkout(for: appointment, policy: policy, returnURL: returnURL,
+                                                  description: "Deposit: \(clinic.name), \(service.name)", req: req)
+            try await req.audit(.create, objectType: "Deposit", objectID: appointment.id?.uuidString, outcome: .success)
+            guard let url else { return req.redirect(to: "/book/confirm/\(token)", redirectType: .normal) }
+            return req.redirect(to: url, redirectType: .normal)
+        } catch let error as PaymentError {
+            req.logger.warning("A deposit checkout could not be made: \(error.message)")
+            return try await renderConfirm(req, appointment, status: .badGateway,
+                                           problem: "The payment page could not be opened just now. Please try again in a minute, or call the clinic.")
         }
     }
 

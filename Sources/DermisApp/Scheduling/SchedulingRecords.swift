@@ -88,6 +88,9 @@ final class Service: Model, @unchecked Sendable {
     @Field(key: "needs_pen") var needsPen: Bool
     /// Offered on the public booking page.
     @Field(key: "public") var isPublic: Bool
+    /// The price (minor units of the clinic's currency) and tax rate (basis points) it is invoiced at; nil: not set.
+    @OptionalField(key: "price_minor") var priceMinor: Int64?
+    @OptionalField(key: "tax_basis_points") var taxBasisPoints: Int?
 
     init() {}
 

@@ -338,6 +338,8 @@ struct SchedulingService {
         // The patient hears of a confirmation (an online hold confirmed by its link) and of a cancellation.
         if status == .booked { try await AppointmentNotices.queue(.confirmed, for: changed, on: db, now: now) }
         if status == .cancelled && current != .pending { try await AppointmentNotices.queue(.cancelled, for: changed, on: db, now: now) }
+        // A deposit held for it is released or kept as its policy says, in the same unit of work.
+        try await Deposits(db: db, clinicID: clinicID, provider: req.application.payments, now: now).statusChanged(changed, to: status)
         return changed
     }
 

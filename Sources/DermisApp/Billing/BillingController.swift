@@ -1,0 +1,533 @@
+import DermisCore
+import Fluent
+import Foundation
+import Vapor
+
+/// The money pages. Admins set the currency, whether prices include tax, the default tax rate, each service's price and
+/// rate, and the deposit policy for online bookings (`/admin/billing`). Staff issue invoices from a patient's services,
+/// print them, record cash and card-terminal payments, give refunds as credit notes, and give back a deposit
+/// (`/invoices`). Admins export invoices, payments and refunds as CSV for the accountant. Nothing is edited after
+/// issue; every page and change is audited.
+struct BillingController: RouteCollection {
+    func boot(routes: any RoutesBuilder) throws {
+        let admin = AccessRule.staff(AccessRule.admins)
+        let staff = AccessRule.staff(AccessRule.anyStaff, audits: "Invoice")
+        routes.get("admin", "billing", use: settingsPage).access(admin)
+        routes.post("admin", "billing", use: saveSettings).access(admin)
+        routes.get("invoices", use: list).access(staff)
+        routes.get("invoices", "export", ":file", use: export).access(admin)
+        routes.get("invoices", ":invoiceID", use: show).access(staff)
+        routes.post("invoices", ":invoiceID", "payments", use: pay).access(staff)
+        routes.post("invoices", ":invoiceID", "refund", use: refund).access(staff)
+        routes.get("patients", ":patientID", "invoices", "new", use: newInvoice).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
+        routes.post("patients", ":patientID", "invoices", use: issue).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
+        routes.post("deposits", ":depositID", "release", use: releaseDeposit).access(staff)
+    }
+
+    // MARK: Settings
+
+    struct ServiceRow: Encodable {
+        let code: String
+        let name: String
+        let price: String
+        let tax: String
+    }
+
+    struct SettingsPage: Encodable {
+        let page: PageHeader
+        let currencies: [Option]
+        let pricesIncludeTax: Bool
+        let defaultTax: String
+        let deposit: String
+        let noticeHours: String
+        let services: [ServiceRow]
+        let paymentsConfigured: Bool
+        let locked: Bool
+        let saved: Bool
+        let errors: [ErrorLine]
+    }
+
+    private func renderSettings(_ req: Request, form: [String: String]?, errors: [ErrorLine], status: HTTPStatus = .ok) async throws -> Response {
+        let staff = try req.staff()
+        let billing = try await InvoiceStore(db: req.db, clinicID: staff.clinicID).billing()
+        let code = form?["currency"] ?? billing?.currency ?? "GBP"
+        let currency = Currency(code) ?? Currency("GBP")!
+        let services = try await Service.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$name).all()
+        let issued = try await Invoice.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).count()
+        return try await req.view.render("billing-admin", SettingsPage(
+            page: try await PageHeader(req, title: "Billing"),
+            currencies: Currency.knownCodes.map { Option(id: $0, name: $0, selected: $0 == code) },
+            pricesIncludeTax: form.map { $0["pricesIncludeTax"] == "on" } ?? billing?.pricesIncludeTax ?? true,
+            defaultTax: form?["defaultTax"] ?? billing?.defaultTaxBasisPoints.flatMap { TaxRate(basisPoints: $0)?.percentText } ?? "0",
+            deposit: form?["deposit"] ?? billing?.depositAmount.map { currency.format($0) } ?? "",
+            noticeHours: form?["noticeHours"] ?? billing?.noticeHours.map(String.init) ?? "48",
+            services: services.map { service in
+                ServiceRow(code: service.code, name: service.name,
+                           price: form?["price.\(service.code)"] ?? service.priceMinor.map { currency.format($0) } ?? "",
+                           tax: form?["tax.\(service.code)"] ?? service.taxBasisPoints.flatMap { TaxRate(basisPoints: $0)?.percentText } ?? "")
+            },
+            paymentsConfigured: req.application.payments != nil, locked: issued > 0,
+            saved: (try? req.query.get(String.self, at: "saved")) == "1", errors: errors)).response(status, for: req)
+    }
+
+    func settingsPage(req: Request) async throws -> Response {
+        try await renderSettings(req, form: nil, errors: [])
+    }
+
+    func saveSettings(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let form = try req.content.decode([String: String].self)
+        let now = req.dermis.clock.now()
+        do {
+            try await req.audited(.update, objectType: "ClinicBilling", objectID: staff.clinicID.uuidString) {
+                var issues: [FieldIssue] = []
+                guard let currency = Currency(form["currency"] ?? "") else {
+                    throw InvalidInput(path: "currency", problem: "choose an ISO 4217 currency Dermis bills in")
+                }
+                func rate(_ field: String, optional: Bool) -> TaxRate? {
+                    let text = (form[field] ?? "").trimmingCharacters(in: .whitespaces)
+                    if text.isEmpty && optional { return nil }
+                    guard let rate = TaxRate(percent: text) else {
+                        issues.append(FieldIssue(path: field, problem: "must be a percentage from 0 to 100 with at most two decimals, e.g. 20 or 5.5"))
+                        return nil
+                    }
+                    return rate
+                }
+                func amount(_ field: String) -> Int64? {
+                    let text = (form[field] ?? "").trimmingCharacters(in: .whitespaces)
+                    if text.isEmpty { return nil }
+                    guard let minor = currency.parse(text), minor <= InvoiceTotals.maximumUnitPrice else {
+                        issues.append(FieldIssue(path: field, problem: "must be an amount in \(currency.code) with at most \(currency.minorDigits) decimals, e.g. \(currency.format(currency.minorPerMajor * 150))"))
+                        return nil
+                    }
+                    return minor
+                }
+                let defaultRate = rate("defaultTax", optional: false)
+                let deposit = amount("deposit")
+                let noticeText = (form["noticeHours"] ?? "").trimmingCharacters(in: .whitespaces)
+                let notice = Int(noticeText)
+                if notice == nil || !(0...DepositPolicy.maximumNoticeHours).contains(notice!) {
+                    issues.append(FieldIssue(path: "noticeHours", problem: "must be whole hours from 0 to \(DepositPolicy.maximumNoticeHours)"))
+                }
+                let services = try await Service.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).all()
+                var prices: [(Service, Int64?, TaxRate?)] = []
+                for service in services {
+                    prices.append((service, amount("price.\(service.code)"), rate("tax.\(service.code)", optional: true)))
+                }
+                if !issues.isEmpty { throw InvalidInput(issues) }
+                let billing = try await InvoiceStore(db: req.db, clinicID: staff.clinicID)
+                    .configure(currency: currency.code, pricesIncludeTax: form["pricesIncludeTax"] == "on", at: now)
+                billing.defaultTaxBasisPoints = defaultRate?.basisPoints
+                billing.depositAmount = deposit
+                billing.noticeHours = notice
+                try await billing.save(on: req.db)
+                for (service, price, rate) in prices {
+                    service.priceMinor = price
+                    service.taxBasisPoints = rate?.basisPoints
+                    try await service.save(on: req.db)
+                }
+            }
+        } catch let invalid as InvalidInput {
+            return try await renderSettings(req, form: form, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+        } catch let abort as any AbortError where abort.status == .conflict {
+            return try await renderSettings(req, form: form, errors: [ErrorLine(field: "currency", message: abort.reason)], status: .conflict)
+        }
+        return req.redirect(to: "/admin/billing?saved=1", redirectType: .normal)
+    }
+
+    // MARK: Invoices
+
+    struct InvoiceRow: Encodable {
+        let id: String
+        let number: String
+        let kind: String
+        let issued: String
+        let billedTo: String
+        let gross: String
+        let due: String
+    }
+
+    struct DepositRow: Encodable {
+        let id: String
+        let invoiceID: String?
+        let amount: String
+        let status: String
+        let outcome: String
+        let problem: String
+        let canRelease: Bool
+    }
+
+    struct ListPage: Encodable {
+        let page: PageHeader
+        let invoices: [InvoiceRow]
+        let deposits: [DepositRow]
+        let configured: Bool
+    }
+
+    static func number(_ invoice: Invoice) -> String {
+        (invoice.kind == Invoice.creditNoteKind ? "CN-" : "INV-") + String(format: "%06d", invoice.number)
+    }
+
+    /// The clinic's own day of an instant (its first location's zone).
+    private func dayFormatter(_ req: Request, clinic: UUID) async throws -> (Date) -> String {
+        let zone = try await Location.query(on: req.db).filter(\.$clinic.$id == clinic).sort(\.$name).first()?.zone ?? TimeZone(identifier: "UTC")!
+        return { CalendarDate($0, in: zone).description }
+    }
+
+    private static func money(_ minor: Int64, _ code: String) -> String {
+        Currency(code).map { "\($0.code) \($0.format(minor))" } ?? "\(minor)"
+    }
+
+    private func names(_ invoices: [Invoice], _ req: Request) async throws -> [UUID: String] {
+        let ids = Set(invoices.compactMap(\.patientID))
+        guard !ids.isEmpty else { return [:] }
+        return Dictionary(uniqueKeysWithValues: try await Patient.query(on: req.db).filter(\.$id ~~ ids).all().map { ($0.id!, $0.fullName) })
+    }
+
+    func list(req: Request) async throws -> View {
+        let staff = try req.staff()
+        return try await req.audited(.search, objectType: "Invoice") {
+            let store = InvoiceStore(db: req.db, clinicID: staff.clinicID)
+            let invoices = try await Invoice.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$number, .descending).limit(100).all()
+            let names = try await names(invoices, req)
+            let day = try await dayFormatter(req, clinic: staff.clinicID)
+            var rows: [InvoiceRow] = []
+            for invoice in invoices {
+                let due = invoice.kind == Invoice.invoiceKind ? try await store.standing(invoice).due(of: invoice) : 0
+                rows.append(InvoiceRow(id: invoice.id!.uuidString, number: Self.number(invoice), kind: invoice.kind,
+                                       issued: day(invoice.issuedAt), billedTo: invoice.patientID.flatMap { names[$0] } ?? invoice.billedTo ?? "—",
+                                       gross: Self.money(invoice.gross, invoice.currency), due: Self.money(due, invoice.currency)))
+            }
+            let deposits = try await Deposit.query(on: req.db).filter(\.$clinic.$id == staff.clinicID)
+                .filter(\.$status ~~ [DepositStatus.held.rawValue, DepositStatus.releaseDue.rawValue, DepositStatus.kept.rawValue])
+                .sort(\.$updatedAt, .descending).limit(100).all()
+            return try await req.view.render("invoices", ListPage(
+                page: try await PageHeader(req, title: "Invoices"), invoices: rows,
+                deposits: deposits.map { d in
+                    DepositRow(id: d.id!.uuidString, invoiceID: d.invoiceID?.uuidString, amount: Self.money(d.amount, d.currency), status: d.status,
+                               outcome: d.outcome ?? "", problem: d.lastError ?? "", canRelease: [.held, .kept].contains(d.depositStatus))
+                },
+                configured: try await store.billing() != nil))
+        }
+    }
+
+    struct LineRow: Encodable {
+        let description: String
+        let quantity: Int
+        let unitPrice: String
+        let rate: String
+        let net: String
+        let tax: String
+        let gross: String
+    }
+
+    struct MoneyRow: Encodable {
+        let when: String
+        let what: String
+        let method: String
+        let amount: String
+        let reference: String
+        let link: String?
+    }
+
+    struct InvoicePage: Encodable {
+        let page: PageHeader
+        let id: String
+        let number: String
+        let isCreditNote: Bool
+        let credits: String?
+        let creditsLink: String?
+        let clinicName: String
+        let issued: String
+        let billedTo: String
+        let patientLink: String?
+        let lines: [LineRow]
+        let rates: [LineRow]
+        let net: String
+        let tax: String
+        let gross: String
+        let pricesIncludeTax: Bool
+        let roundingRule: String
+        let reason: String?
+        let money: [MoneyRow]
+        let due: String
+        let dueMinor: Int64
+        let paidMinor: Int64
+        let deposit: String?
+        let errors: [ErrorLine]
+        let methods: [Option]
+    }
+
+    private func invoice(_ req: Request) async throws -> Invoice {
+        let staff = try req.staff()
+        let id = try req.uuidParameter("invoiceID", notFound: "No such invoice.")
+        guard let invoice = try await Invoice.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == staff.clinicID).first() else {
+            throw Abort(.notFound, reason: "No such invoice.")
+        }
+        return invoice
+    }
+
+    private func renderInvoice(_ req: Request, _ invoice: Invoice, errors: [ErrorLine], status: HTTPStatus = .ok) async throws -> Response {
+        let staff = try req.staff()
+        let store = InvoiceStore(db: req.db, clinicID: staff.clinicID)
+        let code = invoice.currency
+        let lines = try invoice.decodedLines
+        let totals = try invoice.decodedLineTotals
+        let clinic = try await Clinic.require(staff.clinicID, on: req.db)
+        let day = try await dayFormatter(req, clinic: staff.clinicID)
+        let patient = try await invoice.patientID.asyncMap { try await Patient.find($0, on: req.db) } ?? nil
+        var money: [MoneyRow] = []
+        var due: Int64 = 0
+        var paid: Int64 = 0
+        var credits: Invoice?
+        if invoice.kind == Invoice.invoiceKind {
+            let standing = try await store.standing(invoice)
+            due = standing.due(of: invoice)
+            paid = standing.paid - standing.refunded
+            money = standing.payments.map {
+                MoneyRow(when: day($0.recordedAt), what: "Payment", method: $0.method, amount: Self.money($0.amount, code),
+                         reference: $0.reference ?? "", link: nil)
+            } + standing.notes.map {
+                MoneyRow(when: day($0.issuedAt), what: "Credit note \(Self.number($0))", method: "", amount: Self.money($0.gross, code),
+                         reference: $0.reason ?? "", link: "/invoices/\($0.id!)")
+            } + standing.refunds.map {
+                MoneyRow(when: day($0.recordedAt), what: "Refund", method: $0.method, amount: Self.money($0.amount, code),
+                         reference: $0.reference ?? "", link: nil)
+            }
+        } else {
+            credits = try await invoice.creditsInvoiceID.asyncMap { try await Invoice.find($0, on: req.db) } ?? nil
+            money = try await InvoicePayment.query(on: req.db).filter(\.$invoiceID == invoice.requireID()).all().map {
+                MoneyRow(when: day($0.recordedAt), what: "Refund", method: $0.method, amount: Self.money($0.amount, code),
+                         reference: $0.reference ?? "", link: nil)
+            }
+        }
+        let deposit = try await Deposit.query(on: req.db).group(.or) {
+            $0.filter(\.$invoiceID == invoice.id).filter(\.$creditNoteID == invoice.id)
+        }.first()
+        var byRate: [Int: (Int64, Int64)] = [:]
+        for (line, total) in zip(lines, totals) {
+            byRate[line.taxRate.basisPoints, default: (0, 0)].0 += total.net
+            byRate[line.taxRate.basisPoints, default: (0, 0)].1 += total.tax
+        }
+        return try await req.view.render("invoice", InvoicePage(
+            page: try await PageHeader(req, title: Self.number(invoice)), id: invoice.id!.uuidString, number: Self.number(invoice),
+            isCreditNote: invoice.kind == Invoice.creditNoteKind, credits: credits.map(Self.number), creditsLink: credits.map { "/invoices/\($0.id!)" },
+            clinicName: clinic.name, issued: day(invoice.issuedAt),
+            billedTo: patient.map { "\($0.fullName) (\($0.mrn))" } ?? invoice.billedTo ?? "—",
+            patientLink: patient.map { "/patients/\($0.id!)" },
+            lines: zip(lines, totals).map { line, total in
+                LineRow(description: line.description, quantity: line.quantity, unitPrice: Self.money(line.unitPrice, code),
+                        rate: line.taxRate.percentText + " %", net: Self.money(total.net, code), tax: Self.money(total.tax, code),
+                        gross: Self.money(total.gross, code))
+            },
+            rates: byRate.keys.sorted().map { bp in
+                LineRow(description: "", quantity: 0, unitPrice: "", rate: (TaxRate(basisPoints: bp)?.percentText ?? "\(bp)") + " %",
+                        net: Self.money(byRate[bp]!.0, code), tax: Self.money(byRate[bp]!.1, code), gross: "")
+            },
+            net: Self.money(invoice.net, code), tax: Self.money(invoice.tax, code), gross: Self.money(invoice.gross, code),
+            pricesIncludeTax: invoice.pricesIncludeTax, roundingRule: InvoiceTotals.roundingRule, reason: invoice.reason, money: money,
+            due: Self.money(due, code), dueMinor: due, paidMinor: paid,
+            deposit: deposit.map { "Deposit for an online booking: \($0.status)\($0.outcome.map { ". \($0)" } ?? "")" },
+            errors: errors, methods: [Option(id: "cash", name: "Cash", selected: true), Option(id: "card-terminal", name: "Card terminal", selected: false)]))
+            .response(status, for: req)
+    }
+
+    func show(req: Request) async throws -> Response {
+        let invoice = try await invoice(req)
+        return try await req.audited(.read, objectType: "Invoice", objectID: invoice.id?.uuidString, patientID: invoice.patientID) {
+            try await renderInvoice(req, invoice, errors: [])
+        }
+    }
+
+    struct PaymentForm: Content {
+        var amount: String?
+        var method: String?
+        var reference: String?
+        var reason: String?
+    }
+
+    private func amount(_ text: String?, _ invoice: Invoice) throws -> Int64 {
+        guard let currency = Currency(invoice.currency), let minor = currency.parse(text ?? ""), minor > 0 else {
+            throw InvalidInput(path: "amount", problem: "must be an amount in \(invoice.currency) more than 0, e.g. 45.00")
+        }
+        return minor
+    }
+
+    func pay(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let invoice = try await invoice(req)
+        let form = try req.content.decode(PaymentForm.self)
+        do {
+            _ = try await req.audited(.create, objectType: "InvoicePayment", objectID: invoice.id?.uuidString, patientID: invoice.patientID) {
+                try await InvoiceStore(db: req.db, clinicID: staff.clinicID)
+                    .pay(try invoice.requireID(), amount: try amount(form.amount, invoice), method: form.method ?? "", reference: form.reference,
+                         by: staff.userID, at: req.dermis.clock.now())
+            }
+        } catch let invalid as InvalidInput {
+            return try await renderInvoice(req, invoice, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+        }
+        return req.redirect(to: "/invoices/\(invoice.id!)", redirectType: .normal)
+    }
+
+    func refund(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let invoice = try await invoice(req)
+        let form = try req.content.decode(PaymentForm.self)
+        do {
+            let note = try await req.audited(.create, objectType: "Invoice", objectID: invoice.id?.uuidString, patientID: invoice.patientID) {
+                try await InvoiceStore(db: req.db, clinicID: staff.clinicID)
+                    .refund(try invoice.requireID(), amount: try amount(form.amount, invoice), reason: form.reason ?? "", method: form.method ?? "",
+                            by: staff.userID, at: req.dermis.clock.now())
+            }
+            return req.redirect(to: "/invoices/\(note.id!)", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            return try await renderInvoice(req, invoice, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+        } catch let abort as any AbortError where [.conflict, .notFound].contains(abort.status) {
+            return try await renderInvoice(req, invoice, errors: [ErrorLine(field: "amount", message: abort.reason)], status: abort.status)
+        }
+    }
+
+    // MARK: A new invoice from a patient's services
+
+    struct NewPage: Encodable {
+        let page: PageHeader
+        let patientID: String
+        let patientName: String
+        let services: [Option]
+        let rows: [Int]
+        let configured: Bool
+        let errors: [ErrorLine]
+    }
+
+    private func renderNew(_ req: Request, _ patient: Patient, errors: [ErrorLine], status: HTTPStatus = .ok) async throws -> Response {
+        let staff = try req.staff()
+        let billing = try await InvoiceStore(db: req.db, clinicID: staff.clinicID).billing()
+        let currency = billing.flatMap { Currency($0.currency) }
+        let services = try await Service.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$name).all().filter { $0.priceMinor != nil }
+        return try await req.view.render("invoice-new", NewPage(
+            page: try await PageHeader(req, title: "New invoice"), patientID: patient.id!.uuidString, patientName: patient.fullName,
+            services: services.map { service in
+                Option(id: service.code, name: "\(service.name) — " + (currency.map { "\($0.code) \($0.format(service.priceMinor ?? 0))" } ?? ""), selected: false)
+            },
+            rows: [0, 1, 2], configured: billing != nil, errors: errors)).response(status, for: req)
+    }
+
+    func newInvoice(req: Request) async throws -> Response {
+        let patient = try await req.patient()
+        return try await renderNew(req, patient, errors: [])
+    }
+
+    struct IssueForm: Content {
+        var service: [String]?
+        var quantity: [String]?
+    }
+
+    func issue(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await req.patient()
+        let form = try req.content.decode(IssueForm.self)
+        do {
+            let invoice = try await req.audited(.create, objectType: "Invoice", patientID: patient.id) {
+                let store = InvoiceStore(db: req.db, clinicID: staff.clinicID)
+                guard let billing = try await store.billing() else {
+                    throw DomainError.conflict("The clinic has no currency set yet: an admin chooses it under billing first.")
+                }
+                let services = try await Service.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).all()
+                var lines: [InvoiceLine] = []
+                var issues: [FieldIssue] = []
+                let chosen = form.service ?? []
+                let quantities = form.quantity ?? []
+                if chosen.count > 20 { throw InvalidInput(path: "service", problem: "at most 20 lines") }
+                for (i, code) in chosen.enumerated() where !code.isEmpty {
+                    guard let service = services.first(where: { $0.code == code }), let price = service.priceMinor else {
+                        issues.append(FieldIssue(path: "service[\(i)]", problem: "'\(code.prefix(40))' is not a service with a price (an admin sets prices under billing)"))
+                        continue
+                    }
+                    let text = quantities.indices.contains(i) ? quantities[i].trimmingCharacters(in: .whitespaces) : "1"
+                    guard let quantity = Int(text.isEmpty ? "1" : text), (1...InvoiceTotals.maximumQuantity).contains(quantity) else {
+                        issues.append(FieldIssue(path: "quantity[\(i)]", problem: "must be a whole number from 1 to \(InvoiceTotals.maximumQuantity)"))
+                        continue
+                    }
+                    let rate = TaxRate(basisPoints: service.taxBasisPoints ?? billing.defaultTaxBasisPoints ?? 0) ?? .zero
+                    lines.append(InvoiceLine(description: service.name, quantity: quantity, unitPrice: price, taxRate: rate))
+                }
+                if lines.isEmpty && issues.isEmpty { issues.append(FieldIssue(path: "service[0]", problem: "choose at least one service")) }
+                if !issues.isEmpty { throw InvalidInput(issues) }
+                return try await store.issue(lines, patientID: patient.id, billedTo: patient.fullName, by: staff.userID, at: req.dermis.clock.now())
+            }
+            return req.redirect(to: "/invoices/\(invoice.id!)", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            return try await renderNew(req, patient, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+        } catch let abort as any AbortError where abort.status == .conflict {
+            return try await renderNew(req, patient, errors: [ErrorLine(field: "service[0]", message: abort.reason)], status: .conflict)
+        }
+    }
+
+    // MARK: Deposits
+
+    struct ReleaseForm: Content {
+        var reason: String?
+    }
+
+    func releaseDeposit(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let id = try req.uuidParameter("depositID", notFound: "No such deposit.")
+        let form = try req.content.decode(ReleaseForm.self)
+        do {
+            try await req.audited(.update, objectType: "Deposit", objectID: id.uuidString) {
+                try await Deposits(db: req.db, clinicID: staff.clinicID, provider: req.application.payments, now: req.dermis.clock.now())
+                    .release(id, reason: form.reason ?? "", by: staff.name)
+            }
+        } catch let invalid as InvalidInput {
+            throw Abort(.unprocessableEntity, reason: invalid.issues.map(\.description).joined(separator: "; "))
+        }
+        return req.redirect(to: "/invoices", redirectType: .normal)
+    }
+
+    // MARK: For the accountant
+
+    func export(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let file = req.parameters.get("file") ?? ""
+        guard ["invoices.csv", "payments.csv", "refunds.csv"].contains(file) else {
+            throw Abort(.notFound, reason: "Exports: invoices.csv, payments.csv, refunds.csv.")
+        }
+        let text = try await req.audited(.export, objectType: "Invoice", objectID: file) {
+            let invoices = try await Invoice.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$number).all()
+            let byID = Dictionary(uniqueKeysWithValues: invoices.map { ($0.id!, $0) })
+            func amount(_ minor: Int64, _ code: String) -> String { Currency(code)?.format(minor) ?? "\(minor)" }
+            func iso(_ date: Date) -> String { date.formatted(.iso8601) }
+            switch file {
+            case "invoices.csv":
+                return CSV.line(["number", "kind", "issued_at", "currency", "billed_to", "patient_id", "credits", "net", "tax", "gross",
+                                 "prices_include_tax", "reason"])
+                    + invoices.map { i in
+                        CSV.line([Self.number(i), i.kind, iso(i.issuedAt), i.currency, i.billedTo ?? "", i.patientID?.uuidString ?? "",
+                                  i.creditsInvoiceID.flatMap { byID[$0] }.map(Self.number) ?? "", amount(i.net, i.currency), amount(i.tax, i.currency),
+                                  amount(i.gross, i.currency), i.pricesIncludeTax ? "yes" : "no", i.reason ?? ""])
+                    }.joined()
+            default:
+                let kind = file == "payments.csv" ? "payment" : "refund"
+                let rows = try await InvoicePayment.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).filter(\.$kind == kind)
+                    .sort(\.$recordedAt).all()
+                return CSV.line([kind == "payment" ? "invoice" : "credit_note", "recorded_at", "method", "currency", "amount", "reference"])
+                    + rows.map { p in
+                        let invoice = byID[p.invoiceID]
+                        return CSV.line([invoice.map(Self.number) ?? "", iso(p.recordedAt), p.method, invoice?.currency ?? "",
+                                         invoice.map { amount(p.amount, $0.currency) } ?? "\(p.amount)", p.reference ?? ""])
+                    }.joined()
+            }
+        }
+        let response = Response(status: .ok, body: .init(string: text))
+        response.headers.replaceOrAdd(name: .contentType, value: "text/csv; charset=utf-8")
+        response.headers.replaceOrAdd(name: .contentDisposition, value: "attachment; filename=\"\(file)\"")
+        return response
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let value = self else { return nil }
+        return try await transform(value)
+    }
+}
