@@ -35,6 +35,8 @@ extension AppTests {
             GET /unsubscribe/:patientID/:mac                            open
             POST /unsubscribe/:patientID/:mac                           open
             POST /webhooks/sms                                          open
+            POST /webhooks/payments                                     open
+            POST /book/confirm/:token/deposit                           open
             GET /metrics                                                open
             GET /healthz/live                                           open
             GET /care/:token                                            patientLink
@@ -86,6 +88,16 @@ extension AppTests {
             GET /admin/outbox/:messageID                                admin
             POST /admin/outbox/:messageID/retry                         admin
             GET /admin/messages                                         admin
+            GET /admin/billing                                          admin
+            POST /admin/billing                                         admin
+            GET /invoices/export/:file                                  admin
+            GET /invoices                                               all
+            GET /invoices/:invoiceID                                    all
+            POST /invoices/:invoiceID/payments                          all
+            POST /invoices/:invoiceID/refund                            all
+            GET /patients/:patientID/invoices/new                       all
+            POST /patients/:patientID/invoices                          all
+            POST /deposits/:depositID/release                           all
             POST /admin/messages/rules                                  admin
             GET /admin/messages/templates/:kind                         admin
             POST /admin/messages/templates/:kind                        admin
