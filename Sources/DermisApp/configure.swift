@@ -56,6 +56,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(PatientAnswersReview())
     app.migrations.add(Invoice.Migration())
     app.migrations.add(BillingPolicies())
+    app.migrations.add(CreateWaitlist())
     try await app.autoMigrate()
     if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)
@@ -117,6 +118,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: SMSWebhookController())
     try app.register(collection: PaymentWebhookController())
     try app.register(collection: BillingController())
+    try app.register(collection: WaitlistController())
     try app.register(collection: MessagePreferencesController())
     try app.register(collection: MessagingAdminController())
     try app.register(collection: MetricsController())

@@ -98,6 +98,11 @@ extension AppTests {
             GET /patients/:patientID/invoices/new                       all
             POST /patients/:patientID/invoices                          all
             POST /deposits/:depositID/release                           all
+            GET /waitlist                                               all
+            POST /waitlist                                              all
+            POST /waitlist/:entryID/withdraw                            all
+            GET /waitlist/offer/:token                                  open
+            POST /waitlist/offer/:token                                 open
             POST /admin/messages/rules                                  admin
             GET /admin/messages/templates/:kind                         admin
             POST /admin/messages/templates/:kind                        admin

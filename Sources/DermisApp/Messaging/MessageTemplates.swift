@@ -90,6 +90,8 @@ enum MessageKind: String, CaseIterable, Sendable {
     case checkInOverdue = "check-in-overdue"
     case rateResult = "rate-result"
     case portalSignIn = "portal-sign-in"
+    case waitlistOffer = "waitlist-offer"
+    case waitlistGone = "waitlist-gone"
 
     var title: String {
         switch self {
@@ -104,6 +106,8 @@ enum MessageKind: String, CaseIterable, Sendable {
         case .checkInOverdue: "Check-in overdue"
         case .rateResult: "Rate the result (end of a series)"
         case .portalSignIn: "Sign-in link to the patient's own pages"
+        case .waitlistOffer: "An earlier time offered from the waitlist"
+        case .waitlistGone: "A time offered from the waitlist was taken"
         }
     }
 
@@ -119,6 +123,8 @@ enum MessageKind: String, CaseIterable, Sendable {
         case .checkIn, .checkInOverdue: ["name", "clinic", "link", "day"]
         case .rateResult: ["name", "clinic", "link"]
         case .portalSignIn: ["name", "clinic", "link", "minutes"]
+        case .waitlistOffer: Self.booking + ["link"]
+        case .waitlistGone: Self.booking
         }
     }
 
@@ -180,6 +186,16 @@ enum MessageKind: String, CaseIterable, Sendable {
             return ("How do you rate your result?",
                     "Hello {{name}},\n\nYour series of sessions at {{clinic}} is complete. How do you rate the result? One question, on your personal page:\n{{link}}",
                     "{{clinic}}: your series is complete. How do you rate the result? {{link}}")
+        case .waitlistOffer:
+            return ("An earlier time at {{clinic}}: {{when}}",
+                    "Hello {{name}},\n\nA {{service}} time has come free on {{when}} at {{location}}. It is offered to a few people waiting; "
+                        + "the first to take it gets it. To take it:\n{{link}}\n\nIf it does not suit you, do nothing: you stay on the waitlist.",
+                    "{{clinic}}: a {{service}} time is free on {{when}} at {{location}}. First to take it gets it: {{link}}")
+        case .waitlistGone:
+            return ("The time on {{when}} has been taken",
+                    "Hello {{name}},\n\nThe {{service}} time on {{when}} that we offered you has been taken by someone else. "
+                        + "You are still on the waitlist; we will write when another time comes free.",
+                    "{{clinic}}: the {{service}} time on {{when}} has been taken. You are still on the waitlist.")
         case .portalSignIn:
             return ("Your sign-in link for {{clinic}}",
                     "Hello {{name}},\n\nHere is your link to sign in to your pages at {{clinic}}. It works once, within {{minutes}} minutes:\n{{link}}\n\n"

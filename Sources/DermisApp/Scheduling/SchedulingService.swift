@@ -340,6 +340,8 @@ struct SchedulingService {
         if status == .cancelled && current != .pending { try await AppointmentNotices.queue(.cancelled, for: changed, on: db, now: now) }
         // A deposit held for it is released or kept as its policy says, in the same unit of work.
         try await Deposits(db: db, clinicID: clinicID, provider: req.application.payments, now: now).statusChanged(changed, to: status)
+        // A booked time given up is offered to the patients waiting for one.
+        if status == .cancelled && current != .pending { _ = try await offerFreedTime(changed, base: PortalSignInController.linkBase(req)) }
         return changed
     }
 
