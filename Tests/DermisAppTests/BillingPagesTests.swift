@@ -38,7 +38,8 @@ extension AppTests {
                 }
                 #expect(bad.1.contains("value=\"abc\""), "what was typed is shown again")
                 #expect(try await post(app, "/admin/billing", admin, [("currency", "XYZ")]).1.contains("data-field=\"currency\""))
-                #expect(try await ClinicBilling.query(on: app.db).count() == 0, "nothing stored from a refused form")
+                let untouched = try #require(try await ClinicBilling.query(on: app.db).first())
+                #expect(untouched.depositAmount == 5000 && untouched.defaultTaxBasisPoints == 2000, "nothing stored from a refused form (the demo's settings)")
                 #expect(try await post(app, "/admin/billing", admin, Self.settings).0 == .seeOther)
                 let billing = try #require(try await ClinicBilling.query(on: app.db).first())
                 #expect(billing.currency == "GBP" && billing.pricesIncludeTax && billing.defaultTaxBasisPoints == 2000)
@@ -47,6 +48,7 @@ extension AppTests {
                 #expect(treatment.priceMinor == 24999 && treatment.taxBasisPoints == nil)
                 let page = try await get(app, "/admin/billing", admin).1
                 #expect(page.contains("value=\"249.99\"") && page.contains("No payment provider is configured"))
+                #expect(try await ClinicBilling.query(on: app.db).count() == 1)
                 // Once an invoice exists, the currency is fixed.
                 let patient = try #require(try await Patient.query(on: app.db).first())
                 #expect(try await post(app, "/patients/\(patient.id!)/invoices", desk, [("service[]", "consultation"), ("quantity[]", "1")]).0 == .seeOther)
@@ -60,6 +62,7 @@ extension AppTests {
 
         @Test func theFrontDeskInvoicesTakesPaymentsAndRefundsWithCreditNotesAndTheAccountantGetsCSV() async throws {
             try await withDermis { app, settings in
+                try await ClinicBilling.query(on: app.db).delete()   // a clinic that has not set billing up yet
                 let admin = try await signIn(app, try await makeStaff(app, role: .admin), clock: settings.clock)
                 let desk = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
                 let patient = try #require(try await Patient.query(on: app.db).sort(\.$familyName).first())

@@ -100,6 +100,17 @@ public enum DemoClinic {
                                                   needsPen: true, isPublic: true, practitioners: practitioners, clinicID: clinicID, on: db)
         let review = try await ScheduleSetup.createService(code: "review", name: "Follow-up review", kind: "review", minutes: 20, bufferMinutes: 0,
                                                   needsPen: false, isPublic: false, practitioners: practitioners, clinicID: clinicID, on: db)
+        // The demo bills in pounds, prices including 20 % VAT, and asks online bookings for a £50 deposit refunded with
+        // 48 hours' notice (taken only where a payment provider is configured). Fictional prices, for the demo.
+        for (service, price) in [(consultation, Int64(5000)), (treatment, 25000), (review, 0)] {
+            service.priceMinor = price
+            try await service.save(on: db)
+        }
+        let billing = try await InvoiceStore(db: db, clinicID: clinicID).configure(currency: "GBP", pricesIncludeTax: true, at: Date())
+        billing.defaultTaxBasisPoints = 2000
+        billing.depositAmount = 5000
+        billing.noticeHours = 48
+        try await billing.save(on: db)
         return (location, rooms, [consultation, treatment, review])
     }
 

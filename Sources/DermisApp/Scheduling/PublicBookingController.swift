@@ -332,6 +332,13 @@ struct PublicBookingController: RouteCollection {
         }
     }
 
+    struct PayPage: Encodable {
+        let clinicName: String
+        let amount: String
+        let url: String
+        let token: String
+    }
+
     /// Sends the patient to the provider's checkout for this held booking's deposit (the policy was on the page).
     func payDeposit(req: Request) async throws -> Response {
         let appointment = try await pending(req)
@@ -350,7 +357,10 @@ struct PublicBookingController: RouteCollection {
                                                   description: "Deposit: \(clinic.name), \(service.name)", req: req)
             try await req.audit(.create, objectType: "Deposit", objectID: appointment.id?.uuidString, outcome: .success)
             guard let url else { return req.redirect(to: "/book/confirm/\(token)", redirectType: .normal) }
-            return req.redirect(to: url, redirectType: .normal)
+            // A link, not a redirect: the pages' policy lets forms post only to Dermis itself (form-action 'self'),
+            // which a browser applies to a form's redirects too.
+            return try await req.view.render("book-pay", PayPage(clinicName: clinic.name, amount: policy.amountText, url: url,
+                                                                 token: token)).encodeResponse(for: req)
         } catch let error as PaymentError {
             req.logger.warning("A deposit checkout could not be made: \(error.message)")
             return try await renderConfirm(req, appointment, status: .badGateway,
