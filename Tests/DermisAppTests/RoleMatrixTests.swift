@@ -98,6 +98,10 @@ extension AppTests {
             GET /patients/:patientID/invoices/new                       all
             POST /patients/:patientID/invoices                          all
             POST /deposits/:depositID/release                           all
+            POST /admin/billing/packages                                admin
+            POST /admin/billing/packages/:offerID/retire                admin
+            POST /patients/:patientID/packages                          all
+            POST /packages/:packageID/refund                            all
             GET /waitlist                                               all
             POST /waitlist                                              all
             POST /waitlist/:entryID/withdraw                            all

@@ -22,6 +22,10 @@ struct BillingController: RouteCollection {
         routes.get("patients", ":patientID", "invoices", "new", use: newInvoice).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
         routes.post("patients", ":patientID", "invoices", use: issue).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
         routes.post("deposits", ":depositID", "release", use: releaseDeposit).access(staff)
+        routes.post("admin", "billing", "packages", use: addOffer).access(admin)
+        routes.post("admin", "billing", "packages", ":offerID", "retire", use: retireOffer).access(admin)
+        routes.post("patients", ":patientID", "packages", use: sellPackage).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
+        routes.post("packages", ":packageID", "refund", use: refundPackage).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
     }
 
     // MARK: Settings
@@ -45,9 +49,26 @@ struct BillingController: RouteCollection {
         let locked: Bool
         let saved: Bool
         let errors: [ErrorLine]
+        let refundRules: [Option]
+        let offers: [OfferRow]
+        let offerServices: [Option]
+        let indications: [Option]
+        let offerForm: [String: String]
     }
 
-    private func renderSettings(_ req: Request, form: [String: String]?, errors: [ErrorLine], status: HTTPStatus = .ok) async throws -> Response {
+    struct OfferRow: Encodable {
+        let id: String
+        let name: String
+        let service: String
+        let indication: String
+        let sessions: Int
+        let price: String
+        let validityDays: Int
+        let active: Bool
+    }
+
+    private func renderSettings(_ req: Request, form: [String: String]?, errors: [ErrorLine], status: HTTPStatus = .ok,
+                                offerForm: [String: String] = [:]) async throws -> Response {
         let staff = try req.staff()
         let billing = try await InvoiceStore(db: req.db, clinicID: staff.clinicID).billing()
         let code = form?["currency"] ?? billing?.currency ?? "GBP"
@@ -67,7 +88,19 @@ struct BillingController: RouteCollection {
                            tax: form?["tax.\(service.code)"] ?? service.taxBasisPoints.flatMap { TaxRate(basisPoints: $0)?.percentText } ?? "")
             },
             paymentsConfigured: req.application.payments != nil, locked: issued > 0,
-            saved: (try? req.query.get(String.self, at: "saved")) == "1", errors: errors)).response(status, for: req)
+            saved: (try? req.query.get(String.self, at: "saved")) == "1", errors: errors,
+            refundRules: PackageRefundRule.allCases.map { rule in
+                Option(id: rule.rawValue, name: rule.words, selected: rule.rawValue == (form?["packageRefundRule"] ?? billing?.packageRefundRule ?? PackageRefundRule.proRata.rawValue))
+            },
+            offers: try await PackageOffer.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$createdAt).all().map { offer in
+                OfferRow(id: offer.id!.uuidString, name: offer.name, service: services.first { $0.id == offer.$service.id }?.name ?? "",
+                         indication: offer.indication.flatMap { id in req.dermis.clinicalProtocol.indications.first { $0.id == id }?.displayName } ?? "any",
+                         sessions: offer.sessions, price: "\(currency.code) \(currency.format(offer.price))", validityDays: offer.validityDays, active: offer.active)
+            },
+            offerServices: services.filter(\.isTreatment).map { Option(id: $0.code, name: $0.name, selected: $0.code == offerForm["service"]) },
+            indications: [Option(id: "", name: "Any indication", selected: (offerForm["indication"] ?? "").isEmpty)]
+                + req.dermis.clinicalProtocol.indications.map { Option(id: $0.id, name: $0.displayName, selected: $0.id == offerForm["indication"]) },
+            offerForm: offerForm)).response(status, for: req)
     }
 
     func settingsPage(req: Request) async throws -> Response {
@@ -103,6 +136,10 @@ struct BillingController: RouteCollection {
                     return minor
                 }
                 let defaultRate = rate("defaultTax", optional: false)
+                let refundRule = PackageRefundRule(rawValue: form["packageRefundRule"] ?? PackageRefundRule.proRata.rawValue) ?? {
+                    issues.append(FieldIssue(path: "packageRefundRule", problem: "must be one of \(PackageRefundRule.allCases.map(\.rawValue).joined(separator: ", "))"))
+                    return .proRata
+                }()
                 let deposit = amount("deposit")
                 let noticeText = (form["noticeHours"] ?? "").trimmingCharacters(in: .whitespaces)
                 let notice = Int(noticeText)
@@ -118,6 +155,7 @@ struct BillingController: RouteCollection {
                 let billing = try await InvoiceStore(db: req.db, clinicID: staff.clinicID)
                     .configure(currency: currency.code, pricesIncludeTax: form["pricesIncludeTax"] == "on", at: now)
                 billing.defaultTaxBasisPoints = defaultRate?.basisPoints
+                billing.packageRefundRule = refundRule.rawValue
                 billing.depositAmount = deposit
                 billing.noticeHours = notice
                 try await billing.save(on: req.db)
@@ -397,6 +435,10 @@ struct BillingController: RouteCollection {
         let rows: [Int]
         let configured: Bool
         let errors: [ErrorLine]
+        let offers: [Option]
+        let planSessions: Int?
+        let packages: [PackageLine]
+        let refundRule: String
     }
 
     private func renderNew(_ req: Request, _ patient: Patient, errors: [ErrorLine], status: HTTPStatus = .ok) async throws -> Response {
@@ -405,11 +447,20 @@ struct BillingController: RouteCollection {
         let currency = billing.flatMap { Currency($0.currency) }
         let services = try await Service.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$name).all().filter { $0.priceMinor != nil }
         return try await req.view.render("invoice-new", NewPage(
-            page: try await PageHeader(req, title: "New invoice"), patientID: patient.id!.uuidString, patientName: patient.fullName,
+            page: try await PageHeader(req, title: "Invoices and packages"), patientID: patient.id!.uuidString, patientName: patient.fullName,
             services: services.map { service in
                 Option(id: service.code, name: "\(service.name) — " + (currency.map { "\($0.code) \($0.format(service.priceMinor ?? 0))" } ?? ""), selected: false)
             },
-            rows: [0, 1, 2], configured: billing != nil, errors: errors)).response(status, for: req)
+            rows: [0, 1, 2], configured: billing != nil, errors: errors,
+            offers: try await PackageOffer.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).filter(\.$active == true).sort(\.$name).all().map { offer in
+                Option(id: offer.id!.uuidString, name: "\(offer.name) — \(offer.sessions) sessions, " + (currency.map { "\($0.code) \($0.format(offer.price))" } ?? "")
+                       + ", valid \(offer.validityDays) days", selected: false)
+            },
+            planSessions: try await TreatmentPlanRecord.query(on: req.db).filter(\.$patient.$id == patient.requireID()).sort(\.$version, .descending)
+                .first()?.plan.series.sessions,
+            packages: Self.packageLines(try await Packages(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now()).standings(patientID: patient.requireID()),
+                                        today: req.today(in: try await req.clinic())),
+            refundRule: (PackageRefundRule(rawValue: billing?.packageRefundRule ?? "") ?? .proRata).words)).response(status, for: req)
     }
 
     func newInvoice(req: Request) async throws -> Response {
@@ -482,6 +533,144 @@ struct BillingController: RouteCollection {
             throw Abort(.unprocessableEntity, reason: invalid.issues.map(\.description).joined(separator: "; "))
         }
         return req.redirect(to: "/invoices", redirectType: .normal)
+    }
+
+    // MARK: Packages
+
+    func addOffer(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let form = try req.content.decode([String: String].self)
+        do {
+            try await req.audited(.create, objectType: "PackageOffer") {
+                var issues: [FieldIssue] = []
+                guard let billing = try await InvoiceStore(db: req.db, clinicID: staff.clinicID).billing(), let currency = Currency(billing.currency) else {
+                    throw InvalidInput(path: "currency", problem: "choose the clinic's currency first")
+                }
+                let name = (form["name"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                if name.isEmpty || name.count > 100 { issues.append(FieldIssue(path: "name", problem: "is required, at most 100 characters")) }
+                let service = try await Service.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).filter(\.$code == (form["service"] ?? "")).first()
+                if service?.isTreatment != true { issues.append(FieldIssue(path: "service", problem: "choose a treatment service")) }
+                let indication = (form["indication"] ?? "").isEmpty ? nil : form["indication"]
+                if let indication, !req.dermis.clinicalProtocol.indications.contains(where: { $0.id == indication }) {
+                    issues.append(FieldIssue(path: "indication", problem: "is not an indication of the protocol"))
+                }
+                let sessions = Int((form["sessions"] ?? "").trimmingCharacters(in: .whitespaces))
+                if sessions == nil || !(1...PackageOffer.maximumSessions).contains(sessions!) {
+                    issues.append(FieldIssue(path: "sessions", problem: "must be a whole number from 1 to \(PackageOffer.maximumSessions)"))
+                }
+                let price = currency.parse(form["price"] ?? "")
+                if price == nil || price! <= 0 || price! > InvoiceTotals.maximumUnitPrice {
+                    issues.append(FieldIssue(path: "price", problem: "must be an amount in \(currency.code) more than 0, with at most \(currency.minorDigits) decimals"))
+                }
+                let validity = Int((form["validityDays"] ?? "").trimmingCharacters(in: .whitespaces))
+                if validity == nil || !(1...PackageOffer.maximumValidityDays).contains(validity!) {
+                    issues.append(FieldIssue(path: "validityDays", problem: "must be whole days from 1 to \(PackageOffer.maximumValidityDays)"))
+                }
+                if !issues.isEmpty { throw InvalidInput(issues) }
+                let offer = PackageOffer()
+                offer.$clinic.id = staff.clinicID
+                offer.name = name
+                offer.$service.id = try service!.requireID()
+                offer.indication = indication
+                offer.sessions = sessions!
+                offer.price = price!
+                offer.validityDays = validity!
+                offer.active = true
+                offer.createdAt = req.dermis.clock.now()
+                try await offer.create(on: req.db)
+            }
+        } catch let invalid as InvalidInput {
+            return try await renderSettings(req, form: nil, errors: ErrorLine.list(invalid), status: .unprocessableEntity, offerForm: form)
+        }
+        return req.redirect(to: "/admin/billing?saved=1#packages", redirectType: .normal)
+    }
+
+    func retireOffer(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let id = try req.uuidParameter("offerID", notFound: "No such package.")
+        try await req.audited(.update, objectType: "PackageOffer", objectID: id.uuidString) {
+            guard let offer = try await PackageOffer.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == staff.clinicID).first() else {
+                throw Abort(.notFound, reason: "No such package.")
+            }
+            offer.active = false
+            try await offer.save(on: req.db)
+        }
+        return req.redirect(to: "/admin/billing#packages", redirectType: .normal)
+    }
+
+    struct SellForm: Content {
+        var offer: String?
+        var fitPlan: String?
+    }
+
+    func sellPackage(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await req.patient()
+        let form = try req.content.decode(SellForm.self)
+        do {
+            let package = try await req.audited(.create, objectType: "PatientPackage", patientID: patient.id) {
+                guard let id = form.offer.flatMap(UUID.init(uuidString:)),
+                      let offer = try await PackageOffer.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == staff.clinicID).first() else {
+                    throw InvalidInput(path: "offer", problem: "choose a package")
+                }
+                var sessions: Int?
+                if form.fitPlan == "on" {
+                    guard let plan = try await TreatmentPlanRecord.query(on: req.db).filter(\.$patient.$id == patient.requireID())
+                        .sort(\.$version, .descending).first()?.plan else {
+                        throw InvalidInput(path: "fitPlan", problem: "the patient has no treatment plan to size the package to")
+                    }
+                    sessions = plan.series.sessions
+                }
+                return try await Packages(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now())
+                    .sell(offer, to: patient, sessions: sessions, today: req.today(in: try await req.clinic()), by: staff.userID)
+            }
+            return req.redirect(to: "/invoices/\(package.invoiceID)", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            return try await renderNew(req, patient, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+        } catch let abort as any AbortError where abort.status == .conflict {
+            return try await renderNew(req, patient, errors: [ErrorLine(field: "offer", message: abort.reason)], status: .conflict)
+        }
+    }
+
+    func refundPackage(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let id = try req.uuidParameter("packageID", notFound: "No such package.")
+        guard let package = try await PatientPackage.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == staff.clinicID).first() else {
+            throw Abort(.notFound, reason: "No such package.")
+        }
+        let patient = try await Patient.require(package.$patient.id, on: req.db)
+        let form = try req.content.decode(PaymentForm.self)
+        do {
+            let (_, note) = try await req.audited(.update, objectType: "PatientPackage", objectID: id.uuidString, patientID: patient.id) {
+                try await Packages(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now())
+                    .refund(id, method: form.method ?? "", reason: form.reason ?? "", by: staff.userID)
+            }
+            return req.redirect(to: "/invoices/\(note.id!)", redirectType: .normal)
+        } catch let invalid as InvalidInput {
+            return try await renderNew(req, patient, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+        } catch let abort as any AbortError where abort.status == .conflict {
+            return try await renderNew(req, patient, errors: [ErrorLine(field: "package", message: abort.reason)], status: .conflict)
+        }
+    }
+
+    /// A patient's packages as staff and the patient see them: sessions left and the last day.
+    struct PackageLine: Encodable {
+        let id: String
+        let name: String
+        let left: Int
+        let sessions: Int
+        let expiresOn: String
+        let state: String
+        let canRefund: Bool
+    }
+
+    static func packageLines(_ standings: [PackageStanding], today: CalendarDate) -> [PackageLine] {
+        standings.map { s in
+            let expired = s.expired(on: today)
+            return PackageLine(id: s.package.id!.uuidString, name: s.package.name, left: s.left, sessions: s.package.sessions, expiresOn: s.package.expiresOn,
+                               state: s.package.status == "refunded" ? "refunded" : expired ? "expired" : s.left == 0 ? "used" : "active",
+                               canRefund: s.package.status == "active" && s.left > 0)
+        }
     }
 
     // MARK: For the accountant

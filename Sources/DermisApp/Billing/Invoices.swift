@@ -21,6 +21,8 @@ final class ClinicBilling: Model, @unchecked Sendable {
     @OptionalField(key: "notice_hours") var noticeHours: Int?
     /// The tax rate of a service that names none.
     @OptionalField(key: "default_tax_basis_points") var defaultTaxBasisPoints: Int?
+    /// How unused package sessions are refunded (`PackageRefundRule`; nil: pro rata).
+    @OptionalField(key: "package_refund_rule") var packageRefundRule: String?
 
     init() {}
 }

@@ -134,6 +134,8 @@ struct PatientPagesController: RouteCollection {
         let saved: Bool
         /// Devices the patient is signed in on, on their own pages.
         let portalDevices: Int
+        /// The packages bought: sessions left and the last day.
+        let packages: [BillingController.PackageLine]
     }
 
     func show(req: Request) async throws -> View {
@@ -143,9 +145,11 @@ struct PatientPagesController: RouteCollection {
             try await PatientRegistry(db: req.db, clinicID: staff.clinicID).find(id)
         }
         let devices = try await PortalSessions.liveCount(patientID: id, at: req.dermis.clock.now(), on: req.db)
+        let packages = try await Packages(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now()).standings(patientID: id)
         return try await req.view.render("patient", ShowPage(page: try await PageHeader(req, title: patient.familyName),
                                                              patient: PatientRow(patient), saved: (try? req.query.get(String.self, at: "saved")) != nil,
-                                                             portalDevices: devices))
+                                                             portalDevices: devices,
+                                                             packages: BillingController.packageLines(packages, today: req.today(in: try await req.clinic()))))
     }
 
     func editForm(req: Request) async throws -> View {

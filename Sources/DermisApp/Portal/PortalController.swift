@@ -110,6 +110,8 @@ struct PortalController: RouteCollection {
         let questions: [Option]
         let notice: String?
         let errors: [ErrorLine]
+        /// Packages with sessions left, unexpired: what is left and the last day.
+        let packages: [String]
     }
 
     func home(req: Request) async throws -> Response {
@@ -151,7 +153,11 @@ struct PortalController: RouteCollection {
             return try await req.view.render("my-home", HomePage(
                 my: c.page(req, "home.title"), greeting: t("home.greeting", ["name": c.patient.givenName]), steps: steps,
                 appointments: try await appointments(req, c), canBook: canBook, bookNote: bookNote, aftercare: aftercare,
-                questions: questions, notice: notice, errors: errors)).encodeResponse(status: status, for: req)
+                questions: questions, notice: notice, errors: errors,
+                packages: try await Packages(db: req.db, clinicID: c.clinic.requireID(), now: now).standings(patientID: c.patientID)
+                    .filter { $0.left > 0 && !$0.expired(on: CalendarDate(now, in: c.zone)) }
+                    .map { t("home.packages.item", ["name": $0.package.name, "left": "\($0.left)", "sessions": "\($0.package.sessions)",
+                                                    "until": $0.package.expiresOn]) })).encodeResponse(status: status, for: req)
         }
     }
 

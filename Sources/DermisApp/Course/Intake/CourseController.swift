@@ -47,6 +47,8 @@ struct CourseController: RouteCollection {
         let locations: [Option]
         let canBookSeries: Bool
         let today: String
+        /// The packages bought: sessions left and the last day.
+        let packages: [BillingController.PackageLine]
     }
 
     func course(req: Request) async throws -> View {
@@ -126,7 +128,10 @@ struct CourseController: RouteCollection {
                                                               openEvents: openEvents, questions: questions, bookings: bookings, seriesRule: seriesRule,
                                                               locations: locations.map { Option(id: $0.id!.uuidString, name: $0.name, selected: false) },
                                                               canBookSeries: plan != nil && !locations.isEmpty,
-                                                              today: req.today(in: req.clinic()).description))
+                                                              today: req.today(in: req.clinic()).description,
+                                                              packages: BillingController.packageLines(
+                                                                try await Packages(db: req.db, clinicID: scheduling.clinicID, now: req.dermis.clock.now()).standings(patientID: id),
+                                                                today: req.today(in: req.clinic()))))
     }
 
     /// What front desk sees of a step: whether it is done and the patient ready, not the clinical detail behind it
