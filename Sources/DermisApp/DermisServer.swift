@@ -29,6 +29,7 @@ public enum DermisServer {
             if let worker = app.mail.worker { background.append(Task { await worker.loop() }) }
             if let problem = app.mail.problem { app.logger.notice("Outbox: \(problem)") }
             if app.payments != nil { background.append(Task { await DepositWorker(app: app).loop() }) }
+            background.append(Task { await MembershipWorker(app: app).loop() })
             if let backups { background.append(Task { await backups.loop() }) }
             if let watchdog { background.append(Task { await watchdog.loop() }) }
             func stopBackground() async {

@@ -58,6 +58,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     app.migrations.add(BillingPolicies())
     app.migrations.add(CreateWaitlist())
     app.migrations.add(CreatePackages())
+    app.migrations.add(CreateMemberships())
     try await app.autoMigrate()
     if try await PatientSearchIndex.ensureComplete(on: app.db) { app.logger.notice("The patient search index was rebuilt.") }
     try await SecondFactor.sealStoredKeys(on: app, keyWasCreated: secrets.created, keyPath: settings.secretKeyPath)

@@ -5,6 +5,27 @@ import Testing
 import VaporTesting
 @testable import DermisApp
 
+/// Zoë, ready, treated on cheeks (acne scars) and forehead (fine lines): her chart signed. Returns the chart.
+func signedChart(_ app: Application, _ course: Course, _ settings: DermisSettings) async throws -> TreatmentSession {
+    let (status, chart, text) = try await course.start()
+    #expect(status == .created, "\(text)")
+    let chartID = chart["chartID"] as! String
+    let (_, numbed, _) = try await course.call(.POST, "/sessions/\(chartID)/numbing", ifMatch: chart["version"] as? Int)
+    settings.manualClock.advance(by: 30 * 60)
+    let pen = try await Device.query(on: app.db).first()!.id!.uuidString
+    let lot = try await CartridgeLot.query(on: app.db).filter(\.$lotNumber == "DEMO-LOT-A").first()!.id!.uuidString
+    let body: [String: Any] = [
+        "identityConfirmed": true, "skinCleansed": true, "deviceID": pen, "lotID": lot,
+        "zones": [["zone": "cheeks", "depthMm": 1.0, "passes": 4, "pattern": "crosshatch", "secondsInZone": 20],
+                  ["zone": "forehead", "depthMm": 0.5, "passes": 4, "pattern": "crosshatch", "secondsInZone": 12]],
+        "painScore": 3, "erythemaGrade": 2, "pinpointBleeding": false, "notes": ""]
+    let (_, saved, _) = try await course.call(.PUT, "/sessions/\(chartID)", body, ifMatch: numbed["version"] as? Int)
+    let (signed, _, signText) = try await course.call(.POST, "/sessions/\(chartID)/sign", ifMatch: saved["version"] as? Int)
+    #expect(signed == .ok, "\(signText)")
+    return try #require(try await TreatmentSession.query(on: app.db).filter(\.$chartID == UUID(uuidString: chartID)!)
+        .filter(\.$status == "signed").first())
+}
+
 extension AppTests {
     @Suite struct PackageSales {
         func post(_ app: Application, _ path: String, _ headers: HTTPHeaders, _ fields: [(String, String)]) async throws -> (HTTPStatus, String, String?) {
@@ -19,27 +40,6 @@ extension AppTests {
             var text = ""
             try await app.testing().test(.GET, path, headers: headers) { text = $0.body.string }
             return text
-        }
-
-        /// Zoë, ready, treated on cheeks (acne scars) and forehead (fine lines): her chart signed. Returns the chart.
-        func signedChart(_ app: Application, _ course: Course, _ settings: DermisSettings) async throws -> TreatmentSession {
-            let (status, chart, text) = try await course.start()
-            #expect(status == .created, "\(text)")
-            let chartID = chart["chartID"] as! String
-            let (_, numbed, _) = try await course.call(.POST, "/sessions/\(chartID)/numbing", ifMatch: chart["version"] as? Int)
-            settings.manualClock.advance(by: 30 * 60)
-            let pen = try await Device.query(on: app.db).first()!.id!.uuidString
-            let lot = try await CartridgeLot.query(on: app.db).filter(\.$lotNumber == "DEMO-LOT-A").first()!.id!.uuidString
-            let body: [String: Any] = [
-                "identityConfirmed": true, "skinCleansed": true, "deviceID": pen, "lotID": lot,
-                "zones": [["zone": "cheeks", "depthMm": 1.0, "passes": 4, "pattern": "crosshatch", "secondsInZone": 20],
-                          ["zone": "forehead", "depthMm": 0.5, "passes": 4, "pattern": "crosshatch", "secondsInZone": 12]],
-                "painScore": 3, "erythemaGrade": 2, "pinpointBleeding": false, "notes": ""]
-            let (_, saved, _) = try await course.call(.PUT, "/sessions/\(chartID)", body, ifMatch: numbed["version"] as? Int)
-            let (signed, _, signText) = try await course.call(.POST, "/sessions/\(chartID)/sign", ifMatch: saved["version"] as? Int)
-            #expect(signed == .ok, "\(signText)")
-            return try #require(try await TreatmentSession.query(on: app.db).filter(\.$chartID == UUID(uuidString: chartID)!)
-                .filter(\.$status == "signed").first())
         }
 
         @Test func aPackageIsSoldUsedBySignedChartsShownWithWhatIsLeftAndItsUnusedSessionsRefundedProRata() async throws {

@@ -102,6 +102,10 @@ extension AppTests {
             POST /admin/billing/packages/:offerID/retire                admin
             POST /patients/:patientID/packages                          all
             POST /packages/:packageID/refund                            all
+            POST /admin/billing/memberships                             admin
+            POST /admin/billing/memberships/:planID/retire              admin
+            POST /patients/:patientID/memberships                       all
+            POST /memberships/:membershipID/cancel                      all
             GET /waitlist                                               all
             POST /waitlist                                              all
             POST /waitlist/:entryID/withdraw                            all

@@ -26,6 +26,10 @@ struct BillingController: RouteCollection {
         routes.post("admin", "billing", "packages", ":offerID", "retire", use: retireOffer).access(admin)
         routes.post("patients", ":patientID", "packages", use: sellPackage).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
         routes.post("packages", ":packageID", "refund", use: refundPackage).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
+        routes.post("admin", "billing", "memberships", use: addMembershipPlan).access(admin)
+        routes.post("admin", "billing", "memberships", ":planID", "retire", use: retireMembershipPlan).access(admin)
+        routes.post("patients", ":patientID", "memberships", use: join).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
+        routes.post("memberships", ":membershipID", "cancel", use: cancelMembership).access(AccessRule.staff(AccessRule.anyStaff, audits: "Patient"))
     }
 
     // MARK: Settings
@@ -54,6 +58,7 @@ struct BillingController: RouteCollection {
         let offerServices: [Option]
         let indications: [Option]
         let offerForm: [String: String]
+        let membershipPlans: [Option]
     }
 
     struct OfferRow: Encodable {
@@ -100,7 +105,10 @@ struct BillingController: RouteCollection {
             offerServices: services.filter(\.isTreatment).map { Option(id: $0.code, name: $0.name, selected: $0.code == offerForm["service"]) },
             indications: [Option(id: "", name: "Any indication", selected: (offerForm["indication"] ?? "").isEmpty)]
                 + req.dermis.clinicalProtocol.indications.map { Option(id: $0.id, name: $0.displayName, selected: $0.id == offerForm["indication"]) },
-            offerForm: offerForm)).response(status, for: req)
+            offerForm: offerForm,
+            membershipPlans: try await MembershipPlan.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$createdAt).all().map { plan in
+                Option(id: plan.id!.uuidString, name: Self.planWords(plan, currency), selected: plan.active)
+            })).response(status, for: req)
     }
 
     func settingsPage(req: Request) async throws -> Response {
@@ -200,6 +208,13 @@ struct BillingController: RouteCollection {
         let invoices: [InvoiceRow]
         let deposits: [DepositRow]
         let configured: Bool
+    }
+
+    static func planWords(_ plan: MembershipPlan, _ currency: Currency?) -> String {
+        var parts = ["\(plan.name): " + (currency.map { "\($0.code) \($0.format(plan.monthlyPrice))" } ?? "\(plan.monthlyPrice)") + " a month"]
+        if plan.includedSessions > 0 { parts.append("\(plan.includedSessions) session\(plan.includedSessions == 1 ? "" : "s") included") }
+        if plan.discountBasisPoints > 0 { parts.append("\(TaxRate(basisPoints: plan.discountBasisPoints)?.percentText ?? "") % off") }
+        return parts.joined(separator: ", ")
     }
 
     static func number(_ invoice: Invoice) -> String {
@@ -439,6 +454,9 @@ struct BillingController: RouteCollection {
         let planSessions: Int?
         let packages: [PackageLine]
         let refundRule: String
+        let memberships: [Memberships.Line]
+        let membershipPlans: [Option]
+        let today: String
     }
 
     private func renderNew(_ req: Request, _ patient: Patient, errors: [ErrorLine], status: HTTPStatus = .ok) async throws -> Response {
@@ -460,7 +478,12 @@ struct BillingController: RouteCollection {
                 .first()?.plan.series.sessions,
             packages: Self.packageLines(try await Packages(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now()).standings(patientID: patient.requireID()),
                                         today: req.today(in: try await req.clinic())),
-            refundRule: (PackageRefundRule(rawValue: billing?.packageRefundRule ?? "") ?? .proRata).words)).response(status, for: req)
+            refundRule: (PackageRefundRule(rawValue: billing?.packageRefundRule ?? "") ?? .proRata).words,
+            memberships: try await Memberships(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now()).lines(patientID: patient.requireID()),
+            membershipPlans: try await MembershipPlan.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).filter(\.$active == true).sort(\.$name).all().map { plan in
+                Option(id: plan.id!.uuidString, name: Self.planWords(plan, currency), selected: false)
+            },
+            today: req.today(in: try await req.clinic()).description)).response(status, for: req)
     }
 
     func newInvoice(req: Request) async throws -> Response {
@@ -500,7 +523,10 @@ struct BillingController: RouteCollection {
                         continue
                     }
                     let rate = TaxRate(basisPoints: service.taxBasisPoints ?? billing.defaultTaxBasisPoints ?? 0) ?? .zero
-                    lines.append(InvoiceLine(description: service.name, quantity: quantity, unitPrice: price, taxRate: rate))
+                    // A member's discount is a lower unit price, said on the line.
+                    let (charged, note) = try await Memberships(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now())
+                        .memberPrice(price, patientID: patient.requireID())
+                    lines.append(InvoiceLine(description: note.map { "\(service.name) (\($0))" } ?? service.name, quantity: quantity, unitPrice: charged, taxRate: rate))
                 }
                 if lines.isEmpty && issues.isEmpty { issues.append(FieldIssue(path: "service[0]", problem: "choose at least one service")) }
                 if !issues.isEmpty { throw InvalidInput(issues) }
@@ -671,6 +697,107 @@ struct BillingController: RouteCollection {
                                state: s.package.status == "refunded" ? "refunded" : expired ? "expired" : s.left == 0 ? "used" : "active",
                                canRefund: s.package.status == "active" && s.left > 0)
         }
+    }
+
+    // MARK: Memberships
+
+    func addMembershipPlan(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let form = try req.content.decode([String: String].self)
+        do {
+            try await req.audited(.create, objectType: "MembershipPlan") {
+                var issues: [FieldIssue] = []
+                guard let billing = try await InvoiceStore(db: req.db, clinicID: staff.clinicID).billing(), let currency = Currency(billing.currency) else {
+                    throw InvalidInput(path: "currency", problem: "choose the clinic's currency first")
+                }
+                let name = (form["name"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+                if name.isEmpty || name.count > 100 { issues.append(FieldIssue(path: "name", problem: "is required, at most 100 characters")) }
+                let price = currency.parse(form["monthlyPrice"] ?? "")
+                if price == nil || price! <= 0 || price! > InvoiceTotals.maximumUnitPrice {
+                    issues.append(FieldIssue(path: "monthlyPrice", problem: "must be an amount in \(currency.code) more than 0, with at most \(currency.minorDigits) decimals"))
+                }
+                let included = Int((form["includedSessions"] ?? "0").trimmingCharacters(in: .whitespaces).isEmpty ? "0" : (form["includedSessions"] ?? "0"))
+                if included == nil || !(0...10).contains(included!) { issues.append(FieldIssue(path: "includedSessions", problem: "must be a whole number from 0 to 10")) }
+                let discountText = (form["discount"] ?? "").trimmingCharacters(in: .whitespaces)
+                let discount = discountText.isEmpty ? TaxRate.zero : TaxRate(percent: discountText)
+                if discount == nil || discount!.basisPoints > 5000 { issues.append(FieldIssue(path: "discount", problem: "must be a percentage from 0 to 50, e.g. 10 or 12.5")) }
+                if issues.isEmpty && included == 0 && discount?.basisPoints == 0 {
+                    issues.append(FieldIssue(path: "includedSessions", problem: "a membership includes sessions, a discount, or both"))
+                }
+                if !issues.isEmpty { throw InvalidInput(issues) }
+                let plan = MembershipPlan()
+                plan.$clinic.id = staff.clinicID
+                plan.name = name
+                plan.monthlyPrice = price!
+                plan.includedSessions = included!
+                plan.discountBasisPoints = discount!.basisPoints
+                plan.active = true
+                plan.createdAt = req.dermis.clock.now()
+                try await plan.create(on: req.db)
+            }
+        } catch let invalid as InvalidInput {
+            return try await renderSettings(req, form: nil, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+        }
+        return req.redirect(to: "/admin/billing?saved=1#memberships", redirectType: .normal)
+    }
+
+    func retireMembershipPlan(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let id = try req.uuidParameter("planID", notFound: "No such membership.")
+        try await req.audited(.update, objectType: "MembershipPlan", objectID: id.uuidString) {
+            guard let plan = try await MembershipPlan.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == staff.clinicID).first() else {
+                throw Abort(.notFound, reason: "No such membership.")
+            }
+            plan.active = false
+            try await plan.save(on: req.db)
+        }
+        return req.redirect(to: "/admin/billing#memberships", redirectType: .normal)
+    }
+
+    struct JoinForm: Content {
+        var plan: String?
+        var startOn: String?
+    }
+
+    func join(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let patient = try await req.patient()
+        let form = try req.content.decode(JoinForm.self)
+        do {
+            try await req.audited(.create, objectType: "Membership", patientID: patient.id) {
+                guard let id = form.plan.flatMap(UUID.init(uuidString:)),
+                      let plan = try await MembershipPlan.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == staff.clinicID).first() else {
+                    throw InvalidInput(path: "plan", problem: "choose a membership")
+                }
+                let today = req.today(in: try await req.clinic())
+                let text = (form.startOn ?? "").trimmingCharacters(in: .whitespaces)
+                guard let start = text.isEmpty ? today : CalendarDate(iso: text) else { throw InvalidInput(path: "startOn", problem: "must be a day, YYYY-MM-DD") }
+                _ = try await Memberships(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now())
+                    .join(plan, patient: patient, startOn: start, today: today, by: staff.userID)
+            }
+        } catch let invalid as InvalidInput {
+            return try await renderNew(req, patient, errors: ErrorLine.list(invalid), status: .unprocessableEntity)
+        } catch let abort as any AbortError where abort.status == .conflict {
+            return try await renderNew(req, patient, errors: [ErrorLine(field: "plan", message: abort.reason)], status: .conflict)
+        }
+        return req.redirect(to: "/patients/\(patient.id!)/invoices/new#memberships", redirectType: .normal)
+    }
+
+    func cancelMembership(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        let id = try req.uuidParameter("membershipID", notFound: "No such membership.")
+        guard let membership = try await Membership.query(on: req.db).filter(\.$id == id).filter(\.$clinic.$id == staff.clinicID).first() else {
+            throw Abort(.notFound, reason: "No such membership.")
+        }
+        let patient = try await Patient.require(membership.$patient.id, on: req.db)
+        do {
+            _ = try await req.audited(.update, objectType: "Membership", objectID: id.uuidString, patientID: patient.id) {
+                try await Memberships(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now()).cancel(id, by: staff.userID)
+            }
+        } catch let abort as any AbortError where abort.status == .conflict {
+            return try await renderNew(req, patient, errors: [ErrorLine(field: "membership", message: abort.reason)], status: .conflict)
+        }
+        return req.redirect(to: "/patients/\(patient.id!)/invoices/new#memberships", redirectType: .normal)
     }
 
     // MARK: For the accountant

@@ -445,8 +445,12 @@ struct TreatmentService {
                 .run(orThrow: Self.savedSince)
             let signed = try await latestVersion(of: chartID)
             try await ReportFacts.record(signed, on: db)
-            // A session of a package the patient bought is used up by this chart, in the same unit of work.
-            try await Packages(db: db, clinicID: staff.clinicID, now: now).redeem(chart: signed, day: req.today(in: try await req.clinic()))
+            // A session included in the patient's membership this month, else one of a package they bought, is used up
+            // by this chart, in the same unit of work.
+            let day = req.today(in: try await req.clinic())
+            if try await Memberships(db: db, clinicID: staff.clinicID, now: now).use(chart: signed, day: day) == nil {
+                try await Packages(db: db, clinicID: staff.clinicID, now: now).redeem(chart: signed, day: day)
+            }
             let followUp = FollowUpService(req: req)
             try await followUp.issueAftercare(for: signed, by: staff.userID)
             // A patient who can be reached gets their aftercare link at once (by e-mail or text), in the same unit of work.
