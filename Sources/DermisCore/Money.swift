@@ -137,12 +137,18 @@ public struct InvoiceLine: Hashable, Sendable, Codable {
     /// Minor units; includes tax when the invoice's `pricesIncludeTax`.
     public var unitPrice: Int64
     public var taxRate: TaxRate
+    /// For the revenue reports: the service code sold (absent for a membership or a deposit) and the practitioner who
+    /// gave it (a staff id), when known.
+    public var service: String?
+    public var practitioner: String?
 
-    public init(description: String, quantity: Int, unitPrice: Int64, taxRate: TaxRate) {
+    public init(description: String, quantity: Int, unitPrice: Int64, taxRate: TaxRate, service: String? = nil, practitioner: String? = nil) {
         self.description = description
         self.quantity = quantity
         self.unitPrice = unitPrice
         self.taxRate = taxRate
+        self.service = service
+        self.practitioner = practitioner
     }
 }
 

@@ -114,6 +114,61 @@ extension AppTests {
             }
         }
 
+        @Test func theMoneyReportSplitsWhatWasInvoicedByServiceAndPractitionerAndCountsWhatIsStillOwed() async throws {
+            try await withDermis { app, settings in
+                let admin = try await signIn(app, try await makeStaff(app, role: .admin), clock: settings.clock)
+                let desk = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+                let practitioner = try await makeStaff(app, role: .practitioner)
+                let clinical = try await signIn(app, practitioner, clock: settings.clock)
+                let zoe = try #require(try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first())
+                let ines = try #require(try await StaffUser.query(on: app.db).filter(\.$email == "ines.doctor@demo.dermis.test").first())
+                // The demo bills in pounds, prices including 20 % VAT: two treatments at 250.00 given by Inês (net 416.67),
+                // a consultation at 50.00 naming nobody (net 41.67), then credited in full.
+                #expect(try await post(app, "/patients/\(zoe.id!)/invoices", desk, [("service[]", "treatment"), ("quantity[]", "2"),
+                                                                                    ("practitioner", ines.id!.uuidString)]).0 == .seeOther)
+                #expect(try await post(app, "/patients/\(zoe.id!)/invoices", desk, [("service[]", "treatment"), ("practitioner", UUID().uuidString)]).0
+                        == .unprocessableEntity, "an unknown practitioner is named")
+                #expect(try await post(app, "/patients/\(zoe.id!)/invoices", desk, [("service[]", "consultation")]).0 == .seeOther)
+                let consultation = try #require(try await Invoice.query(on: app.db).sort(\.$number, .descending).first())
+                #expect(try await post(app, "/invoices/\(consultation.id!)/refund", desk, [("amount", "50.00"), ("method", "none"),
+                                                                                             ("reason", "Issued in error")]).0 == .seeOther)
+                // Packages: acne scars, 3 sessions at 600.00 (net 500.00), one used by a signed chart; a top-up expiring soon.
+                #expect(try await post(app, "/admin/billing/packages", admin, [("name", "Acne scar course"), ("service", "treatment"),
+                    ("indication", "acne-scars"), ("sessions", "3"), ("price", "600"), ("validityDays", "180")]).0 == .seeOther)
+                #expect(try await post(app, "/admin/billing/packages", admin, [("name", "Top-up"), ("service", "treatment"),
+                    ("indication", "melasma"), ("sessions", "1"), ("price", "100"), ("validityDays", "20")]).0 == .seeOther)
+                for offer in try await PackageOffer.query(on: app.db).all() {
+                    #expect(try await post(app, "/patients/\(zoe.id!)/packages", desk, [("offer", offer.id!.uuidString)]).0 == .seeOther)
+                }
+                let course = Course(app: app, session: clinical, patientID: zoe.id!)
+                try await course.ready()
+                _ = try await signedChart(app, course, settings)
+                var page = ""
+                try await app.testing().test(.GET, "/invoices/reports", headers: desk) { #expect($0.status == .forbidden) }
+                try await app.testing().test(.GET, "/invoices/reports", headers: admin) { page = $0.body.string }
+                func row(_ table: String, _ name: String) -> String? {
+                    guard let start = page.range(of: "id=\"\(table)\"") else { return nil }
+                    let rest = page[start.upperBound...]
+                    guard let cell = rest.range(of: "<td>\(name)</td><td>") else { return nil }
+                    return String(rest[cell.upperBound...].prefix { $0 != "<" })
+                }
+                #expect(row("by-service", "Microneedling treatment") == "GBP 1000.00", "416.67, and the packages: 500.00 and 83.33")
+                #expect(row("by-service", "Consultation") == "GBP 0.00", "invoiced and credited")
+                #expect(row("by-practitioner", ines.name) == "GBP 416.67")
+                #expect(row("by-practitioner", "Not named on the invoice") == "GBP 583.33")
+                #expect(row("delivered", practitioner.user.name) == "GBP 166.67", "one of three sessions of a 500.00 net package")
+                #expect(page.contains("id=\"liability-total\">GBP 416.66<"), "two thirds of 500.00 (333.33) and the unused top-up (83.33)")
+                #expect(page.contains("id=\"expiring\"") && page.contains("Top-up"))
+                try await app.testing().test(.GET, "/invoices/reports?from=2026-13-01", headers: admin) { res in
+                    #expect(res.status == .unprocessableEntity && res.body.string.contains("data-field=\"from\""))
+                }
+                var csv = ""
+                try await app.testing().test(.GET, "/invoices/export/package-liability.csv", headers: admin) { csv = $0.body.string }
+                let rows = try CSV.parse(csv)
+                #expect(rows.count == 3 && rows[1].fields[3] == "Top-up" && rows[1].fields[8] == "83.33" && rows[2].fields[8] == "333.33")
+            }
+        }
+
         @Test func theRefundRulesAtTheirEdges() throws {
             #expect(try PackageRefundRule.proRata.refund(price: 1000, sessions: 3, used: 1, singlePrice: nil) == 667, "666.67: a half and more rounds up")
             #expect(try PackageRefundRule.proRata.refund(price: 1000, sessions: 3, used: 2, singlePrice: nil) == 333)

@@ -91,6 +91,7 @@ extension AppTests {
             GET /admin/billing                                          admin
             POST /admin/billing                                         admin
             GET /invoices/export/:file                                  admin
+            GET /invoices/reports                                       admin
             GET /invoices                                               all
             GET /invoices/:invoiceID                                    all
             POST /invoices/:invoiceID/payments                          all

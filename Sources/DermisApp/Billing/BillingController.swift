@@ -16,6 +16,7 @@ struct BillingController: RouteCollection {
         routes.post("admin", "billing", use: saveSettings).access(admin)
         routes.get("invoices", use: list).access(staff)
         routes.get("invoices", "export", ":file", use: export).access(admin)
+        routes.get("invoices", "reports", use: reports).access(AccessRule.staff(AccessRule.admins, audits: "Patient"))
         routes.get("invoices", ":invoiceID", use: show).access(staff)
         routes.post("invoices", ":invoiceID", "payments", use: pay).access(staff)
         routes.post("invoices", ":invoiceID", "refund", use: refund).access(staff)
@@ -457,6 +458,7 @@ struct BillingController: RouteCollection {
         let memberships: [Memberships.Line]
         let membershipPlans: [Option]
         let today: String
+        let practitioners: [Option]
     }
 
     private func renderNew(_ req: Request, _ patient: Patient, errors: [ErrorLine], status: HTTPStatus = .ok) async throws -> Response {
@@ -483,7 +485,10 @@ struct BillingController: RouteCollection {
             membershipPlans: try await MembershipPlan.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).filter(\.$active == true).sort(\.$name).all().map { plan in
                 Option(id: plan.id!.uuidString, name: Self.planWords(plan, currency), selected: false)
             },
-            today: req.today(in: try await req.clinic()).description)).response(status, for: req)
+            today: req.today(in: try await req.clinic()).description,
+            practitioners: [Option(id: "", name: "—", selected: true)] + (try await StaffUser.query(on: req.db).filter(\.$clinic.$id == staff.clinicID)
+                .filter(\.$role == StaffRole.practitioner.rawValue).sort(\.$name).all()).map { Option(id: $0.id!.uuidString, name: $0.name, selected: false) }))
+            .response(status, for: req)
     }
 
     func newInvoice(req: Request) async throws -> Response {
@@ -494,6 +499,8 @@ struct BillingController: RouteCollection {
     struct IssueForm: Content {
         var service: [String]?
         var quantity: [String]?
+        /// Who gave the services (for the revenue report); optional.
+        var practitioner: String?
     }
 
     func issue(req: Request) async throws -> Response {
@@ -509,6 +516,14 @@ struct BillingController: RouteCollection {
                 let services = try await Service.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).all()
                 var lines: [InvoiceLine] = []
                 var issues: [FieldIssue] = []
+                var practitioner: UUID?
+                if let text = form.practitioner, !text.isEmpty {
+                    guard let id = UUID(uuidString: text), try await StaffUser.query(on: req.db).filter(\.$id == id)
+                        .filter(\.$clinic.$id == staff.clinicID).filter(\.$role == StaffRole.practitioner.rawValue).first() != nil else {
+                        throw InvalidInput(path: "practitioner", problem: "is not one of this clinic's practitioners")
+                    }
+                    practitioner = id
+                }
                 let chosen = form.service ?? []
                 let quantities = form.quantity ?? []
                 if chosen.count > 20 { throw InvalidInput(path: "service", problem: "at most 20 lines") }
@@ -526,7 +541,8 @@ struct BillingController: RouteCollection {
                     // A member's discount is a lower unit price, said on the line.
                     let (charged, note) = try await Memberships(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now())
                         .memberPrice(price, patientID: patient.requireID())
-                    lines.append(InvoiceLine(description: note.map { "\(service.name) (\($0))" } ?? service.name, quantity: quantity, unitPrice: charged, taxRate: rate))
+                    lines.append(InvoiceLine(description: note.map { "\(service.name) (\($0))" } ?? service.name, quantity: quantity, unitPrice: charged,
+                                             taxRate: rate, service: service.code, practitioner: practitioner?.uuidString))
                 }
                 if lines.isEmpty && issues.isEmpty { issues.append(FieldIssue(path: "service[0]", problem: "choose at least one service")) }
                 if !issues.isEmpty { throw InvalidInput(issues) }
@@ -800,20 +816,79 @@ struct BillingController: RouteCollection {
         return req.redirect(to: "/patients/\(patient.id!)/invoices/new#memberships", redirectType: .normal)
     }
 
+    // MARK: Reports
+
+    struct ReportPage: Encodable {
+        let page: PageHeader
+        let from: String
+        let to: String
+        let report: MoneyReport?
+        let invoiced: String
+        let liability: String
+        let expiringDays: Int
+        let errors: [ErrorLine]
+        let packageCount: Int
+    }
+
+    /// The range asked for (`from`, `to`: days, both included), by default this month so far.
+    private func range(_ req: Request) async throws -> (CalendarDate, CalendarDate, Date, Date, TimeZone) {
+        let zone = try await req.clinic()?.zone ?? TimeZone(identifier: "UTC")!
+        let today = req.today(in: try await req.clinic())
+        let fromText = (try? req.query.get(String.self, at: "from")) ?? ""
+        let toText = (try? req.query.get(String.self, at: "to")) ?? ""
+        var issues: [FieldIssue] = []
+        let from = fromText.isEmpty ? CalendarDate(year: today.year, month: today.month, day: 1)! : CalendarDate(iso: fromText)
+        let to = toText.isEmpty ? today : CalendarDate(iso: toText)
+        if from == nil { issues.append(FieldIssue(path: "from", problem: "must be a day, YYYY-MM-DD")) }
+        if to == nil { issues.append(FieldIssue(path: "to", problem: "must be a day, YYYY-MM-DD")) }
+        if let from, let to, to < from { issues.append(FieldIssue(path: "to", problem: "must be on or after the first day")) }
+        if let from, let to, from.days(until: to) > 366 { issues.append(FieldIssue(path: "to", problem: "at most a year at a time")) }
+        if !issues.isEmpty { throw InvalidInput(issues) }
+        return (from!, to!, AftercareSchedule.bounds(of: from!, in: zone).0, AftercareSchedule.bounds(of: to!, in: zone).1, zone)
+    }
+
+    func reports(req: Request) async throws -> Response {
+        let staff = try req.staff()
+        return try await req.audited(.search, objectType: "Invoice") {
+            do {
+                let (from, to, start, end, _) = try await range(req)
+                let report = try await MoneyReport.build(db: req.db, clinicID: staff.clinicID, from: start, to: end, today: req.today(in: try await req.clinic()))
+                return try await req.view.render("money-reports", ReportPage(
+                    page: try await PageHeader(req, title: "Money"), from: from.description, to: to.description, report: report,
+                    invoiced: report.map { "\($0.currency.code) \($0.currency.format($0.invoicedTotal))" } ?? "",
+                    liability: report.map { "\($0.currency.code) \($0.currency.format($0.liabilityTotal))" } ?? "",
+                    expiringDays: MoneyReport.expiringDays, errors: [], packageCount: report?.liability.count ?? 0)).encodeResponse(for: req)
+            } catch let invalid as InvalidInput {
+                return try await req.view.render("money-reports", ReportPage(
+                    page: try await PageHeader(req, title: "Money"), from: (try? req.query.get(String.self, at: "from")) ?? "",
+                    to: (try? req.query.get(String.self, at: "to")) ?? "", report: nil, invoiced: "", liability: "",
+                    expiringDays: MoneyReport.expiringDays, errors: ErrorLine.list(invalid), packageCount: 0)).response(.unprocessableEntity, for: req)
+            }
+        }
+    }
+
     // MARK: For the accountant
 
     func export(req: Request) async throws -> Response {
         let staff = try req.staff()
         let file = req.parameters.get("file") ?? ""
-        guard ["invoices.csv", "payments.csv", "refunds.csv"].contains(file) else {
-            throw Abort(.notFound, reason: "Exports: invoices.csv, payments.csv, refunds.csv.")
+        guard ["invoices.csv", "payments.csv", "refunds.csv", "package-liability.csv"].contains(file) else {
+            throw Abort(.notFound, reason: "Exports: invoices.csv, payments.csv, refunds.csv, package-liability.csv.")
         }
+        let today = req.today(in: try await req.clinic())
         let text = try await req.audited(.export, objectType: "Invoice", objectID: file) {
             let invoices = try await Invoice.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$number).all()
             let byID = Dictionary(uniqueKeysWithValues: invoices.map { ($0.id!, $0) })
             func amount(_ minor: Int64, _ code: String) -> String { Currency(code)?.format(minor) ?? "\(minor)" }
             func iso(_ date: Date) -> String { date.formatted(.iso8601) }
             switch file {
+            case "package-liability.csv":
+                let report = try await MoneyReport.build(db: req.db, clinicID: staff.clinicID, from: .distantPast, to: .distantFuture, today: today)
+                return CSV.line(["package_id", "patient_id", "patient", "package", "sessions_left", "sessions", "expires_on", "currency", "value_net"])
+                    + (report?.liability ?? []).map { row in
+                        CSV.line([row.packageID, row.patientID, row.patient, row.name, "\(row.left)", "\(row.sessions)", row.expiresOn,
+                                  report?.currency.code ?? "", report?.currency.format(row.minor) ?? ""])
+                    }.joined()
             case "invoices.csv":
                 return CSV.line(["number", "kind", "issued_at", "currency", "billed_to", "patient_id", "credits", "net", "tax", "gross",
                                  "prices_include_tax", "reason"])

@@ -206,7 +206,7 @@ struct Packages {
             let rate = TaxRate(basisPoints: service.taxBasisPoints ?? billing.defaultTaxBasisPoints ?? 0) ?? .zero
             let expires = today.adding(days: offer.validityDays)
             let line = InvoiceLine(description: "\(offer.name): \(count) sessions of \(service.name.lowercased()), valid until \(expires)",
-                                   quantity: 1, unitPrice: price, taxRate: rate)
+                                   quantity: 1, unitPrice: price, taxRate: rate, service: service.code)
             let invoice = try await store.issue([line], patientID: patient.id, billedTo: patient.fullName, by: staffID, at: now)
             let package = PatientPackage()
             package.$clinic.id = clinicID
