@@ -11,8 +11,10 @@ extension AppTests {
     @Suite struct Invoices {
         let vat = TaxRate(percent: "20")!
 
+        /// The store of a clinic that has not set billing up yet (the demo's settings taken away).
         func store(_ app: Application) async throws -> InvoiceStore {
-            InvoiceStore(db: app.db, clinicID: try #require(try await Clinic.query(on: app.db).first()).requireID())
+            try await ClinicBilling.query(on: app.db).delete()
+            return InvoiceStore(db: app.db, clinicID: try #require(try await Clinic.query(on: app.db).first()).requireID())
         }
 
         func treatment(_ pence: Int64 = 25_000) -> [InvoiceLine] {
