@@ -121,6 +121,7 @@ public func configure(_ app: Application, settings: DermisSettings) async throws
     try app.register(collection: PaymentWebhookController())
     try app.register(collection: BillingController())
     try app.register(collection: WaitlistController())
+    try app.register(collection: PortalWaitlistController())
     try app.register(collection: MessagePreferencesController())
     try app.register(collection: MessagingAdminController())
     try app.register(collection: MetricsController())

@@ -60,6 +60,9 @@ extension AppTests {
             POST /my/appointments/:appointmentID/move                   patient
             POST /my/appointments/:appointmentID/cancel                 patient
             GET /my/care/:chartID                                       patient
+            GET /my/waitlist                                            patient
+            POST /my/waitlist                                           patient
+            POST /my/waitlist/:entryID/withdraw                         patient
             POST /my/care/:chartID/check-ins                            patient
             GET /my/progress                                            patient
             GET /my/photos/:photoID                                     patient

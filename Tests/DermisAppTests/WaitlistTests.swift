@@ -104,37 +104,84 @@ extension AppTests {
             }
         }
 
-        @Test func aFreedTreatmentTimeIsNeverOfferedInsideAPatientsSeriesInterval() async throws {
+        @Test func aPatientAsksFromTheirOwnPagesAndTakingAnEarlierTimeReleasesTheirLaterBooking() async throws {
             try await withDermis { app, settings in
                 let deskHeaders = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
                 let desk = TestClient(app: app, headers: deskHeaders)
-                let patients = try await Patient.query(on: app.db).sort(\.$familyName).all()
-                for patient in patients where patient.email == nil {
+                let clinical = try await signIn(app, try await makeStaff(app, role: .practitioner), clock: settings.clock)
+                let zoe = try #require(try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first())
+                let other = try #require(try await Patient.query(on: app.db).filter(\.$id != zoe.id!).first())
+                let location = try await Location.query(on: app.db).first()!.id!.uuidString
+                let portal = AppTests.Portal()
+                let patient = try await portal.signIn(app)
+                // Without a plan there is nothing to wait for.
+                #expect(try await portal.get(app, "/my/waitlist", headers: patient).1.contains("waitlist-blocked"))
+                try await Course(app: app, session: clinical, patientID: zoe.id!).ready()
+                func book(_ who: Patient, _ start: String, _ zones: [String]) async throws -> TestClient.Reply {
+                    try await desk.send(.POST, "/api/v1/appointments", ["location": location, "service": "treatment", "patient": who.id!.uuidString,
+                                                                        "start": start, "zones": zones])
+                }
+                #expect(try await book(zoe, "2026-12-21T10:00:00Z", ["cheeks", "forehead"]).status == .created)
+                #expect(try await book(other, "2026-12-02T09:00:00Z", ["cheeks", "forehead"]).status == .created)
+                let page = try await portal.get(app, "/my/waitlist", headers: patient).1
+                #expect(page.contains("id=\"replaces\"") && page.contains("Mon 21 Dec"), "she is told her later booking would be released")
+                let bad = try await portal.post(app, "/my/waitlist", [("location", location), ("earliest", "2026-12-10"), ("latest", "2026-12-01")], headers: patient)
+                #expect(bad.0 == .unprocessableEntity && bad.1.contains("data-field=\"latest\""))
+                #expect(try await portal.post(app, "/my/waitlist", [("location", location), ("earliest", "2026-11-28"), ("latest", "2026-12-19")],
+                                              headers: patient).0 == .seeOther)
+                let entry = try #require(try await WaitlistEntry.query(on: app.db).first())
+                #expect(entry.source == RecordSource.patientPortal && entry.zoneList == ["cheeks", "forehead"] && entry.replacesID != nil)
+                #expect(try await portal.post(app, "/my/waitlist", [("location", location), ("earliest", "2026-11-28"), ("latest", "2026-12-19")],
+                                              headers: patient).0 == .conflict, "once")
+                // The other patient's 2 December time is given up: offered to Zoë, who takes it; her 21 December booking goes.
+                let freed = try #require(try await Appointment.query(on: app.db).filter(\.$patient.$id == other.id!).first())
+                #expect(try await desk.send(.PATCH, "/api/v1/appointments/\(freed.id!)", ["status": "cancelled"], ifMatch: freed.version).status == .ok)
+                let link = try #require(try await offerLink(app, zoe))
+                let (taken, takenPage) = try await post(app, link, [:], [])
+                #expect(taken == .ok && takenPage.contains("offer-booked"), "\(takenPage.prefix(400))")
+                let hers = try await Appointment.query(on: app.db).filter(\.$patient.$id == zoe.id!).sort(\.$startsAt).all()
+                #expect(hers.map(\.status) == ["booked", "cancelled"] && hers.first?.startsAt == freed.startsAt)
+                #expect(try await WaitlistEntry.find(entry.id, on: app.db)?.status == "booked")
+            }
+        }
+
+        @Test func aFreedTreatmentTimeIsNeverOfferedInsideAPatientsSeriesIntervalNorOnceItHasPassed() async throws {
+            try await withDermis { app, settings in
+                let deskHeaders = try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock)
+                let desk = TestClient(app: app, headers: deskHeaders)
+                let clinical = try await signIn(app, try await makeStaff(app, role: .practitioner), clock: settings.clock)
+                let zoe = try #require(try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first())
+                let others = try await Patient.query(on: app.db).filter(\.$id != zoe.id!).sort(\.$familyName).all()
+                for patient in others where patient.email == nil {
                     patient.email = "\(patient.givenName.lowercased())@patient.test"
                     try await patient.save(on: app.db)
                 }
-                let (booked, soon, free) = (patients[0], patients[1], patients[2])
+                let (booked, free) = (others[0], others[1])
+                // Zoë's forehead was treated today: her next forehead session is weeks away.
+                let course = Course(app: app, session: clinical, patientID: zoe.id!)
+                try await course.ready()
+                _ = try await signedChart(app, course, settings)
                 let location = try await Location.query(on: app.db).first()!.id!.uuidString
-                func book(_ patient: Patient, _ start: String) async throws -> TestClient.Reply {
-                    try await desk.send(.POST, "/api/v1/appointments", ["location": location, "service": "treatment", "patient": patient.id!.uuidString,
-                                                                        "start": start, "zones": ["forehead"]])
-                }
-                #expect(try await book(booked, "2026-12-02T09:00:00Z").status == .created)
-                // `soon` has a forehead treatment booked the day after: the freed time is inside their interval.
-                #expect(try await book(soon, "2026-12-03T09:00:00Z").status == .created)
-                #expect(try await wait(app, deskHeaders, soon, service: "treatment", zones: ["forehead"]) == .seeOther)
+                #expect(try await desk.send(.POST, "/api/v1/appointments", ["location": location, "service": "treatment", "patient": booked.id!.uuidString,
+                                                                            "start": "2026-12-02T09:00:00Z", "zones": ["forehead"]]).status == .created)
+                #expect(try await wait(app, deskHeaders, zoe, service: "treatment", zones: ["forehead"]) == .seeOther)
                 #expect(try await wait(app, deskHeaders, free, service: "treatment", zones: ["forehead"]) == .seeOther)
                 let appointment = try #require(try await Appointment.query(on: app.db).filter(\.$patient.$id == booked.id!).first())
                 #expect(try await desk.send(.PATCH, "/api/v1/appointments/\(appointment.id!)", ["status": "cancelled"], ifMatch: appointment.version).status == .ok)
-                #expect(try await offerLink(app, soon) == nil, "inside the series interval: not offered")
-                #expect(try await offerLink(app, free) != nil)
-                // A time already past when it is cancelled is offered to nobody.
-                settings.manualClock.advance(by: 10 * 24 * 3600)
-                let later = try await WaitlistOffer.query(on: app.db).count()
-                let past = try #require(try await Appointment.query(on: app.db).filter(\.$patient.$id == soon.id!).first())
+                #expect(try await offerLink(app, zoe) == nil, "inside her series interval: not offered")
+                #expect(try await offerLink(app, free) != nil, "asked later, but offered")
+                // A time already past when it is cancelled (09:00, cancelled at 10:00 that day) is offered to nobody, even to
+                // someone waiting for that very day.
+                let taken = try await post(app, try #require(try await offerLink(app, free)), [:], [])
+                #expect(taken.0 == .ok)
+                settings.manualClock.advance(by: 5 * 24 * 3600 - 30 * 60)   // Wednesday 2 December, 10:00
+                #expect(try await wait(app, try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock), booked,
+                                       service: "treatment", zones: ["forehead"], from: "2026-12-02", to: "2026-12-30") == .seeOther)
+                let offers = try await WaitlistOffer.query(on: app.db).count()
+                let past = try #require(try await Appointment.query(on: app.db).filter(\.$patient.$id == free.id!).filter(\.$status == "booked").first())
                 let again = TestClient(app: app, headers: try await signIn(app, try await makeStaff(app, role: .frontDesk), clock: settings.clock))
                 #expect(try await again.send(.PATCH, "/api/v1/appointments/\(past.id!)", ["status": "cancelled"], ifMatch: past.version).status == .ok)
-                #expect(try await WaitlistOffer.query(on: app.db).count() == later)
+                #expect(try await WaitlistOffer.query(on: app.db).count() == offers)
             }
         }
     }

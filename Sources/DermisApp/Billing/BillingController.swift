@@ -224,7 +224,7 @@ struct BillingController: RouteCollection {
 
     /// The clinic's own day of an instant (its first location's zone).
     private func dayFormatter(_ req: Request, clinic: UUID) async throws -> (Date) -> String {
-        let zone = try await Location.query(on: req.db).filter(\.$clinic.$id == clinic).sort(\.$name).first()?.zone ?? TimeZone(identifier: "UTC")!
+        let zone = try await Location.query(on: req.db).filter(\.$clinic.$id == clinic).sort(\.$name).first()?.zone ?? TimeZone.gmt
         return { CalendarDate($0, in: zone).description }
     }
 
@@ -832,7 +832,7 @@ struct BillingController: RouteCollection {
 
     /// The range asked for (`from`, `to`: days, both included), by default this month so far.
     private func range(_ req: Request) async throws -> (CalendarDate, CalendarDate, Date, Date, TimeZone) {
-        let zone = try await req.clinic()?.zone ?? TimeZone(identifier: "UTC")!
+        let zone = try await req.clinic()?.zone ?? TimeZone.gmt
         let today = req.today(in: try await req.clinic())
         let fromText = (try? req.query.get(String.self, at: "from")) ?? ""
         let toText = (try? req.query.get(String.self, at: "to")) ?? ""

@@ -196,6 +196,8 @@ struct SchedulingService {
         var seriesID: UUID?
         /// The id the client made for this booking (see `replay`).
         var clientID: UUID? = nil
+        /// A booking of the patient's this one replaces (an earlier time from the waitlist): its interval does not count.
+        var replacing: UUID? = nil
     }
 
     /// The booking a client-made id already names, when it is this same booking (location, service, start, patient):
@@ -224,7 +226,8 @@ struct SchedulingService {
     func book(_ booking: Booking, by staffID: UUID?, confirmTokenHash: String? = nil) async throws -> Appointment {
         let search = Search(location: booking.location, service: booking.service, zones: booking.zones,
                             from: CalendarDate(booking.start, in: booking.location.zone), to: CalendarDate(booking.start, in: booking.location.zone),
-                            practitionerID: booking.practitionerID, patientID: booking.patientID, overrideInterval: booking.overrideReason != nil)
+                            practitionerID: booking.practitionerID, patientID: booking.patientID, ignoring: booking.replacing,
+                            overrideInterval: booking.overrideReason != nil)
         let found = try await availability(search)
         guard let slot = found.slots.first(where: { $0.start == booking.start }) else {
             let clinical = req.principal.map { AccessRule.clinical.contains($0.role) } ?? false

@@ -24,6 +24,9 @@ final class WaitlistEntry: Model, @unchecked Sendable {
     /// `staff` or `patient-portal`.
     @Field(key: "source") var source: String
     @OptionalField(key: "appointment_id") var appointmentID: UUID?
+    /// The patient's own later booking this entry wants earlier: released when an earlier time is taken, and only times
+    /// before it are offered.
+    @OptionalField(key: "replaces_id") var replacesID: UUID?
     @Field(key: "created_at") var createdAt: Date
     @OptionalField(key: "created_by") var createdBy: UUID?
     @Field(key: "updated_at") var updatedAt: Date
@@ -73,6 +76,7 @@ struct CreateWaitlist: AsyncMigration {
             .field("status", .string, .required)
             .field("source", .string, .required)
             .field("appointment_id", .uuid)
+            .field("replaces_id", .uuid)
             .field("created_at", .datetime, .required)
             .field("created_by", .uuid)
             .field("updated_at", .datetime, .required)
@@ -125,8 +129,12 @@ extension SchedulingService {
         for entry in waiting where offered < Self.offersPerTime {
             if let wanted = entry.practitionerID, wanted != freed.practitionerID { continue }
             if entry.$patient.id == freed.$patient.id { continue }
+            if let replaces = entry.replacesID {
+                // Only a time earlier than the booking it would replace (still booked).
+                guard let own = try await Appointment.find(replaces, on: db), own.appointmentStatus == .booked, freed.startsAt < own.startsAt else { continue }
+            }
             let search = Search(location: location, service: service, zones: entry.zoneList, from: day, to: day,
-                                practitionerID: entry.practitionerID, patientID: entry.$patient.id)
+                                practitionerID: entry.practitionerID, patientID: entry.$patient.id, ignoring: entry.replacesID)
             guard try await availability(search).slots.contains(where: { $0.start == freed.startsAt }) else { continue }
             guard let patient = try await Patient.find(entry.$patient.id, on: db),
                   let route = try await MessageRoute.to(patient: patient.id, email: patient.email ?? "", phone: patient.phoneE164 ?? "", on: db) else {
@@ -185,7 +193,7 @@ extension SchedulingService {
                               practitionerID: entry.practitionerID, patientID: patient.id, contactName: patient.fullName,
                               contactEmail: patient.email ?? "", contactPhone: patient.phoneE164 ?? "",
                               notes: "From the waitlist (asked \(CalendarDate(entry.createdAt, in: location.zone))).", source: "waitlist",
-                              status: .booked, overrideReason: nil, seriesID: nil)
+                              status: .booked, overrideReason: nil, seriesID: nil, replacing: entry.replacesID)
         let appointment: Appointment
         do {
             appointment = try await Writes.savepoint(db) { _ in try await book(booking, by: nil) }
@@ -200,6 +208,10 @@ extension SchedulingService {
             .set(\.$status, to: "booked").set(\.$appointmentID, to: appointment.id).set(\.$updatedAt, to: now)
             .run(orThrow: DomainError.conflict("The waitlist entry changed meanwhile."))
         try await closeOffers(of: offer.freedID, except: offerID)
+        // The later booking this replaces is released (and offered in turn to whoever waits for it).
+        if let replaces = entry.replacesID, let own = try await Appointment.find(replaces, on: db), own.appointmentStatus == .booked {
+            _ = try await setStatus(own, to: .cancelled, expectedVersion: own.version)
+        }
         return .booked(appointment)
     }
 
@@ -268,6 +280,9 @@ extension SchedulingService {
         entry.earliest = max(from!, today).description
         entry.latest = to!.description
         entry.practitionerID = practitioner
+        // A patient who already has a later booking of this service wants it earlier: taking an offer releases it.
+        entry.replacesID = try await Appointment.query(on: db).filter(\.$patient.$id == patientID).filter(\.$service.$id == service.requireID())
+            .filter(\.$status == AppointmentStatus.booked.rawValue).filter(\.$startsAt > now).sort(\.$startsAt).first()?.id
         entry.status = "waiting"
         entry.source = source
         entry.createdAt = now

@@ -28,6 +28,8 @@ struct WaitlistController: RouteCollection {
         let practitioner: String
         let asked: String
         let source: String
+        /// The later booking an earlier time would replace.
+        let replaces: String
     }
 
     struct OfferRow: Encodable {
@@ -57,12 +59,13 @@ struct WaitlistController: RouteCollection {
         let staff = try req.staff()
         let scheduling = SchedulingService(req: req, clinicID: staff.clinicID)
         let locations = try await scheduling.locations()
-        let zone = locations.first?.zone ?? TimeZone(identifier: "UTC")!
+        let zone = locations.first?.zone ?? TimeZone.gmt
         let date = (try? req.query.get(String.self, at: "date")).flatMap(CalendarDate.init(iso:))
         return try await req.audited(.search, objectType: "Patient") {
             var query = WaitlistEntry.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).filter(\.$status == "waiting")
             if let date { query = query.filter(\.$earliest <= date.description).filter(\.$latest >= date.description) }
             let entries = try await query.sort(\.$createdAt).limit(200).all()
+            let replaced = try await Appointment.query(on: req.db).filter(\.$id ~~ Set(entries.compactMap(\.replacesID))).all()
             let offers = try await WaitlistOffer.query(on: req.db).filter(\.$clinic.$id == staff.clinicID).sort(\.$createdAt, .descending).limit(100).all()
             let offerEntries = try await WaitlistEntry.query(on: req.db).filter(\.$id ~~ Set(offers.map { $0.$entry.id })).all()
             let patientIDs = Set(entries.map { $0.$patient.id } + offerEntries.map { $0.$patient.id })
@@ -86,7 +89,8 @@ struct WaitlistController: RouteCollection {
                              service: serviceNames[e.$service.id] ?? "", zones: e.zoneList.map { zoneNames[$0] ?? $0 }.joined(separator: ", "),
                              days: e.earliest == e.latest ? e.earliest : "\(e.earliest) to \(e.latest)",
                              practitioner: e.practitionerID.flatMap { staffNames[$0] } ?? "anyone", asked: LocalTime.words(e.createdAt, in: zone),
-                             source: e.source == "patient-portal" ? "the patient, online" : "the front desk")
+                             source: e.source == RecordSource.patientPortal ? "the patient, online" : "the front desk",
+                             replaces: e.replacesID.flatMap { id in replaced.first { $0.id == id } }.map { "instead of \(LocalTime.words($0.startsAt, in: zone))" } ?? "")
                 },
                 offers: offers.filter { $0.status == "offered" }.map(offerRow),
                 answered: offers.filter { $0.status != "offered" }.prefix(20).map(offerRow),
