@@ -5,6 +5,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -235,3 +236,17 @@ def axe_problems(browser):
     results = axe.run()
     return [f"{v['id']} ({v['impact']}): {v['help']} — " + "; ".join(" ".join(n["target"]) for n in v["nodes"][:5])
             for v in results["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def api_json(server, token, path, body=None, method=None, version=None):
+    """A JSON API call with a bearer token (and If-Match when `version` is given): (status, decoded JSON or the error text)."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if version is not None:
+        headers["If-Match"] = f'W/"{version}"'
+    request = urllib.request.Request(server.base + path, data=json.dumps(body).encode() if body is not None else None,
+                                     method=method or ("POST" if body is not None else "GET"), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()

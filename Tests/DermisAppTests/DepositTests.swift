@@ -187,6 +187,10 @@ extension AppTests {
                 let note = try #require(try await Invoice.find(released.creditNoteID, on: app.db))
                 #expect(note.kind == "credit-note" && note.number == 2 && note.gross == 3000 && note.creditsInvoiceID == invoice.id)
                 #expect((note.reason ?? "").contains("attended"))
+                // The deposit's invoice is never refunded again at the desk: that would give the money back twice.
+                let twice = try await post(app, "/invoices/\(invoice.id!)/refund", headers: headers,
+                                           form([("amount", "30.00"), ("method", "cash"), ("reason", "Refund at the desk")]))
+                #expect(twice.0 == .conflict && twice.1.contains("deposit"))
                 let refund = try #require(try await InvoicePayment.find(released.refundID, on: app.db))
                 #expect(refund.kind == "refund" && refund.amount == 3000 && refund.reference == "re_1" && refund.invoiceID == note.id)
             }

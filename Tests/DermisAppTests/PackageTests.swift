@@ -94,6 +94,8 @@ extension AppTests {
                 let unpaid = try await post(app, "/packages/\(acnePackage.id!)/refund", desk, [("method", "cash"), ("reason", "Moving away")])
                 #expect(unpaid.0 == .unprocessableEntity && unpaid.1.contains("paid and not yet given back"))
                 #expect(try await post(app, "/invoices/\(invoice.id!)/payments", desk, [("amount", "600.00"), ("method", "card-terminal")]).0 == .seeOther)
+                let direct = try await post(app, "/invoices/\(invoice.id!)/refund", desk, [("amount", "600.00"), ("method", "cash"), ("reason", "Whole")])
+                #expect(direct.0 == .conflict && direct.1.contains("for a package"), "a package's invoice is refunded through the package, which closes it")
                 #expect(try await post(app, "/packages/\(acnePackage.id!)/refund", desk, [("method", "cash"), ("reason", "")]).0 == .unprocessableEntity)
                 let refund = try await post(app, "/packages/\(acnePackage.id!)/refund", desk, [("method", "cash"), ("reason", "Moving away")])
                 #expect(refund.0 == .seeOther)

@@ -4,18 +4,15 @@ gets it and the other is told it has gone), and an online booking's deposit paid
 (tests/fakepay.py) — held, refunded when the patient attends, every step on the invoice trail — with the provider's
 webhooks replayed, forged and stale. axe-core checks the new pages."""
 import datetime
-import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from conftest import ROOT, RunningServer, axe_problems, book_online, free_port, run_dermis, sign_in, submit_and_wait
+from conftest import api_json as api, ROOT, RunningServer, axe_problems, book_online, free_port, run_dermis, sign_in, submit_and_wait
 from fakepay import SECRET, WEBHOOK_SECRET, FakePay
 from mailserver import MailServer
 from test_booking import fresh_postgres_database
@@ -45,18 +42,6 @@ def clinic(request, tmp_path):
         finally:
             server.stop()
 
-
-def api(server, token, path, body=None, method=None, version=None):
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    if version is not None:
-        headers["If-Match"] = f'W/"{version}"'
-    request = urllib.request.Request(server.base + path, data=json.dumps(body).encode() if body is not None else None,
-                                     method=method or ("POST" if body is not None else "GET"), headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def checked(browser, name):

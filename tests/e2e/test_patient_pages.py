@@ -3,19 +3,16 @@ e-mail at a real SMTP server, the health questions, the consent signed with a fi
 time the series interval allows, and a check-in after the first session. axe-core checks every page the patient
 visits (and the staff pages the practitioner then reads) for serious or critical accessibility problems. The staff
 side shows the patient's own answers and signature. Screenshots at phone and tablet sizes go to .test-output."""
-import json
 import os
 import re
 import sqlite3
 import subprocess
-import urllib.error
-import urllib.request
 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
-from conftest import ROOT, RunningServer, axe_problems, free_port, post_form, run_dermis, sign_in, submit_and_wait
+from conftest import api_json as api, ROOT, RunningServer, axe_problems, free_port, post_form, run_dermis, sign_in, submit_and_wait
 from mailserver import MailServer
 from test_booking import fresh_postgres_database
 
@@ -44,18 +41,6 @@ def clinic(request, tmp_path):
         finally:
             server.stop()
 
-
-def api(server, token, path, body=None, method=None, version=None):
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    if version is not None:
-        headers["If-Match"] = f'W/"{version}"'
-    request = urllib.request.Request(server.base + path, data=json.dumps(body).encode() if body is not None else None,
-                                     method=method or ("POST" if body is not None else "GET"), headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def first_id(database_url, data_dir, table, where=""):

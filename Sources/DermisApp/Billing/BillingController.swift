@@ -310,6 +310,8 @@ struct BillingController: RouteCollection {
         let deposit: String?
         let errors: [ErrorLine]
         let methods: [Option]
+        /// Refunded here (not a deposit's, not an active package's: those have their own way back).
+        let refundable: Bool
     }
 
     private func invoice(_ req: Request) async throws -> Invoice {
@@ -358,6 +360,8 @@ struct BillingController: RouteCollection {
         let deposit = try await Deposit.query(on: req.db).group(.or) {
             $0.filter(\.$invoiceID == invoice.id).filter(\.$creditNoteID == invoice.id)
         }.first()
+        let activePackages = try await PatientPackage.query(on: req.db).filter(\.$invoiceID == invoice.requireID()).filter(\.$status == "active").count()
+        let refundable = deposit == nil && activePackages == 0
         var byRate: [Int: (Int64, Int64)] = [:]
         for (line, total) in zip(lines, totals) {
             byRate[line.taxRate.basisPoints, default: (0, 0)].0 += total.net
@@ -382,7 +386,8 @@ struct BillingController: RouteCollection {
             pricesIncludeTax: invoice.pricesIncludeTax, roundingRule: InvoiceTotals.roundingRule, reason: invoice.reason, money: money,
             due: Self.money(due, code), dueMinor: due, paidMinor: paid,
             deposit: deposit.map { "Deposit for an online booking: \($0.status)\($0.outcome.map { ". \($0)" } ?? "")" },
-            errors: errors, methods: [Option(id: "cash", name: "Cash", selected: true), Option(id: "card-terminal", name: "Card terminal", selected: false)]))
+            errors: errors, methods: [Option(id: "cash", name: "Cash", selected: true), Option(id: "card-terminal", name: "Card terminal", selected: false)],
+            refundable: refundable))
             .response(status, for: req)
     }
 

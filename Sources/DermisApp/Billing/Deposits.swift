@@ -238,6 +238,14 @@ struct Deposits {
         return try await policy()
     }
 
+    /// A link the payer may be sent to: https, or plain http only to this machine (a test provider).
+    static func isCheckoutLink(_ text: String) -> Bool {
+        guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty else {
+            return false
+        }
+        return scheme == "https" || (scheme == "http" && ["localhost", "127.0.0.1", "::1"].contains(host))
+    }
+
     func deposit(of appointment: Appointment) async throws -> Deposit? {
         try await Deposit.query(on: db).filter(\.$appointmentID == appointment.requireID()).first()
     }
@@ -270,13 +278,13 @@ struct Deposits {
         if let id = deposit.checkoutID {
             let session = try await provider.checkout(id)
             if session.isPaid { _ = try await paid(session, req: req); return nil }
-            if session.status == "open", let url = session.url { return url }
+            if session.status == "open", let url = session.url, Self.isCheckoutLink(url) { return url }
         }
         let session = try await provider.createCheckout(
             amount: deposit.amount, currency: policy.currency, description: description, reference: try deposit.requireID().uuidString,
             successURL: returnURL + "?paid=1", cancelURL: returnURL, idempotencyKey: "checkout-\(try deposit.requireID())-\(deposit.checkoutID ?? "first")")
-        guard session.amountTotal == nil || session.amountTotal == deposit.amount, let url = session.url else {
-            throw PaymentError(retryable: false, message: "the provider's checkout does not match the deposit")
+        guard session.amountTotal == nil || session.amountTotal == deposit.amount, let url = session.url, Self.isCheckoutLink(url) else {
+            throw PaymentError(retryable: false, message: "the provider's checkout does not match the deposit, or its link is not https")
         }
         deposit.checkoutID = session.id
         deposit.updatedAt = now
@@ -348,7 +356,7 @@ struct Deposits {
     }
 
     /// The booking ended as `status`: a held deposit is released or kept as its policy says. In the caller's unit of work.
-    func statusChanged(_ appointment: Appointment, to status: AppointmentStatus) async throws {
+    func statusChanged(_ appointment: Appointment, to status: AppointmentStatus, release reason: String? = nil) async throws {
         guard let deposit = try await deposit(of: appointment) else { return }
         if deposit.depositStatus == .awaitingPayment && [.cancelled, .expired].contains(status) {
             deposit.status = DepositStatus.abandoned.rawValue
@@ -360,7 +368,9 @@ struct Deposits {
         guard deposit.depositStatus == .held, let currency = Currency(deposit.currency) else { return }
         let location = try await Location.require(appointment.$location.id, on: db)
         let policy = DepositPolicy(amount: deposit.amount, currency: currency, noticeHours: deposit.noticeHours)
-        guard let settled = policy.settle(status, startsAt: appointment.startsAt, at: now, in: location.zone) else { return }
+        guard let settled = reason.map({ (release: true, why: $0) }) ?? policy.settle(status, startsAt: appointment.startsAt, at: now, in: location.zone) else {
+            return
+        }
         try await ConditionalUpdate(Deposit.self, id: try deposit.requireID(), on: db)
             .where(\.$status, .equal, DepositStatus.held.rawValue)
             .set(\.$status, to: (settled.release ? DepositStatus.releaseDue : .kept).rawValue)
@@ -396,41 +406,52 @@ struct Deposits {
         for deposit in due {
             let id = try deposit.requireID()
             guard let intent = deposit.paymentIntent, let invoiceID = deposit.invoiceID else { continue }
-            let refund: ProviderRefund
             do {
-                refund = try await provider.refund(paymentIntent: intent, amount: deposit.amount, idempotencyKey: "deposit-refund-\(id)")
-                guard !["failed", "canceled"].contains(refund.status) else {
-                    throw PaymentError(retryable: false, message: "the provider reports the refund \(refund.status)")
-                }
-            } catch let error as PaymentError {
-                try await ConditionalUpdate(Deposit.self, id: id, on: db).set(\.$lastError, to: String(error.message.prefix(300)))
-                    .run(orThrow: DomainError.notFound("gone"))
-                continue
-            }
-            try await Writes.transaction(db) { db in
-                try await ConditionalUpdate(Deposit.self, id: id, on: db)
-                    .where(\.$status, .equal, DepositStatus.releaseDue.rawValue)
-                    .set(\.$status, to: DepositStatus.released.rawValue).set(\.$updatedAt, to: now)
-                    .run(orThrow: DomainError.conflict("The deposit changed meanwhile."))
-                let note = try await InvoiceStore(db: db, clinicID: clinicID)
-                    .credit(invoiceID, amount: deposit.amount, reason: deposit.outcome ?? "Deposit refunded.", by: Self.issuedByDermis, at: now)
-                let payment = InvoicePayment()
-                payment.id = UUID()
-                payment.$clinic.id = clinicID
-                payment.invoiceID = try note.requireID()
-                payment.kind = "refund"
-                payment.method = InvoicePayment.online
-                payment.amount = deposit.amount
-                payment.reference = refund.id
-                payment.recordedAt = now
-                try await payment.create(on: db)
-                try await ConditionalUpdate(Deposit.self, id: id, on: db)
-                    .set(\.$creditNoteID, to: try note.requireID()).set(\.$refundID, to: payment.id).set(\.$lastError, to: nil)
+                try await release(deposit, id: id, intent: intent, invoiceID: invoiceID)
+                released += 1
+            } catch {
+                // Whatever went wrong, it is said on the deposit and it goes to the back of the queue: one deposit that
+                // cannot be refunded never holds up the others.
+                let words = (error as? PaymentError)?.message ?? String(describing: error)
+                try await ConditionalUpdate(Deposit.self, id: id, on: db).set(\.$lastError, to: String(words.prefix(300))).set(\.$updatedAt, to: now)
                     .run(orThrow: DomainError.notFound("gone"))
             }
-            released += 1
         }
         return released
+    }
+
+    private func release(_ deposit: Deposit, id: UUID, intent: String, invoiceID: UUID) async throws {
+        guard let provider else { return }
+        // Nothing goes back through the provider that the invoice no longer has to give.
+        let credited = try await Invoice.query(on: db).filter(\.$creditsInvoiceID == invoiceID).all().map(\.gross).reduce(0, +)
+        guard let invoice = try await Invoice.find(invoiceID, on: db), invoice.gross - credited >= deposit.amount else {
+            throw PaymentError(retryable: false, message: "the deposit's invoice was already credited; refund it by hand if the patient is owed it")
+        }
+        let refund = try await provider.refund(paymentIntent: intent, amount: deposit.amount, idempotencyKey: "deposit-refund-\(id)")
+        guard !["failed", "canceled"].contains(refund.status) else {
+            throw PaymentError(retryable: false, message: "the provider reports the refund \(refund.status)")
+        }
+        try await Writes.transaction(db) { db in
+            try await ConditionalUpdate(Deposit.self, id: id, on: db)
+                .where(\.$status, .equal, DepositStatus.releaseDue.rawValue)
+                .set(\.$status, to: DepositStatus.released.rawValue).set(\.$updatedAt, to: now)
+                .run(orThrow: DomainError.conflict("The deposit changed meanwhile."))
+            let note = try await InvoiceStore(db: db, clinicID: clinicID)
+                .credit(invoiceID, amount: deposit.amount, reason: deposit.outcome ?? "Deposit refunded.", by: Self.issuedByDermis, at: now)
+            let payment = InvoicePayment()
+            payment.id = UUID()
+            payment.$clinic.id = clinicID
+            payment.invoiceID = try note.requireID()
+            payment.kind = "refund"
+            payment.method = InvoicePayment.online
+            payment.amount = deposit.amount
+            payment.reference = refund.id
+            payment.recordedAt = now
+            try await payment.create(on: db)
+            try await ConditionalUpdate(Deposit.self, id: id, on: db)
+                .set(\.$creditNoteID, to: try note.requireID()).set(\.$refundID, to: payment.id).set(\.$lastError, to: nil)
+                .run(orThrow: DomainError.notFound("gone"))
+        }
     }
 }
 

@@ -274,8 +274,18 @@ struct InvoiceStore {
 
     /// A refund given at the desk: a credit note for `amount` and the money back on it (cash or the terminal), in one
     /// unit of work. Never more than was paid and not yet given back.
-    /// With method `none` it only cancels what is still owed (a credit note with no money back).
-    func refund(_ invoiceID: UUID, amount: Int64, reason: String, method: String, by staffID: UUID, at now: Date) async throws -> Invoice {
+    /// With method `none` it only cancels what is still owed (a credit note with no money back). A deposit's invoice
+    /// and an active package's are refused here: they are given back by releasing the deposit (through the provider)
+    /// or refunding the package (which closes it), so money never goes back twice. `allowPackage` is the package
+    /// refund's own call.
+    func refund(_ invoiceID: UUID, amount: Int64, reason: String, method: String, by staffID: UUID, at now: Date,
+                allowPackage: Bool = false) async throws -> Invoice {
+        if try await Deposit.query(on: db).filter(\.$invoiceID == invoiceID).count() > 0 {
+            throw DomainError.conflict("This is a deposit's invoice: give the deposit back from the invoices page (it is refunded through the payment provider).")
+        }
+        if !allowPackage, try await PatientPackage.query(on: db).filter(\.$invoiceID == invoiceID).filter(\.$status == "active").count() > 0 {
+            throw DomainError.conflict("This invoice is for a package: refund its unused sessions from the patient's invoices and packages, which closes it.")
+        }
         guard InvoicePayment.methods.contains(method) || method == "none" else {
             throw InvalidInput(path: "method", problem: "must be one of \(InvoicePayment.methods.joined(separator: ", ")) or none")
         }

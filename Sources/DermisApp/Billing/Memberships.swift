@@ -157,6 +157,8 @@ struct Memberships {
         guard startOn >= today, today.days(until: startOn) <= 90 else { throw InvalidInput(path: "startOn", problem: "must be from today to 90 days ahead") }
         let patientID = try patient.requireID()
         return try await Writes.transaction(db) { db in
+            // The patient's row first: two presses at once take turns, so one membership is made.
+            try await Patient.lockRow(patientID, on: db)
             if try await Membership.query(on: db).filter(\.$patient.$id == patientID).filter(\.$status == "active").count() > 0 {
                 throw DomainError.conflict("The patient already has a membership; cancel it first.")
             }
@@ -187,7 +189,10 @@ struct Memberships {
             throw DomainError.notFound("No such membership.")
         }
         guard membership.status == "active", membership.endsOn == nil else { throw DomainError.conflict("This membership is cancelled already.") }
+        // Conditional on the month read: a renewal at the same moment makes this a 409 to try again, never a cancellation
+        // dated to a month already over while the next one was invoiced.
         try await ConditionalUpdate(Membership.self, id: membershipID, on: db).where(\.$status, .equal, "active").whereNull(\.$endsOn)
+            .where(\.$periodEnd, .equal, membership.periodEnd)
             .set(\.$endsOn, to: membership.periodEnd).set(\.$cancelledAt, to: now).set(\.$cancelledBy, to: staffID)
             .run(orThrow: DomainError.conflict("This membership changed meanwhile."))
         return try await Membership.require(membershipID, on: db)
@@ -236,6 +241,7 @@ struct Memberships {
     /// A signed chart uses one of the sessions included this month, if the patient's membership has one left.
     @discardableResult
     func use(chart: TreatmentSession, day: CalendarDate) async throws -> Membership? {
+        try await Patient.lockRow(chart.$patient.id, on: db)
         guard try await MembershipUse.query(on: db).filter(\.$chartID == chart.chartID).count() == 0,
               let membership = try await Membership.query(on: db).filter(\.$clinic.$id == clinicID).filter(\.$patient.$id == chart.$patient.id)
                 .filter(\.$status == "active").first(),

@@ -235,6 +235,8 @@ struct Packages {
     @discardableResult
     func redeem(chart: TreatmentSession, day: CalendarDate) async throws -> PatientPackage? {
         let chartID = chart.chartID
+        // The patient's row first: two charts signed at once take turns, so a package's last session is used once.
+        try await Patient.lockRow(chart.$patient.id, on: db)
         guard try await PackageRedemption.query(on: db).filter(\.$chartID == chartID).count() == 0 else { return nil }
         let treatments = try await Service.query(on: db).filter(\.$clinic.$id == clinicID).all().filter(\.isTreatment).compactMap(\.id)
         let active = try await PatientPackage.query(on: db).filter(\.$clinic.$id == clinicID).filter(\.$patient.$id == chart.$patient.id)
@@ -269,15 +271,24 @@ struct Packages {
             guard package.status == "active" else { throw DomainError.conflict("This package was refunded already.") }
             let standing = try await standings([package])[0]
             let rule = PackageRefundRule(rawValue: try await ClinicBilling.find(clinicID, on: db)?.packageRefundRule ?? "") ?? .proRata
-            let single = try await Service.find(package.serviceID, on: db)?.priceMinor
-            let amount = try rule.refund(price: package.price, sessions: package.sessions, used: standing.used, singlePrice: single)
+            // On what the patient was charged: the invoice's gross (prices with or without tax), the single price as
+            // charged too, and never more than is left after earlier credit notes.
+            guard let invoice = try await Invoice.find(package.invoiceID, on: db) else { throw DomainError.notFound("The package's invoice is missing.") }
+            let line = try invoice.decodedLines.first
+            var single = try await Service.find(package.serviceID, on: db)?.priceMinor
+            if let price = single, !invoice.pricesIncludeTax, let rate = line?.taxRate {
+                single = try MoneyMath.add(price, try MoneyMath.tax(onNet: price, rate))
+            }
+            let credited = try await Invoice.query(on: db).filter(\.$creditsInvoiceID == invoice.requireID()).all().map(\.gross).reduce(0, +)
+            let amount = min(try rule.refund(price: invoice.gross, sessions: package.sessions, used: standing.used, singlePrice: single),
+                             invoice.gross - credited)
             guard amount > 0 else { throw DomainError.conflict("Nothing is left to refund on this package (\(rule.words.lowercased())).") }
             try await ConditionalUpdate(PatientPackage.self, id: packageID, on: db).where(\.$status, .equal, "active")
                 .set(\.$status, to: "refunded").set(\.$refundedSessions, to: standing.left)
                 .run(orThrow: DomainError.conflict("This package changed meanwhile."))
             let note = try await InvoiceStore(db: db, clinicID: clinicID)
                 .refund(package.invoiceID, amount: amount, reason: "\(reason) — \(standing.left) unused of \(package.sessions) sessions; \(rule.words.lowercased())",
-                        method: method, by: staffID, at: now)
+                        method: method, by: staffID, at: now, allowPackage: true)
             try await ConditionalUpdate(PatientPackage.self, id: packageID, on: db).set(\.$creditNoteID, to: note.id)
                 .run(orThrow: DomainError.notFound("gone"))
             return (try await PatientPackage.require(packageID, on: db), note)

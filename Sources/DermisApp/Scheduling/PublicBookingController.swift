@@ -285,8 +285,12 @@ struct PublicBookingController: RouteCollection {
             let deposits = deposits(req, clinic: try clinic.requireID())
             if let deposit = try await deposits.deposit(of: appointment), let checkoutID = deposit.checkoutID,
                deposit.depositStatus == .awaitingPayment, let session = try? await provider.checkout(checkoutID), session.isPaid {
-                try await req.audited(.update, objectType: "Deposit", objectID: deposit.id?.uuidString) {
-                    _ = try await deposits.paid(session, req: req)
+                do {
+                    try await req.audited(.update, objectType: "Deposit", objectID: deposit.id?.uuidString) {
+                        _ = try await deposits.paid(session, req: req)
+                    }
+                } catch DomainError.conflict {
+                    // The provider's webhook recorded the same payment a moment before: the page shows what it did.
                 }
                 return try await renderConfirm(req, try await pending(req), status: .ok)
             }

@@ -319,7 +319,10 @@ struct SchedulingService {
     static let changedSince = DomainError.conflict("Someone changed this booking since you opened it.")
 
     /// Changes a booking's status (cancel, no-show, check-in, confirm), version-checked.
-    func setStatus(_ appointment: Appointment, to status: AppointmentStatus, expectedVersion: Int) async throws -> Appointment {
+    /// `depositRelease`: the clinic itself ends the booking (it moved elsewhere): a held deposit is given back, with
+    /// these words, whatever the notice.
+    func setStatus(_ appointment: Appointment, to status: AppointmentStatus, expectedVersion: Int,
+                   depositRelease: String? = nil) async throws -> Appointment {
         guard appointment.version == expectedVersion else { throw Self.changedSince }
         let allowed: [AppointmentStatus: [AppointmentStatus]] = [
             .pending: [.booked, .cancelled], .booked: [.checkedIn, .noShow, .cancelled], .checkedIn: [.completed, .cancelled],
@@ -342,7 +345,8 @@ struct SchedulingService {
         if status == .booked { try await AppointmentNotices.queue(.confirmed, for: changed, on: db, now: now) }
         if status == .cancelled && current != .pending { try await AppointmentNotices.queue(.cancelled, for: changed, on: db, now: now) }
         // A deposit held for it is released or kept as its policy says, in the same unit of work.
-        try await Deposits(db: db, clinicID: clinicID, provider: req.application.payments, now: now).statusChanged(changed, to: status)
+        try await Deposits(db: db, clinicID: clinicID, provider: req.application.payments, now: now)
+            .statusChanged(changed, to: status, release: depositRelease)
         // A booked time given up is offered to the patients waiting for one.
         if status == .cancelled && current != .pending { _ = try await offerFreedTime(changed, base: PortalSignInController.linkBase(req)) }
         return changed

@@ -210,7 +210,8 @@ extension SchedulingService {
         try await closeOffers(of: offer.freedID, except: offerID)
         // The later booking this replaces is released (and offered in turn to whoever waits for it).
         if let replaces = entry.replacesID, let own = try await Appointment.find(replaces, on: db), own.appointmentStatus == .booked {
-            _ = try await setStatus(own, to: .cancelled, expectedVersion: own.version)
+            _ = try await setStatus(own, to: .cancelled, expectedVersion: own.version,
+                                    depositRelease: "Refunded: the booking moved to an earlier time from the waitlist.")
         }
         return .booked(appointment)
     }
@@ -219,9 +220,14 @@ extension SchedulingService {
     private func closeOffers(of freedID: UUID, except taken: UUID) async throws {
         let open = try await WaitlistOffer.query(on: db).filter(\.$freedID == freedID).filter(\.$status == "offered").filter(\.$id != taken).all()
         for other in open {
-            try await ConditionalUpdate(WaitlistOffer.self, id: try other.requireID(), on: db).where(\.$status, .equal, "offered")
-                .set(\.$status, to: "gone").set(\.$answeredAt, to: now)
-                .run(orThrow: DomainError.conflict("An offer changed meanwhile."))
+            // One answered meanwhile (its patient lost the race and was shown so) is left as it is.
+            do {
+                try await ConditionalUpdate(WaitlistOffer.self, id: try other.requireID(), on: db).where(\.$status, .equal, "offered")
+                    .set(\.$status, to: "gone").set(\.$answeredAt, to: now)
+                    .run(orThrow: DomainError.conflict("answered"))
+            } catch DomainError.conflict {
+                continue
+            }
             let entry = try await WaitlistEntry.require(other.$entry.id, on: db)
             guard let patient = try await Patient.find(entry.$patient.id, on: db),
                   let route = try await MessageRoute.to(patient: patient.id, email: patient.email ?? "", phone: patient.phoneE164 ?? "", on: db) else {
