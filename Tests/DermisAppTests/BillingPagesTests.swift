@@ -97,7 +97,9 @@ extension AppTests {
                 #expect(try await post(app, "/invoices/\(invoice.id!)/payments", desk, [("amount", "699.97"), ("method", "card-terminal"),
                                                                                          ("reference", "slip 0042")]).0 == .seeOther)
                 #expect(try await post(app, "/invoices/\(invoice.id!)/payments", desk, [("amount", "0.01"), ("method", "cash")]).0 == .unprocessableEntity)
-                #expect(try await get(app, "/invoices/\(invoice.id!)", desk).1.contains("Still due: <strong>GBP 0.00"))
+                let paidPage = try await get(app, "/invoices/\(invoice.id!)", desk).1
+                #expect(paidPage.contains("Still due: <strong>GBP 0.00") && paidPage.contains("id=\"receipt\""), "paid in full: a receipt")
+                #expect(!page.contains("id=\"receipt\""), "not before")
                 // A refund of one treatment, by the terminal: a credit note, the invoice unchanged.
                 #expect(try await post(app, "/invoices/\(invoice.id!)/refund", desk, [("amount", "249.99"), ("method", "card-terminal"), ("reason", "")]).0
                         == .unprocessableEntity, "a refund says why")

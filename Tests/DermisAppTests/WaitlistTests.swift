@@ -99,6 +99,12 @@ extension AppTests {
                 #expect(try await OutboxMessage.query(on: app.db).filter(\.$patientID == second.id).filter(\.$kind == "booking-confirmed").count() == 1)
                 try await app.testing().test(.GET, thirdLink) { offerPage = $0.body.string }
                 #expect(offerPage.contains("offer-gone"))
+                // A booking moved away frees its old time too: offered to whoever still waits (the first, who lost).
+                let moved = try #require(live.first)
+                let firstEntry = try #require(try await WaitlistEntry.query(on: app.db).filter(\.$patient.$id == first.id!).first())
+                #expect(try await desk.send(.PATCH, "/api/v1/appointments/\(moved.id!)", ["start": "2026-12-01T09:00:00Z"], ifMatch: moved.version).status == .ok)
+                let open = try await WaitlistOffer.query(on: app.db).filter(\.$entry.$id == firstEntry.id!).filter(\.$status == "offered").all()
+                #expect(open.count == 1 && open.first?.startsAt == appointment.startsAt)
                 // Unknown links are 404 and counted against the address.
                 try await app.testing().test(.GET, "/waitlist/offer/not-a-real-token-but-long-enough") { #expect($0.status == .notFound) }
             }

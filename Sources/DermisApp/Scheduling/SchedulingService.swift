@@ -313,6 +313,18 @@ struct SchedulingService {
         } catch is OverlapRefused {
             throw try await conflict(search, after: start, because: "someone else booked that time a moment ago")
         }
+        // The time it left is free: offered to the waitlist like a cancelled one (its own offers, apart from any other).
+        if appointment.appointmentStatus == .booked {
+            let left = Appointment()
+            left.id = UUID()
+            left.$clinic.id = appointment.$clinic.id
+            left.$location.id = appointment.$location.id
+            left.$service.id = appointment.$service.id
+            left.$patient.id = appointment.$patient.id
+            left.practitionerID = appointment.practitionerID
+            left.startsAt = appointment.startsAt
+            _ = try await offerFreedTime(left, base: PortalSignInController.linkBase(req))
+        }
         return try await Appointment.require(id, on: db)
     }
 
