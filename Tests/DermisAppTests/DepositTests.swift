@@ -301,6 +301,37 @@ extension AppTests {
             }
         }
 
+        @Test func aBookingOnThePatientsOwnPagesIsHeldForItsDepositToo() async throws {
+            try await withDermis { app, settings in
+                let provider = try await takingDeposits(app)
+                let clinical = try await signIn(app, try await makeStaff(app, role: .practitioner), clock: settings.clock)
+                let zoe = try #require(try await Patient.query(on: app.db).filter(\.$familyName == "Lefèvre").first())
+                try await Course(app: app, session: clinical, patientID: zoe.id!).ready()
+                let portal = AppTests.Portal()
+                let patient = try await portal.signIn(app)
+                let page = try await portal.get(app, "/my/book", headers: patient).1
+                let start = try #require(page.matches(of: /name="start" value="([^"]+)"/).last?.1, "a time later than now")
+                let location = try #require(try await Location.query(on: app.db).first()?.id?.uuidString)
+                let (status, _, headers) = try await portal.post(app, "/my/book", [("start", String(start)), ("location", location)], headers: patient)
+                let path = try #require(headers.first(name: .location))
+                #expect(status == .seeOther && path.hasPrefix("/book/confirm/"), "on to the deposit's page")
+                let held = try #require(try await Appointment.query(on: app.db).filter(\.$patient.$id == zoe.id!).first())
+                #expect(held.status == "pending" && held.source == RecordSource.patientPortal)
+                // Her home page takes her back to it (a fresh link; the first one no longer works).
+                let home = try await portal.get(app, "/my", headers: patient).1
+                #expect(home.contains("deposit-\(held.id!)"))
+                let (again, _, moved) = try await portal.post(app, "/my/appointments/\(held.id!)/deposit", [], headers: patient)
+                let fresh = try #require(moved.first(name: .location))
+                #expect(again == .seeOther && fresh != path)
+                #expect(try await portal.get(app, path).0 == .notFound)
+                #expect(try await post(app, fresh + "/deposit").1.contains("https://pay.example/c/cs_test_1"))
+                provider.pay("cs_test_1")
+                #expect(try await deliver(app, type: "checkout.session.completed", checkout: "cs_test_1", eventID: "evt_portal", at: settings.clock.now()).0 == .ok)
+                #expect(try await Appointment.find(held.id, on: app.db)?.status == "booked")
+                #expect(try await deposit(app, held).status == "held")
+            }
+        }
+
         @Test func thePolicySaysWhereTheNoticeEnds() {
             let policy = DepositPolicy(amount: 2500, currency: Currency("EUR")!, noticeHours: 24)
             let start = testNow.addingTimeInterval(24 * 3600)

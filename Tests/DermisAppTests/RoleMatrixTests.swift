@@ -59,6 +59,7 @@ extension AppTests {
             GET /my/appointments/:appointmentID/move                    patient
             POST /my/appointments/:appointmentID/move                   patient
             POST /my/appointments/:appointmentID/cancel                 patient
+            POST /my/appointments/:appointmentID/deposit                patient
             GET /my/care/:chartID                                       patient
             GET /my/waitlist                                            patient
             POST /my/waitlist                                           patient

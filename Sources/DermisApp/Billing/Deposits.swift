@@ -229,9 +229,10 @@ struct Deposits {
         return DepositPolicy(amount: amount, currency: currency, noticeHours: billing.noticeHours ?? 24)
     }
 
-    /// Whether this booking needs a deposit before it is confirmed: an online booking, at a clinic that takes them.
+    /// Whether this booking needs a deposit before it is confirmed: an online booking (the public page, or the
+    /// patient's own pages), at a clinic that takes them.
     func required(for appointment: Appointment) async throws -> DepositPolicy? {
-        guard appointment.source == "public" else { return nil }
+        guard ["public", RecordSource.patientPortal].contains(appointment.source) else { return nil }
         if let existing = try await deposit(of: appointment), let currency = Currency(existing.currency) {
             return DepositPolicy(amount: existing.amount, currency: currency, noticeHours: existing.noticeHours)
         }

@@ -23,6 +23,7 @@ struct PortalController: RouteCollection {
         appointment.get("move", use: moveForm).access(.patient)
         appointment.post("move", use: move).access(.patient)
         appointment.post("cancel", use: cancel).access(.patient)
+        appointment.post("deposit", use: payDeposit).access(.patient)
         my.get("care", ":chartID", use: care).access(.patient)
         my.on(.POST, "care", ":chartID", "check-ins", body: .collect(maxSize: PhotoService.maxBody), use: checkIn).access(.patient)
         my.get("progress", use: progress).access(.patient)
@@ -583,6 +584,11 @@ struct PortalController: RouteCollection {
         do {
             let start = try start(form, c)
             let scheduling = SchedulingService(req: req, clinicID: try c.clinic.requireID())
+            // A clinic that takes deposits holds the time until the deposit is paid, as on the public booking page: the
+            // patient goes on to its page (the policy, then the provider's checkout).
+            let deposit = try await Deposits(db: req.db, clinicID: try c.clinic.requireID(), provider: req.application.payments,
+                                             now: req.dermis.clock.now()).policy()
+            let token = deposit == nil ? nil : Secrets.token()
             // One booking at a time per patient: the checks (one next session, the interval) and the booking are one unit
             // of work under the patient's row lock, so two presses at once cannot both pass them.
             _ = try await req.audited(.create, objectType: "Appointment", patientID: c.patientID) {
@@ -594,9 +600,11 @@ struct PortalController: RouteCollection {
                 return try await scheduling.book(SchedulingService.Booking(
                     location: location, service: service, zones: try plan.plan.zones.map(\.zone), start: start, practitionerID: nil,
                     patientID: c.patientID, contactName: c.patient.fullName, contactEmail: c.patient.email ?? "", contactPhone: c.patient.phoneE164 ?? "",
-                    notes: "Booked by the patient on their own pages.", source: RecordSource.patientPortal, status: .booked, overrideReason: nil, seriesID: nil),
-                    by: nil)
+                    notes: "Booked by the patient on their own pages.", source: RecordSource.patientPortal, status: token == nil ? .booked : .pending,
+                    overrideReason: nil, seriesID: nil),
+                    by: nil, confirmTokenHash: token.map(Secrets.digest))
             }
+            if let token { return req.redirect(to: "/book/confirm/\(token)", redirectType: .normal) }
             return req.redirect(to: "/my?done=booked", redirectType: .normal)
         } catch let invalid as InvalidInput {
             return try await slotPage(req, c, moving: nil, errors: Self.patientWords(invalid, c), status: .unprocessableEntity)
@@ -678,6 +686,21 @@ struct PortalController: RouteCollection {
             // Changed at the clinic meanwhile (moved, cancelled): the page shows it as it is now.
             return try await renderHome(req, c, errors: [ErrorLine(field: "appointment", message: c.text("appointments.changedMeanwhile"))], status: .conflict)
         }
+    }
+
+    /// A time held for its deposit: back to its deposit page (a fresh link to it; the one before stops working).
+    func payDeposit(req: Request) async throws -> Response {
+        let c = try await Self.context(req)
+        let token = Secrets.token()
+        try await req.audited(.update, objectType: "Appointment", patientID: c.patientID) {
+            let a = try await ownAppointment(req, c)
+            guard a.appointmentStatus == .pending, (a.holdExpiresAt ?? .distantPast) > req.dermis.clock.now() else {
+                throw DomainError.conflict(c.text("appointments.notFound"))
+            }
+            try await ConditionalUpdate(Appointment.self, id: try a.requireID(), on: req.db).where(\.$status, .equal, AppointmentStatus.pending.rawValue)
+                .set(\.$confirmTokenHash, to: Secrets.digest(token)).run(orThrow: DomainError.conflict(c.text("appointments.notFound")))
+        }
+        return req.redirect(to: "/book/confirm/\(token)", redirectType: .normal)
     }
 
     func cancel(req: Request) async throws -> Response {
