@@ -313,10 +313,20 @@ extension AppTests {
                 let start = try #require(page.matches(of: /name="start" value="([^"]+)"/).last?.1, "a time later than now")
                 let location = try #require(try await Location.query(on: app.db).first()?.id?.uuidString)
                 let (status, _, headers) = try await portal.post(app, "/my/book", [("start", String(start)), ("location", location)], headers: patient)
-                let path = try #require(headers.first(name: .location))
-                #expect(status == .seeOther && path.hasPrefix("/book/confirm/"), "on to the deposit's page")
-                let held = try #require(try await Appointment.query(on: app.db).filter(\.$patient.$id == zoe.id!).first())
-                #expect(held.status == "pending" && held.source == RecordSource.patientPortal)
+                #expect(status == .seeOther && headers.first(name: .location)?.hasPrefix("/book/confirm/") == true, "on to the deposit's page")
+                let lapsing = try #require(try await Appointment.query(on: app.db).filter(\.$patient.$id == zoe.id!).first())
+                #expect(lapsing.status == "pending" && lapsing.source == RecordSource.patientPortal)
+                // Left unpaid, the hold lapses after 30 minutes and stops counting as her next session: she books again.
+                settings.manualClock.advance(by: 31 * 60)
+                #expect(!(try await portal.get(app, "/my", headers: patient).1.contains("deposit-\(lapsing.id!)")))
+                let (lapsedPress, _, lapsedTo) = try await portal.post(app, "/my/appointments/\(lapsing.id!)/deposit", [], headers: patient)
+                #expect(lapsedPress == .seeOther && lapsedTo.first(name: .location) == "/my")
+                // The same time, even: the lapsed hold neither holds it nor counts towards her series interval.
+                let (rebooked, rebookedPage, rebookedTo) = try await portal.post(app, "/my/book", [("start", String(start)), ("location", location)], headers: patient)
+                #expect(rebooked == .seeOther && rebookedTo.first(name: .location)?.hasPrefix("/book/confirm/") == true,
+                        "\(rebookedPage.components(separatedBy: "<main").last?.prefix(600) ?? "")")
+                let path = try #require(rebookedTo.first(name: .location))
+                let held = try #require(try await Appointment.query(on: app.db).filter(\.$patient.$id == zoe.id!).filter(\.$status == "pending").first())
                 // Her home page takes her back to it (a fresh link; the first one no longer works).
                 let home = try await portal.get(app, "/my", headers: patient).1
                 #expect(home.contains("deposit-\(held.id!)"))
@@ -325,10 +335,17 @@ extension AppTests {
                 #expect(again == .seeOther && fresh != path)
                 #expect(try await portal.get(app, path).0 == .notFound)
                 #expect(try await post(app, fresh + "/deposit").1.contains("https://pay.example/c/cs_test_1"))
+                // Paid; back from the provider (by the appointment, not a link) before its webhook: confirmed at once.
                 provider.pay("cs_test_1")
-                #expect(try await deliver(app, type: "checkout.session.completed", checkout: "cs_test_1", eventID: "evt_portal", at: settings.clock.now()).0 == .ok)
+                let back = try await portal.get(app, "/my/appointments/\(held.id!)/deposit/paid?paid=1", headers: patient)
+                #expect(back.0 == .seeOther && back.2.first(name: .location) == "/my?done=booked")
                 #expect(try await Appointment.find(held.id, on: app.db)?.status == "booked")
                 #expect(try await deposit(app, held).status == "held")
+                #expect(try await deliver(app, type: "checkout.session.completed", checkout: "cs_test_1", eventID: "evt_portal", at: settings.clock.now()).1
+                        .contains(#""acted":true"#), "the webhook after it changes nothing more")
+                #expect(try await Invoice.query(on: app.db).count() == 1)
+                let (confirmedPress, _, confirmedTo) = try await portal.post(app, "/my/appointments/\(held.id!)/deposit", [], headers: patient)
+                #expect(confirmedPress == .seeOther && confirmedTo.first(name: .location) == "/my", "a confirmed time goes home, not to a deposit page")
             }
         }
 

@@ -60,6 +60,7 @@ extension AppTests {
             POST /my/appointments/:appointmentID/move                   patient
             POST /my/appointments/:appointmentID/cancel                 patient
             POST /my/appointments/:appointmentID/deposit                patient
+            GET /my/appointments/:appointmentID/deposit/paid            patient
             GET /my/care/:chartID                                       patient
             GET /my/waitlist                                            patient
             POST /my/waitlist                                           patient

@@ -24,6 +24,7 @@ struct PortalController: RouteCollection {
         appointment.post("move", use: move).access(.patient)
         appointment.post("cancel", use: cancel).access(.patient)
         appointment.post("deposit", use: payDeposit).access(.patient)
+        appointment.get("deposit", "paid", use: depositPaid).access(.patient)
         my.get("care", ":chartID", use: care).access(.patient)
         my.on(.POST, "care", ":chartID", "check-ins", body: .collect(maxSize: PhotoService.maxBody), use: checkIn).access(.patient)
         my.get("progress", use: progress).access(.patient)
@@ -162,12 +163,21 @@ struct PortalController: RouteCollection {
         }
     }
 
+    /// Booked, or held and the hold not yet lapsed (a lapsed hold is only marked expired by the next booking write).
+    static func live(_ query: QueryBuilder<Appointment>, at now: Date) -> QueryBuilder<Appointment> {
+        query.group(.or) { either in
+            either.filter(\.$status == AppointmentStatus.booked.rawValue)
+            either.group(.and) { held in
+                held.filter(\.$status == AppointmentStatus.pending.rawValue).filter(\.$holdExpiresAt, .greaterThan, Optional(now))
+            }
+        }
+    }
+
     /// Upcoming appointments, soonest first, each saying whether the patient may still move or cancel it themselves.
     private func appointments(_ req: Request, _ c: Context) async throws -> [AppointmentRow] {
         let now = req.dermis.clock.now()
-        let upcoming = try await Appointment.query(on: req.db).filter(\.$patient.$id == c.patientID).filter(\.$clinic.$id == c.clinic.requireID())
-            .filter(\.$startsAt > now).filter(\.$status ~~ [AppointmentStatus.booked.rawValue, AppointmentStatus.pending.rawValue])
-            .sort(\.$startsAt).all()
+        let upcoming = try await Self.live(Appointment.query(on: req.db).filter(\.$patient.$id == c.patientID).filter(\.$clinic.$id == c.clinic.requireID())
+            .filter(\.$startsAt > now), at: now).sort(\.$startsAt).all()
         guard !upcoming.isEmpty else { return [] }
         let locations = try await Location.query(on: req.db).filter(\.$id ~~ Set(upcoming.map(\.$location.id))).all()
         let services = try await Service.query(on: req.db).filter(\.$id ~~ Set(upcoming.map(\.$service.id))).all()
@@ -465,9 +475,8 @@ struct PortalController: RouteCollection {
         guard let plan = latest else { return .no(c.text("book.noPlan")) }
         let now = req.dermis.clock.now()
         let services = try await SchedulingService(req: req, clinicID: c.clinic.requireID()).services().filter(\.isTreatment)
-        if let next = try await Appointment.query(on: req.db).filter(\.$patient.$id == c.patientID).filter(\.$startsAt > now)
-            .filter(\.$service.$id ~~ services.compactMap(\.id))
-            .filter(\.$status ~~ [AppointmentStatus.booked.rawValue, AppointmentStatus.pending.rawValue]).sort(\.$startsAt).first() {
+        if let next = try await Self.live(Appointment.query(on: req.db).filter(\.$patient.$id == c.patientID).filter(\.$startsAt > now)
+            .filter(\.$service.$id ~~ services.compactMap(\.id)), at: now).sort(\.$startsAt).first() {
             let zone = try await Location.find(next.$location.id, on: req.db)?.zone ?? c.zone
             return .no(c.text("book.alreadyBooked", ["when": LocalTime.words(next.startsAt, in: zone)]))
         }
@@ -692,15 +701,43 @@ struct PortalController: RouteCollection {
     func payDeposit(req: Request) async throws -> Response {
         let c = try await Self.context(req)
         let token = Secrets.token()
-        try await req.audited(.update, objectType: "Appointment", patientID: c.patientID) {
-            let a = try await ownAppointment(req, c)
-            guard a.appointmentStatus == .pending, (a.holdExpiresAt ?? .distantPast) > req.dermis.clock.now() else {
-                throw DomainError.conflict(c.text("appointments.notFound"))
+        do {
+            try await req.audited(.update, objectType: "Appointment", patientID: c.patientID) {
+                let a = try await ownAppointment(req, c)
+                guard a.appointmentStatus == .pending, a.source == RecordSource.patientPortal,
+                      (a.holdExpiresAt ?? .distantPast) > req.dermis.clock.now() else {
+                    throw DomainError.conflict("no longer held")
+                }
+                try await ConditionalUpdate(Appointment.self, id: try a.requireID(), on: req.db).where(\.$status, .equal, AppointmentStatus.pending.rawValue)
+                    .set(\.$confirmTokenHash, to: Secrets.digest(token)).run(orThrow: DomainError.conflict("no longer held"))
             }
-            try await ConditionalUpdate(Appointment.self, id: try a.requireID(), on: req.db).where(\.$status, .equal, AppointmentStatus.pending.rawValue)
-                .set(\.$confirmTokenHash, to: Secrets.digest(token)).run(orThrow: DomainError.conflict(c.text("appointments.notFound")))
+        } catch DomainError.conflict {
+            // Confirmed or lapsed meanwhile: the home page says where it stands.
+            return req.redirect(to: "/my", redirectType: .normal)
         }
         return req.redirect(to: "/book/confirm/\(token)", redirectType: .normal)
+    }
+
+    /// Where the provider sends the patient back after paying a deposit for a time booked here: the payment is asked
+    /// of the provider at once (the webhook may come later), then home. It names the appointment, never a link token, so
+    /// a fresh link asked for meanwhile does not strand the patient.
+    func depositPaid(req: Request) async throws -> Response {
+        let c = try await Self.context(req)
+        let a = try await req.audited(.read, objectType: "Appointment", patientID: c.patientID) { try await ownAppointment(req, c) }
+        let deposits = Deposits(db: req.db, clinicID: try c.clinic.requireID(), provider: req.application.payments, now: req.dermis.clock.now())
+        if a.appointmentStatus == .pending, let provider = req.application.payments, let deposit = try await deposits.deposit(of: a),
+           deposit.depositStatus == .awaitingPayment, let checkout = deposit.checkoutID,
+           let session = try? await provider.checkout(checkout), session.isPaid {
+            do {
+                try await req.audited(.update, objectType: "Deposit", objectID: deposit.id?.uuidString, patientID: c.patientID) {
+                    _ = try await deposits.paid(session, req: req)
+                }
+            } catch DomainError.conflict {
+                // The webhook recorded it a moment before.
+            }
+        }
+        let now = try await Appointment.find(a.id, on: req.db)
+        return req.redirect(to: now?.appointmentStatus == .booked ? "/my?done=booked" : "/my", redirectType: .normal)
     }
 
     func cancel(req: Request) async throws -> Response {

@@ -354,7 +354,9 @@ struct PublicBookingController: RouteCollection {
             return try await renderConfirm(req, appointment, status: .conflict, problem: lapsed ? nil : "This booking needs no deposit.")
         }
         let service = try await Service.require(appointment.$service.id, on: req.db)
-        let returnURL = PortalSignInController.linkBase(req) + "/book/confirm/\(token)"
+        // A time booked on the patient's own pages returns there (by the appointment, which a fresh link never changes).
+        let returnURL = PortalSignInController.linkBase(req)
+            + (appointment.source == RecordSource.patientPortal ? "/my/appointments/\(try appointment.requireID())/deposit/paid" : "/book/confirm/\(token)")
         do {
             // No unit of work around it: the provider is asked over the network, and nothing may wait on that.
             let url = try await deposits.checkout(for: appointment, policy: policy, returnURL: returnURL,

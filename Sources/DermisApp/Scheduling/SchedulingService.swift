@@ -171,6 +171,8 @@ struct SchedulingService {
         for booked in try await Appointment.query(on: db).filter(\.$clinic.$id == clinicID).filter(\.$patient.$id == patientID)
             .filter(\.$service.$id ~~ treatments)
             .filter(\.$status ~~ AppointmentStatus.holding.map(\.rawValue)).all() where booked.id != ignoring {
+            // A hold that lapsed unconfirmed (not yet marked expired) holds nothing, the interval included.
+            if booked.appointmentStatus == .pending && (booked.holdExpiresAt ?? .distantFuture) <= now { continue }
             note(booked.zoneList, CalendarDate(booked.startsAt, in: zone))
         }
         let plan = try await TreatmentPlanRecord.query(on: db).filter(\.$patient.$id == patientID).sort(\.$version, .descending).first()
