@@ -145,11 +145,13 @@ struct PatientPagesController: RouteCollection {
             try await PatientRegistry(db: req.db, clinicID: staff.clinicID).find(id)
         }
         let devices = try await PortalSessions.liveCount(patientID: id, at: req.dermis.clock.now(), on: req.db)
+        // The packages bought (most patients have none: then no more is read).
         let packages = try await Packages(db: req.db, clinicID: staff.clinicID, now: req.dermis.clock.now()).standings(patientID: id)
         return try await req.view.render("patient", ShowPage(page: try await PageHeader(req, title: patient.familyName),
                                                              patient: PatientRow(patient), saved: (try? req.query.get(String.self, at: "saved")) != nil,
                                                              portalDevices: devices,
-                                                             packages: BillingController.packageLines(packages, today: req.today(in: try await req.clinic()))))
+                                                             packages: packages.isEmpty ? []
+                                                                : BillingController.packageLines(packages, today: req.today(in: try await req.clinic()))))
     }
 
     func editForm(req: Request) async throws -> View {
